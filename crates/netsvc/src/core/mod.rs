@@ -1,0 +1,448 @@
+//! The state of one runtime, and the only code that changes it.
+//!
+//! [`Core`] lives behind a single mutex in the runtime. Every change to the registry, to a
+//! publisher's subscriptions or cache, and every report fan-out happens inside one critical
+//! section, which is what makes the ordering promises hold: a subscriber's snapshot (current
+//! services, or cached reports) and the changes after it are produced under the same lock, so
+//! there is no gap and no duplicate between them. Consumers are reached through bounded,
+//! non-blocking queues, so the lock is never held across an `.await` and never waits for a
+//! slow consumer.
+
+mod publisher;
+mod registry;
+mod watchers;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use netsvc_proto::Pattern;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use crate::announce::{Announcement, AnnouncementKind, RegistryScope, WithdrawReason};
+use crate::binding::Binding;
+use crate::queue::{EventReceiver, ReportQueue};
+use crate::report::{ReportEvent, SubscriptionEvent};
+use crate::service::ServiceShared;
+
+pub(crate) use publisher::{Delivery, PublisherState};
+pub(crate) use registry::RegistryState;
+pub(crate) use watchers::Watchers;
+
+/// One local service, visible or not.
+pub(crate) struct LocalService {
+    pub(crate) shared: Arc<ServiceShared>,
+    pub(crate) publisher: PublisherState,
+    pub(crate) visible: bool,
+    /// Groups joined while hidden, applied when the service is announced.
+    pub(crate) hidden_groups: Vec<Arc<str>>,
+}
+
+/// What a report monitor subscribes to.
+#[derive(Debug, Clone)]
+pub(crate) enum MonitorTarget {
+    /// Every service of that name, now or later.
+    Name(Arc<str>),
+    /// The service at that address, whenever it is visible.
+    Address(Arc<str>),
+}
+
+impl MonitorTarget {
+    /// The name or address, as monitors are indexed. Names and addresses cannot collide:
+    /// only addresses contain `!`.
+    fn key(&self) -> &Arc<str> {
+        match self {
+            Self::Name(key) | Self::Address(key) => key,
+        }
+    }
+}
+
+/// The subscriber side of one report subscription.
+pub(crate) struct Monitor {
+    pub(crate) subscriber: Binding,
+    pub(crate) target: MonitorTarget,
+    pub(crate) pattern: Pattern,
+    pub(crate) queue: Arc<ReportQueue>,
+    /// Addresses of the publishers this monitor is subscribed to.
+    pub(crate) publishers: Vec<Arc<str>>,
+}
+
+/// How a caller reaches the target of a request.
+pub(crate) enum Route {
+    Local {
+        service: Arc<ServiceShared>,
+        liveness: watch::Receiver<()>,
+    },
+}
+
+/// The whole mutable state of one runtime.
+#[derive(Default)]
+pub(crate) struct Core {
+    pub(crate) registry: RegistryState,
+    pub(crate) locals: HashMap<Arc<str>, LocalService>,
+    monitors: HashMap<u64, Monitor>,
+    monitors_by_target: HashMap<Arc<str>, Vec<u64>>,
+    monitors_by_subscriber: HashMap<Arc<str>, Vec<u64>>,
+    /// Subscriber address → (publisher address, subscription id) of its subscriptions on
+    /// local publishers, so that a subscriber's disappearance can withdraw them all.
+    subscriptions_by_subscriber: HashMap<Arc<str>, Vec<(Arc<str>, u64)>>,
+    watchers: Watchers,
+    next_id: u64,
+    /// When the expiry sweeper will next wake, if it is waiting for a deadline.
+    next_sweep: Option<Instant>,
+}
+
+impl Core {
+    pub(crate) fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    // ----- services -------------------------------------------------------------------
+
+    /// Adds a new local service; announces it unless it is hidden.
+    pub(crate) fn add_local(&mut self, shared: Arc<ServiceShared>, visible: bool, now: Instant) {
+        let binding = shared.binding.clone();
+        self.locals.insert(
+            binding.address_arc().clone(),
+            LocalService {
+                shared,
+                publisher: PublisherState::default(),
+                visible: false,
+                hidden_groups: Vec::new(),
+            },
+        );
+        if visible {
+            self.announce(&binding, now);
+        }
+    }
+
+    /// Makes a hidden local service visible. Does nothing if it already is.
+    pub(crate) fn announce(&mut self, binding: &Binding, now: Instant) {
+        let Some(local) = self.locals.get_mut(binding.address()) else {
+            return;
+        };
+        if local.visible {
+            return;
+        }
+        local.visible = true;
+        let groups = std::mem::take(&mut local.hidden_groups);
+        self.add_binding(binding.clone(), groups, now);
+    }
+
+    /// Removes a local service for good: announcements, subscriptions, cache, pending calls.
+    pub(crate) fn withdraw_local(&mut self, address: &str, reason: WithdrawReason) {
+        let Some(local) = self.locals.remove(address) else {
+            return;
+        };
+        if local.visible {
+            self.remove_binding(address, reason);
+        } else {
+            self.drop_subscriber(address);
+        }
+        // Its subscribers learn of the withdrawal through the registry (above); what remains
+        // of its publisher state goes with it.
+        drop(local.publisher);
+        local.shared.end();
+    }
+
+    pub(crate) fn join_group(&mut self, binding: &Binding, group: Arc<str>) {
+        let Some(local) = self.locals.get_mut(binding.address()) else {
+            return;
+        };
+        if local.visible {
+            self.registry_join(binding.address(), group);
+        } else if !local.hidden_groups.contains(&group) {
+            local.hidden_groups.push(group);
+        }
+    }
+
+    pub(crate) fn leave_group(&mut self, binding: &Binding, group: &str) {
+        let Some(local) = self.locals.get_mut(binding.address()) else {
+            return;
+        };
+        if local.visible {
+            self.registry_leave(binding.address(), group);
+        } else {
+            local.hidden_groups.retain(|g| &**g != group);
+        }
+    }
+
+    /// Finds how to reach a service for a request.
+    pub(crate) fn route(&self, address: &str) -> Option<Route> {
+        let local = self.locals.get(address)?;
+        Some(Route::Local {
+            service: local.shared.clone(),
+            liveness: local.shared.liveness(),
+        })
+    }
+
+    /// The address of the first visible service with that name.
+    pub(crate) fn first_named(&self, name: &str) -> Option<Arc<str>> {
+        self.registry.first_named(name)
+    }
+
+    // ----- registry changes --------------------------------------------------------------
+
+    /// Adds a binding to the registry, announces it and its groups, and subscribes the
+    /// monitors waiting for it.
+    fn add_binding(&mut self, binding: Binding, groups: Vec<Arc<str>>, now: Instant) {
+        if !self.registry.insert(binding.clone()) {
+            return;
+        }
+        self.watchers.emit(&Announcement::new(
+            binding.clone(),
+            AnnouncementKind::Available,
+        ));
+        for group in groups {
+            self.registry_join(binding.address(), group);
+        }
+        let waiting: Vec<u64> = [binding.name_arc(), binding.address_arc()]
+            .into_iter()
+            .flat_map(|key| {
+                self.monitors_by_target
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        for id in waiting {
+            self.subscribe_to(id, &binding, now);
+        }
+    }
+
+    /// Removes a binding: group-left for each group, then withdrawn; its subscribers and the
+    /// publishers it subscribed to are told.
+    fn remove_binding(&mut self, address: &str, reason: WithdrawReason) {
+        let Some(entry) = self.registry.get(address) else {
+            return;
+        };
+        let binding = entry.binding.clone();
+        let groups = entry.groups.clone();
+        for group in groups.iter().rev() {
+            self.registry_leave(address, group);
+        }
+        self.registry.remove(address);
+        self.watchers.emit(&Announcement::new(
+            binding.clone(),
+            AnnouncementKind::Withdrawn(reason),
+        ));
+        // Monitors subscribed to it as a publisher.
+        let targets = [binding.name_arc(), binding.address_arc()];
+        let ids: Vec<u64> = targets
+            .into_iter()
+            .flat_map(|key| {
+                self.monitors_by_target
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        for id in ids {
+            if let Some(monitor) = self.monitors.get_mut(&id) {
+                if let Some(pos) = monitor.publishers.iter().position(|p| &**p == address) {
+                    monitor.publishers.remove(pos);
+                    monitor
+                        .queue
+                        .push(ReportEvent::PublisherWithdrawn(binding.clone()));
+                }
+            }
+        }
+        self.drop_subscriber(address);
+    }
+
+    fn registry_join(&mut self, address: &str, group: Arc<str>) {
+        if let Some(binding) = self.registry.join(address, group.clone()) {
+            self.watchers.emit(&Announcement::new(
+                binding,
+                AnnouncementKind::GroupJoined(group),
+            ));
+        }
+    }
+
+    fn registry_leave(&mut self, address: &str, group: &str) {
+        if let Some((binding, group)) = self.registry.leave(address, group) {
+            self.watchers.emit(&Announcement::new(
+                binding,
+                AnnouncementKind::GroupLeft(group),
+            ));
+        }
+    }
+
+    // ----- registry watches -----------------------------------------------------------------
+
+    /// Starts a registry watch: the current matches are queued first, then every change.
+    /// Also returns whether the snapshot was empty.
+    pub(crate) fn watch(
+        &mut self,
+        scope: RegistryScope,
+        capacity: usize,
+    ) -> (u64, EventReceiver<Announcement>, bool) {
+        let snapshot = self.registry.snapshot(&scope);
+        let empty = snapshot.is_empty();
+        let id = self.next_id();
+        let rx = self.watchers.add(id, scope, snapshot, capacity);
+        (id, rx, empty)
+    }
+
+    pub(crate) fn unwatch(&mut self, id: u64) {
+        self.watchers.remove(id);
+    }
+
+    // ----- reports: subscriber side -------------------------------------------------------
+
+    /// Registers a report monitor and subscribes it to every matching visible publisher.
+    pub(crate) fn add_monitor(&mut self, monitor: Monitor, now: Instant) -> u64 {
+        let id = self.next_id();
+        let key = monitor.target.key().clone();
+        let publishers: Vec<Binding> = match &monitor.target {
+            MonitorTarget::Name(name) => self.registry.lookup_name(name),
+            MonitorTarget::Address(address) => {
+                self.registry.lookup_address(address).into_iter().collect()
+            }
+        };
+        self.monitors_by_target.entry(key).or_default().push(id);
+        self.monitors_by_subscriber
+            .entry(monitor.subscriber.address_arc().clone())
+            .or_default()
+            .push(id);
+        self.monitors.insert(id, monitor);
+        for publisher in publishers {
+            self.subscribe_to(id, &publisher, now);
+        }
+        id
+    }
+
+    /// Subscribes monitor `id` to one publisher: the publisher records the subscription and
+    /// the monitor gets the publisher's notification, its matching cached reports, and from
+    /// then on its live reports.
+    fn subscribe_to(&mut self, id: u64, publisher: &Binding, now: Instant) {
+        let Some(monitor) = self.monitors.get_mut(&id) else {
+            return;
+        };
+        if monitor.publishers.contains(publisher.address_arc()) {
+            return;
+        }
+        let Some(local) = self.locals.get_mut(publisher.address()) else {
+            return;
+        };
+        monitor.publishers.push(publisher.address_arc().clone());
+        monitor
+            .queue
+            .push(ReportEvent::PublisherAvailable(publisher.clone()));
+        local.publisher.subscribe(
+            id,
+            publisher,
+            monitor.subscriber.clone(),
+            monitor.pattern.clone(),
+            Delivery::Local(monitor.queue.clone()),
+            now,
+        );
+        self.subscriptions_by_subscriber
+            .entry(monitor.subscriber.address_arc().clone())
+            .or_default()
+            .push((publisher.address_arc().clone(), id));
+    }
+
+    /// Ends a report monitor: its publishers see the subscription withdrawn.
+    pub(crate) fn unsubscribe(&mut self, id: u64) {
+        let Some(monitor) = self.monitors.remove(&id) else {
+            return;
+        };
+        remove_from(&mut self.monitors_by_target, monitor.target.key(), &id);
+        remove_from(
+            &mut self.monitors_by_subscriber,
+            monitor.subscriber.address_arc(),
+            &id,
+        );
+        for publisher in &monitor.publishers {
+            if let Some(local) = self.locals.get_mut(publisher) {
+                local.publisher.unsubscribe(id);
+            }
+            remove_from(
+                &mut self.subscriptions_by_subscriber,
+                monitor.subscriber.address_arc(),
+                &(publisher.clone(), id),
+            );
+        }
+        monitor.queue.close();
+    }
+
+    /// A service stopped existing as a subscriber: end its monitors and withdraw its
+    /// subscriptions from every publisher.
+    fn drop_subscriber(&mut self, address: &str) {
+        for id in self
+            .monitors_by_subscriber
+            .get(address)
+            .cloned()
+            .unwrap_or_default()
+        {
+            self.unsubscribe(id);
+        }
+        for (publisher, id) in self
+            .subscriptions_by_subscriber
+            .remove(address)
+            .unwrap_or_default()
+        {
+            if let Some(local) = self.locals.get_mut(&publisher) {
+                local.publisher.unsubscribe(id);
+            }
+        }
+    }
+
+    // ----- reports: publisher side -----------------------------------------------------------
+
+    pub(crate) fn publisher(&mut self, address: &str) -> Option<&mut PublisherState> {
+        self.locals.get_mut(address).map(|l| &mut l.publisher)
+    }
+
+    /// Starts a publisher's watch on its subscriptions.
+    pub(crate) fn watch_subscriptions(
+        &mut self,
+        address: &str,
+        capacity: usize,
+    ) -> Option<EventReceiver<SubscriptionEvent>> {
+        self.publisher(address)
+            .map(|p| p.watch_subscriptions(capacity))
+    }
+
+    /// Drops expired cached reports of every publisher; returns (and remembers) the next
+    /// expiry, if any.
+    pub(crate) fn purge_expired(&mut self, now: Instant) -> Option<Instant> {
+        self.next_sweep = self
+            .locals
+            .values_mut()
+            .filter_map(|l| l.publisher.purge_expired(now))
+            .min();
+        self.next_sweep
+    }
+
+    /// Makes sure the sweeper wakes by `at` to purge a report expiring then.
+    pub(crate) fn schedule_sweep(&mut self, at: Instant, sweeper: &Notify) {
+        if self.next_sweep.is_none_or(|next| at < next) {
+            self.next_sweep = Some(at);
+            sweeper.notify_one();
+        }
+    }
+
+    /// Withdraws every local service (the runtime is shutting down).
+    pub(crate) fn withdraw_all(&mut self, reason: WithdrawReason) {
+        let addresses: Vec<Arc<str>> = self.locals.keys().cloned().collect();
+        for address in addresses {
+            self.withdraw_local(&address, reason);
+        }
+    }
+}
+
+fn remove_from<K, V>(map: &mut HashMap<K, Vec<V>>, key: &K, value: &V)
+where
+    K: std::hash::Hash + Eq,
+    V: PartialEq,
+{
+    if let Some(list) = map.get_mut(key) {
+        list.retain(|v| v != value);
+        if list.is_empty() {
+            map.remove(key);
+        }
+    }
+}

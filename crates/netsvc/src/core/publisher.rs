@@ -1,0 +1,270 @@
+//! One local publisher: its subscribers, indexed by pattern, and its report cache.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use netsvc_proto::{Pattern, PatternIndex};
+use tokio::time::Instant;
+
+use crate::binding::Binding;
+use crate::payload::Payload;
+use crate::queue::{EventReceiver, EventSender, ReportQueue, event_queue};
+use crate::report::{Lifetime, Report, ReportEvent, SubscriptionEvent, SubscriptionStatus};
+
+/// Where a subscription's reports go.
+pub(crate) enum Delivery {
+    /// Straight into a monitor's queue in this runtime.
+    Local(Arc<ReportQueue>),
+}
+
+impl Delivery {
+    fn deliver(&self, report: Report) {
+        match self {
+            Self::Local(queue) => queue.push(ReportEvent::Report(report)),
+        }
+    }
+}
+
+struct Subscription {
+    subscriber: Binding,
+    pattern: Arc<Pattern>,
+    delivery: Delivery,
+}
+
+struct Cached {
+    payload: Payload,
+    posted: Instant,
+    expires: Option<Instant>,
+}
+
+/// The publisher side of reports for one local service.
+#[derive(Default)]
+pub(crate) struct PublisherState {
+    cache: HashMap<Arc<str>, Cached>,
+    /// Expiry instant → subjects, so expiry is exact and purging never scans the cache.
+    expiries: BTreeMap<(Instant, Arc<str>), ()>,
+    index: PatternIndex<u64>,
+    subscriptions: HashMap<u64, Subscription>,
+    watchers: Vec<EventSender<SubscriptionEvent>>,
+}
+
+impl PublisherState {
+    /// Records a subscription and delivers the matching cached reports to it.
+    pub(crate) fn subscribe(
+        &mut self,
+        id: u64,
+        publisher: &Binding,
+        subscriber: Binding,
+        pattern: Pattern,
+        delivery: Delivery,
+        now: Instant,
+    ) {
+        let pattern = Arc::new(pattern);
+        let mut cached: Vec<(&Arc<str>, &Cached)> = self
+            .cache
+            .iter()
+            .filter(|(subject, c)| live(c, now) && pattern.matches(subject))
+            .collect();
+        cached.sort_by(|a, b| a.0.cmp(b.0));
+        for (subject, c) in cached {
+            delivery.deliver(Report::new(
+                publisher.clone(),
+                subject.clone(),
+                c.payload.clone(),
+                Some(pattern.clone()),
+                false,
+            ));
+        }
+        self.index.insert(&pattern, id);
+        self.notify(&subscriber, &pattern, SubscriptionStatus::Requested);
+        self.subscriptions.insert(
+            id,
+            Subscription {
+                subscriber,
+                pattern,
+                delivery,
+            },
+        );
+    }
+
+    pub(crate) fn unsubscribe(&mut self, id: u64) {
+        if let Some(sub) = self.subscriptions.remove(&id) {
+            self.index.remove(&sub.pattern, &id);
+            self.notify(&sub.subscriber, &sub.pattern, SubscriptionStatus::Withdrawn);
+        }
+    }
+
+    fn notify(&mut self, subscriber: &Binding, pattern: &Pattern, status: SubscriptionStatus) {
+        if self.watchers.is_empty() {
+            return;
+        }
+        let event = SubscriptionEvent {
+            subscriber: subscriber.clone(),
+            pattern: pattern.clone(),
+            status,
+        };
+        self.watchers.retain(|w| w.send(event.clone()));
+    }
+
+    pub(crate) fn watch_subscriptions(
+        &mut self,
+        capacity: usize,
+    ) -> EventReceiver<SubscriptionEvent> {
+        let mut current: Vec<(&u64, &Subscription)> = self.subscriptions.iter().collect();
+        current.sort_by_key(|(id, _)| **id);
+        let (tx, rx) = event_queue(capacity + current.len());
+        for (_, sub) in current {
+            tx.send(SubscriptionEvent {
+                subscriber: sub.subscriber.clone(),
+                pattern: (*sub.pattern).clone(),
+                status: SubscriptionStatus::Requested,
+            });
+        }
+        self.watchers.push(tx);
+        rx
+    }
+
+    /// Caches (or uncaches) the report per its lifetime and delivers it to every matching
+    /// subscription, once per matching pattern. Returns the number of deliveries and the
+    /// report's expiry, if it has one.
+    pub(crate) fn publish(
+        &mut self,
+        publisher: &Binding,
+        subject: Arc<str>,
+        payload: Payload,
+        lifetime: Lifetime,
+        now: Instant,
+    ) -> (usize, Option<Instant>) {
+        if let Some(old) = self.cache.remove(&subject) {
+            if let Some(at) = old.expires {
+                self.expiries.remove(&(at, subject.clone()));
+            }
+        }
+        let expires = match lifetime {
+            Lifetime::None => None,
+            Lifetime::For(d) => Some(now + d),
+            Lifetime::Forever => None,
+        };
+        if lifetime != Lifetime::None {
+            if let Some(at) = expires {
+                self.expiries.insert((at, subject.clone()), ());
+            }
+            self.cache.insert(
+                subject.clone(),
+                Cached {
+                    payload: payload.clone(),
+                    posted: now,
+                    expires,
+                },
+            );
+        }
+        let mut delivered = 0;
+        let subscriptions = &self.subscriptions;
+        self.index.for_each_match(&subject, |_, id| {
+            if let Some(sub) = subscriptions.get(id) {
+                sub.delivery.deliver(Report::new(
+                    publisher.clone(),
+                    subject.clone(),
+                    payload.clone(),
+                    Some(sub.pattern.clone()),
+                    false,
+                ));
+                delivered += 1;
+            }
+        });
+        (delivered, expires)
+    }
+
+    /// Sends a report to one subscriber only, never cached: once per subscription of that
+    /// subscriber whose pattern matches, or once without a pattern if none does. Returns
+    /// `None` if the subscriber holds no subscription here.
+    pub(crate) fn send_to(
+        &self,
+        publisher: &Binding,
+        subscriber: &str,
+        subject: Arc<str>,
+        payload: Payload,
+    ) -> Option<usize> {
+        let mut theirs: Vec<(&u64, &Subscription)> = self
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| s.subscriber.address() == subscriber)
+            .collect();
+        theirs.sort_by_key(|(id, _)| **id);
+        let first = theirs.first()?.1;
+        let matching: Vec<&Subscription> = theirs
+            .iter()
+            .map(|(_, s)| *s)
+            .filter(|s| s.pattern.matches(&subject))
+            .collect();
+        if matching.is_empty() {
+            first
+                .delivery
+                .deliver(Report::new(publisher.clone(), subject, payload, None, true));
+            return Some(1);
+        }
+        for sub in &matching {
+            sub.delivery.deliver(Report::new(
+                publisher.clone(),
+                subject.clone(),
+                payload.clone(),
+                Some(sub.pattern.clone()),
+                true,
+            ));
+        }
+        Some(matching.len())
+    }
+
+    /// Drops cached reports whose subject matches `pattern` and that were posted more than
+    /// `age` ago. Returns how many were dropped.
+    pub(crate) fn expire(&mut self, pattern: &Pattern, age: Duration, now: Instant) -> usize {
+        let doomed: Vec<Arc<str>> = self
+            .cache
+            .iter()
+            .filter(|(subject, c)| {
+                pattern.matches(subject) && now.saturating_duration_since(c.posted) >= age
+            })
+            .map(|(s, _)| s.clone())
+            .collect();
+        for subject in &doomed {
+            if let Some(c) = self.cache.remove(subject) {
+                if let Some(at) = c.expires {
+                    self.expiries.remove(&(at, subject.clone()));
+                }
+            }
+        }
+        doomed.len()
+    }
+
+    /// Drops every cached report whose lifetime has run out; returns the next expiry.
+    pub(crate) fn purge_expired(&mut self, now: Instant) -> Option<Instant> {
+        while let Some(((at, _), ())) = self.expiries.first_key_value() {
+            if *at > now {
+                return Some(*at);
+            }
+            if let Some(((_, subject), ())) = self.expiries.pop_first() {
+                self.cache.remove(&subject);
+            }
+        }
+        None
+    }
+
+    /// The subjects currently cached and not expired, sorted.
+    pub(crate) fn cached_subjects(&self, now: Instant) -> Vec<Arc<str>> {
+        let mut subjects: Vec<Arc<str>> = self
+            .cache
+            .iter()
+            .filter(|(_, c)| live(c, now))
+            .map(|(s, _)| s.clone())
+            .collect();
+        subjects.sort();
+        subjects
+    }
+}
+
+/// A cached report is live until the instant it expires (exclusive): exact expiry even
+/// before the purge has run.
+fn live(cached: &Cached, now: Instant) -> bool {
+    cached.expires.is_none_or(|at| now < at)
+}

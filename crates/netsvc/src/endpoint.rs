@@ -1,0 +1,194 @@
+//! Endpoints: the caller's side of requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use netsvc_proto::value::{self, Value};
+use tokio::sync::oneshot;
+
+use crate::binding::Binding;
+use crate::core::Route;
+use crate::failure::{Failure, codes};
+use crate::payload::check_depth;
+use crate::runtime::RuntimeShared;
+use crate::service::{Request, ServiceHandle};
+
+/// Which service an endpoint or a report subscription addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Any service of this name (for requests: the first one in the registry).
+    Name(Arc<str>),
+    /// This one service.
+    Binding(Binding),
+}
+
+impl From<&str> for Target {
+    fn from(name: &str) -> Self {
+        Self::Name(name.into())
+    }
+}
+
+impl From<String> for Target {
+    fn from(name: String) -> Self {
+        Self::Name(name.into())
+    }
+}
+
+impl From<Binding> for Target {
+    fn from(binding: Binding) -> Self {
+        Self::Binding(binding)
+    }
+}
+
+impl From<&Binding> for Target {
+    fn from(binding: &Binding) -> Self {
+        Self::Binding(binding.clone())
+    }
+}
+
+/// The caller's handle on a service: call its methods.
+///
+/// Every call ends, in a value or a [`Failure`]: 46 if there is no such service, 55/56/57
+/// from the service, 57 at once if the service is withdrawn before it responds, 47 when
+/// the timeout passes. Any number of calls may be in flight at once.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use netsvc::{Runtime, codes};
+/// let rt = Runtime::new();
+/// let missing = rt.endpoint("missing");
+/// assert!(!missing.is_available());
+/// let failure = missing.call("anything", vec![]).await.unwrap_err();
+/// assert_eq!(failure.error, codes::SERVICE_UNAVAILABLE);
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    runtime: Arc<RuntimeShared>,
+    target: Target,
+    sender: Option<Binding>,
+    timeout: Option<Duration>,
+}
+
+impl Endpoint {
+    pub(crate) fn new(
+        runtime: Arc<RuntimeShared>,
+        target: Target,
+        sender: Option<Binding>,
+    ) -> Self {
+        let timeout = runtime.config.request_timeout;
+        Self {
+            runtime,
+            target,
+            sender,
+            timeout,
+        }
+    }
+
+    /// What the endpoint addresses.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Sets the timeout of later calls (`None`: wait as long as the service exists). The
+    /// default is the runtime's [`request_timeout`](crate::RuntimeConfig::request_timeout).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The service a call would go to now, if any.
+    pub fn binding(&self) -> Option<Binding> {
+        let core = self.runtime.core.lock();
+        match &self.target {
+            Target::Name(name) => core
+                .first_named(name)
+                .and_then(|a| core.registry.lookup_address(&a)),
+            Target::Binding(b) => core.route(b.address()).map(|_| b.clone()),
+        }
+    }
+
+    /// Whether a call would find a service now (the original's proxy truthiness).
+    pub fn is_available(&self) -> bool {
+        self.binding().is_some()
+    }
+
+    /// Calls `method` with `args`, with the endpoint's timeout.
+    pub async fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, Failure> {
+        self.call_with_timeout(method, args, self.timeout).await
+    }
+
+    /// Calls `method` and decodes the result into `T` (failure 44 if it does not fit).
+    pub async fn call_as<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+    ) -> Result<T, Failure> {
+        let result = self.call(method, args).await?;
+        value::from_value(result)
+            .map_err(|e| Failure::netsvc(codes::RESPONSE_DECODING_ERROR, e.to_string()))
+    }
+
+    /// Calls `method` with `args` and this timeout (`None`: no timeout).
+    pub async fn call_with_timeout(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        timeout: Option<Duration>,
+    ) -> Result<Value, Failure> {
+        let call = self.start(method, args);
+        match timeout {
+            None => call.await,
+            Some(limit) => tokio::time::timeout(limit, call)
+                .await
+                .unwrap_or_else(|_| Err(Failure::timeout(limit))),
+        }
+    }
+
+    async fn start(&self, method: &str, args: Vec<Value>) -> Result<Value, Failure> {
+        let rt = &self.runtime;
+        for arg in &args {
+            check_depth(arg, rt.config.value_limits.max_depth)
+                .map_err(|e| Failure::netsvc(42, e.to_string()))?;
+        }
+        let route = {
+            let core = rt.core.lock();
+            match &self.target {
+                Target::Name(name) => {
+                    let address = core.first_named(name).ok_or_else(|| {
+                        Failure::service_unavailable(format!(
+                            "No service named {name:?} is available."
+                        ))
+                    })?;
+                    core.route(&address)
+                }
+                Target::Binding(b) => core.route(b.address()),
+            }
+        };
+        let Some(Route::Local {
+            service,
+            mut liveness,
+        }) = route
+        else {
+            return Err(Failure::withdrawn());
+        };
+        let (responder, response) = oneshot::channel();
+        let request = Request {
+            method: method.into(),
+            args,
+            sender: self.sender.clone(),
+            conversation: rt.next_conversation(),
+            service: ServiceHandle {
+                shared: service.clone(),
+            },
+        };
+        service.dispatch(request, responder, rt);
+        tokio::select! {
+            biased;
+            outcome = response => outcome.unwrap_or_else(|_| Err(Failure::withdrawn())),
+            _ = liveness.changed() => Err(Failure::withdrawn()),
+        }
+    }
+}

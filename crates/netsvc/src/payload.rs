@@ -1,0 +1,122 @@
+//! Report content shared between every subscriber that receives it.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use netsvc_proto::value::{self, Limits, Value, ValueError};
+
+/// The content of a report, shared (not copied) between all the subscribers it reaches.
+///
+/// It holds the decoded [`Value`], the encoded bytes, or both: a report published in this
+/// process starts as a value and is encoded only if it has to cross an exchange; a report
+/// that arrived through an exchange starts as bytes and is decoded at most once, on first
+/// access, however many local subscribers read it.
+#[derive(Clone)]
+pub struct Payload(Arc<Inner>);
+
+struct Inner {
+    value: OnceLock<Result<Value, ValueError>>,
+    bytes: OnceLock<Result<Arc<[u8]>, ValueError>>,
+}
+
+impl Payload {
+    /// Wraps a value after checking it against `limits` (nesting depth).
+    pub(crate) fn from_value(value: Value, limits: &Limits) -> Result<Self, ValueError> {
+        check_depth(&value, limits.max_depth)?;
+        let inner = Inner {
+            value: OnceLock::new(),
+            bytes: OnceLock::new(),
+        };
+        let _ = inner.value.set(Ok(value));
+        Ok(Self(Arc::new(inner)))
+    }
+
+    /// Wraps bytes received from an exchange; they are decoded on first access.
+    #[allow(dead_code)] // used by the exchange
+    pub(crate) fn from_bytes(bytes: Arc<[u8]>) -> Self {
+        let inner = Inner {
+            value: OnceLock::new(),
+            bytes: OnceLock::new(),
+        };
+        let _ = inner.bytes.set(Ok(bytes));
+        Self(Arc::new(inner))
+    }
+
+    /// The content as a value, decoding it on first use.
+    pub fn value(&self) -> Result<&Value, ValueError> {
+        self.0
+            .value
+            .get_or_init(|| match self.0.bytes.get() {
+                Some(Ok(bytes)) => value::decode(bytes, &Limits::default()),
+                Some(Err(e)) => Err(e.clone()),
+                None => Err(ValueError::Truncated),
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The content in its wire encoding (MessagePack), encoding it on first use.
+    #[allow(dead_code)] // used by the exchange
+    pub(crate) fn bytes(&self) -> Result<Arc<[u8]>, ValueError> {
+        self.0
+            .bytes
+            .get_or_init(|| match self.0.value.get() {
+                Some(Ok(v)) => value::encode(v, &Limits::default()).map(Arc::from),
+                Some(Err(e)) => Err(e.clone()),
+                None => Err(ValueError::Truncated),
+            })
+            .clone()
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.value() {
+            Ok(v) => write!(f, "Payload({v:?})"),
+            Err(e) => write!(f, "Payload(<{e}>)"),
+        }
+    }
+}
+
+/// Checks nesting depth without recursion, so a hostile value cannot overflow the stack.
+pub(crate) fn check_depth(value: &Value, limit: usize) -> Result<(), ValueError> {
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::List(items) => Box::new(items.iter()),
+            Value::Map(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        if depth >= limit {
+            return Err(ValueError::TooDeep { limit });
+        }
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(depth: usize) -> Value {
+        (0..depth).fold(Value::None, |v, _| Value::List(vec![v]))
+    }
+
+    #[test]
+    fn depth_limit_is_enforced() {
+        let limits = Limits::default();
+        assert!(Payload::from_value(nested(limits.max_depth), &limits).is_ok());
+        assert!(matches!(
+            Payload::from_value(nested(limits.max_depth + 1), &limits),
+            Err(ValueError::TooDeep { .. })
+        ));
+    }
+
+    #[test]
+    fn bytes_and_value_agree() {
+        let p = Payload::from_value(Value::from("hi"), &Limits::default()).unwrap();
+        let q = Payload::from_bytes(p.bytes().unwrap());
+        assert_eq!(q.value().unwrap(), &Value::from("hi"));
+    }
+}

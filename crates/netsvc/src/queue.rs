@@ -1,0 +1,245 @@
+//! The bounded queues between the runtime's state and the tasks that consume events.
+//!
+//! Every queue here is bounded, and each has one documented policy for a consumer that
+//! falls behind, because the state owner must never wait for a consumer:
+//!
+//! - [`EventSender`] (announcements, subscription events): when full, the consumer is cut
+//!   off and its next receive after the queued events says [`RecvError::Lagged`]. Dropping
+//!   events silently would break the "no gap" promise; re-subscribing gives a fresh
+//!   snapshot.
+//! - [`ReportQueue`] (reports): when full, a new report *replaces* the queued report of the
+//!   same publisher and subject (coalescing: the subscriber ends up with the latest value of
+//!   each subject); past a hard limit of queued events a report for a subject not yet
+//!   queued is dropped. Either way the subscriber is told how many reports it missed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+use tokio::sync::{Notify, mpsc};
+
+use crate::report::{Report, ReportEvent};
+
+/// Why a receive found no event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecvError {
+    /// The consumer fell behind by more than the queue's capacity and was cut off. Subscribe
+    /// again for a fresh snapshot.
+    #[error("the subscriber fell behind and was cut off; subscribe again")]
+    Lagged,
+    /// The source is gone: the runtime shut down or the service was withdrawn.
+    #[error("the subscription is closed")]
+    Closed,
+}
+
+/// Producer half of an event queue whose consumer is cut off when it lags.
+#[derive(Debug)]
+pub(crate) struct EventSender<T> {
+    tx: mpsc::Sender<T>,
+    lagged: Arc<AtomicBool>,
+}
+
+/// Consumer half of an event queue.
+#[derive(Debug)]
+pub(crate) struct EventReceiver<T> {
+    rx: mpsc::Receiver<T>,
+    lagged: Arc<AtomicBool>,
+}
+
+/// Makes an event queue holding at most `capacity` undelivered events.
+pub(crate) fn event_queue<T>(capacity: usize) -> (EventSender<T>, EventReceiver<T>) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let lagged = Arc::new(AtomicBool::new(false));
+    (
+        EventSender {
+            tx,
+            lagged: lagged.clone(),
+        },
+        EventReceiver { rx, lagged },
+    )
+}
+
+impl<T> EventSender<T> {
+    /// Queues an event. Returns false when this sender should be dropped: the consumer has
+    /// gone, or has just been cut off for lagging.
+    pub(crate) fn send(&self, event: T) -> bool {
+        match self.tx.try_send(event) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.lagged.store(true, Ordering::Release);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+impl<T> EventReceiver<T> {
+    pub(crate) async fn recv(&mut self) -> Result<T, RecvError> {
+        match self.rx.recv().await {
+            Some(event) => Ok(event),
+            None => Err(self.end()),
+        }
+    }
+
+    pub(crate) fn try_recv(&mut self) -> Result<Option<T>, RecvError> {
+        match self.rx.try_recv() {
+            Ok(event) => Ok(Some(event)),
+            Err(mpsc::error::TryRecvError::Empty) => Ok(None),
+            Err(mpsc::error::TryRecvError::Disconnected) => Err(self.end()),
+        }
+    }
+
+    fn end(&self) -> RecvError {
+        if self.lagged.load(Ordering::Acquire) {
+            RecvError::Lagged
+        } else {
+            RecvError::Closed
+        }
+    }
+}
+
+/// How many events a coalescing report queue holds, as a multiple of its capacity, before it
+/// drops reports it cannot coalesce.
+const HARD_LIMIT_FACTOR: usize = 8;
+
+/// The bounded, coalescing queue of one report subscription.
+#[derive(Debug)]
+pub(crate) struct ReportQueue {
+    state: Mutex<QueueState>,
+    notify: Notify,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    /// Events in delivery order; the sequence number of `events[0]` is `head_seq`.
+    events: VecDeque<ReportEvent>,
+    head_seq: u64,
+    /// Only while over capacity: (publisher address, subject) → sequence number of the queued
+    /// report, so that a newer report can replace it in place.
+    coalesce: Option<HashMap<(Arc<str>, Arc<str>), u64>>,
+    missed: u64,
+    closed: bool,
+}
+
+impl ReportQueue {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            state: Mutex::default(),
+            notify: Notify::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Queues an event, coalescing or dropping reports when the consumer is behind.
+    pub(crate) fn push(&self, event: ReportEvent) {
+        let mut s = self.state.lock();
+        if s.closed {
+            return;
+        }
+        if s.events.len() >= self.capacity {
+            if let ReportEvent::Report(report) = &event {
+                if s.coalesce_into(report, &event) {
+                    return;
+                }
+                if s.events.len() >= self.capacity * HARD_LIMIT_FACTOR {
+                    s.missed += 1;
+                    return;
+                }
+            }
+        } else if s.events.len() < self.capacity / 2 {
+            s.coalesce = None;
+        }
+        let seq = s.head_seq + s.events.len() as u64;
+        if let (Some(index), ReportEvent::Report(r)) = (&mut s.coalesce, &event) {
+            index.insert(key_of(r), seq);
+        }
+        s.events.push_back(event);
+        drop(s);
+        self.notify.notify_one();
+    }
+
+    /// Ends the queue: the consumer gets what is queued, then `None`.
+    pub(crate) fn close(&self) {
+        self.state.lock().closed = true;
+        self.notify.notify_one();
+    }
+
+    pub(crate) fn try_pop(&self) -> Option<ReportEvent> {
+        self.state.lock().pop()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+
+    /// Waits for the next event; `None` once the queue is closed and drained.
+    pub(crate) async fn pop(&self) -> Option<ReportEvent> {
+        loop {
+            {
+                let mut s = self.state.lock();
+                if let Some(event) = s.pop() {
+                    return Some(event);
+                }
+                if s.closed {
+                    return None;
+                }
+            }
+            // A push between the check above and this wait leaves a permit in `notify`, so
+            // nothing is missed: there is only ever one consumer.
+            self.notify.notified().await;
+        }
+    }
+}
+
+fn key_of(report: &Report) -> (Arc<str>, Arc<str>) {
+    (
+        report.publisher().address_arc().clone(),
+        report.subject_arc().clone(),
+    )
+}
+
+impl QueueState {
+    fn pop(&mut self) -> Option<ReportEvent> {
+        if self.missed > 0 {
+            let missed = std::mem::take(&mut self.missed);
+            return Some(ReportEvent::Missed(missed));
+        }
+        let event = self.events.pop_front()?;
+        if let (Some(index), ReportEvent::Report(r)) = (&mut self.coalesce, &event) {
+            let key = key_of(r);
+            if index.get(&key) == Some(&self.head_seq) {
+                index.remove(&key);
+            }
+        }
+        self.head_seq += 1;
+        Some(event)
+    }
+
+    /// Replaces the queued report of the same publisher and subject, if there is one.
+    fn coalesce_into(&mut self, report: &Report, event: &ReportEvent) -> bool {
+        if self.coalesce.is_none() {
+            let mut index = HashMap::new();
+            for (i, e) in self.events.iter().enumerate() {
+                if let ReportEvent::Report(r) = e {
+                    index.insert(key_of(r), self.head_seq + i as u64);
+                }
+            }
+            self.coalesce = Some(index);
+        }
+        let Some(index) = &self.coalesce else {
+            return false;
+        };
+        let Some(&seq) = index.get(&key_of(report)) else {
+            return false;
+        };
+        let Some(slot) = self.events.get_mut((seq - self.head_seq) as usize) else {
+            return false;
+        };
+        *slot = event.clone();
+        self.missed += 1;
+        true
+    }
+}

@@ -1,0 +1,120 @@
+//! The registry as applications see it: lookups and watches.
+
+use std::sync::Arc;
+
+use crate::announce::{Announcements, RegistryScope, ServiceStatus};
+use crate::binding::Binding;
+use crate::runtime::RuntimeShared;
+
+/// A runtime's service registry: every service visible to this process, local or remote.
+///
+/// Lookups answer at once from the current state; watches deliver the current matches and
+/// then every change.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use netsvc::{AnnouncementKind, Runtime};
+/// let rt = Runtime::new();
+/// let mut watch = rt.registry().watch_name("alarm-monitor");
+/// let service = rt.service("alarm-monitor").build()?;
+/// let seen = watch.recv().await?;
+/// assert_eq!(seen.kind, AnnouncementKind::Available);
+/// assert_eq!(seen.binding.service_name(), "alarm-monitor");
+/// assert_eq!(rt.registry().lookup_name("alarm-monitor").len(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Registry {
+    pub(crate) runtime: Arc<RuntimeShared>,
+}
+
+impl Registry {
+    /// Every visible service, oldest first.
+    pub fn services(&self) -> Vec<Binding> {
+        let core = self.runtime.core.lock();
+        core.registry
+            .entries()
+            .into_iter()
+            .map(|e| e.binding.clone())
+            .collect()
+    }
+
+    /// The services with this name, oldest first.
+    pub fn lookup_name(&self, name: &str) -> Vec<Binding> {
+        self.runtime.core.lock().registry.lookup_name(name)
+    }
+
+    /// The members of a group, in the order they joined.
+    pub fn lookup_group(&self, group: &str) -> Vec<Binding> {
+        self.runtime.core.lock().registry.lookup_group(group)
+    }
+
+    /// The service at this address, if visible.
+    pub fn lookup_address(&self, address: &str) -> Option<Binding> {
+        self.runtime.core.lock().registry.lookup_address(address)
+    }
+
+    /// Every group that has at least one member, sorted.
+    pub fn groups(&self) -> Vec<String> {
+        let core = self.runtime.core.lock();
+        core.registry
+            .groups()
+            .iter()
+            .map(|g| g.to_string())
+            .collect()
+    }
+
+    /// The groups of the service at this address, in the order it joined them.
+    pub fn groups_of(&self, address: &str) -> Vec<String> {
+        let core = self.runtime.core.lock();
+        core.registry
+            .groups_of(address)
+            .iter()
+            .map(|g| g.to_string())
+            .collect()
+    }
+
+    /// Watches the whole registry: every service with its groups, then every change,
+    /// including group joins and leaves.
+    pub fn watch(&self) -> Announcements {
+        self.watch_scope(RegistryScope::All).0
+    }
+
+    /// Watches the services of one name: those present, then each one that becomes
+    /// available or is withdrawn. Never reports group changes.
+    pub fn watch_name(&self, name: &str) -> Announcements {
+        self.watch_scope(RegistryScope::Name(name.into())).0
+    }
+
+    /// Watches one service: if present, its availability and groups, then its changes.
+    /// Also says at once whether it is present now; an absent service produces no
+    /// announcement until it appears.
+    pub fn watch_address(&self, address: &str) -> (ServiceStatus, Announcements) {
+        let (watch, empty) = self.watch_scope(RegistryScope::Address(address.into()));
+        let status = if empty {
+            ServiceStatus::Withdrawn
+        } else {
+            ServiceStatus::Available
+        };
+        (status, watch)
+    }
+
+    /// Watches one group: its current members (as joins), then every join and leave,
+    /// including the leave implied by a member's withdrawal.
+    pub fn watch_group(&self, group: &str) -> Announcements {
+        self.watch_scope(RegistryScope::Group(group.into())).0
+    }
+
+    /// Starts a watch; also says whether it started with an empty snapshot.
+    fn watch_scope(&self, scope: RegistryScope) -> (Announcements, bool) {
+        let capacity = self.runtime.config.announcement_capacity;
+        let (id, rx, empty) = self.runtime.core.lock().watch(scope, capacity);
+        let watch = Announcements {
+            id,
+            rx,
+            runtime: Arc::downgrade(&self.runtime),
+        };
+        (watch, empty)
+    }
+}

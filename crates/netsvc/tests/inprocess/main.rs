@@ -1,0 +1,11 @@
+//! In-process behaviour of netsvc: one runtime (or several side by side), no sockets.
+//!
+//! Tests named `sNN_…` are the acceptance scenarios of the original system's reference
+//! (section 8) that concern one process. Nothing sleeps and hopes: tests wait for events
+//! with a deadline, and use paused tokio time for timeouts and lifetimes.
+
+mod registry;
+mod reports;
+mod requests;
+mod util;
+mod values;
