@@ -7,8 +7,8 @@
 //! - [`msgpack`]: the compact binary encoding used on the wire ([`encode`], [`decode`]).
 //! - [`json`]: the documented JSON mapping used by the CLI and the HTTP gateway
 //!   ([`to_json`](json::to_json), [`from_json`](json::from_json)).
-//! - the serde bridge: [`Value`] implements `Serialize`/`Deserialize`, and [`to_value`] /
-//!   [`from_value`] convert between typed structs and values.
+//! - the serde bridge ([`ser`], [`de`]): [`Value`] implements `Serialize`/`Deserialize`, and
+//!   [`to_value`] / [`from_value`] convert between typed structs and values.
 //!
 //! Every decoder is bounded by [`Limits`] (nesting depth and input size) so hostile input
 //! cannot exhaust the stack or memory.
@@ -19,10 +19,10 @@ use std::fmt;
 use thiserror::Error;
 
 mod datetime;
-mod de;
+pub mod de;
 pub mod json;
 pub mod msgpack;
-mod ser;
+pub mod ser;
 
 #[cfg(test)]
 mod tests;

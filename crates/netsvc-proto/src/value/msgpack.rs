@@ -36,6 +36,9 @@ const EXT_DURATION: i8 = 4;
 const EXT_OPAQUE: i8 = 5;
 const EXT_TIMESTAMP: i8 = -1;
 
+/// Most list elements reserved before any has been decoded.
+const MAX_PREALLOC: usize = 1024;
+
 /// The `type_name` prefix of [`Opaque`] values standing for unknown extension types.
 const FOREIGN_EXT_PREFIX: &str = "msgpack.ext.";
 
@@ -67,10 +70,11 @@ pub fn encode_into(value: &Value, out: &mut Vec<u8>, limits: &Limits) -> Result<
 
 /// Decodes exactly one MessagePack value from `bytes`.
 ///
-/// Never panics and never allocates much more than the input size, whatever the input: input
-/// longer than `limits.max_size` is rejected up front, nesting is checked before descending,
-/// and declared lengths are checked against the remaining input before anything is
-/// allocated.
+/// Never panics, whatever the input, and memory use stays proportional to the input size
+/// (each decoded element costs one `Value`, a few dozen bytes): input longer than
+/// `limits.max_size` is rejected up front, nesting is checked before descending, and
+/// declared lengths are never trusted for allocation beyond what the remaining input could
+/// hold.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Value, ValueError> {
     if bytes.len() > limits.max_size {
         return Err(ValueError::TooLarge {
@@ -471,9 +475,10 @@ impl<'a> Decoder<'a> {
 
     fn list(&mut self, len: usize, depth: usize) -> Result<Value, ValueError> {
         let depth = self.descend(depth)?;
-        // Every element takes at least one byte, so a longer declared length is a lie; cap
-        // the allocation by what the input can actually hold.
-        let mut items = Vec::with_capacity(len.min(self.remaining()));
+        // The declared length is untrusted: every element takes at least one input byte, so
+        // more than the remaining input is a lie; and since each nesting level could claim
+        // the whole input, also cap the up-front reservation (the Vec grows as needed).
+        let mut items = Vec::with_capacity(len.min(self.remaining()).min(MAX_PREALLOC));
         for _ in 0..len {
             items.push(self.value(depth)?);
         }

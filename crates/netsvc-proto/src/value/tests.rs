@@ -644,6 +644,10 @@ fn huge_declared_lengths_do_not_allocate() {
     ] {
         assert_eq!(Value::from_msgpack(bytes), Err(ValueError::Truncated));
     }
+    // Every nesting level claims four billion elements over a megabyte of real input.
+    let mut bytes = [0xdd, 0xff, 0xff, 0xff, 0xff].repeat(60);
+    bytes.extend(std::iter::repeat_n(0xc0, 1 << 20));
+    assert_eq!(Value::from_msgpack(&bytes), Err(ValueError::Truncated));
 }
 
 #[test]
