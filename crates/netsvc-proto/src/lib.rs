@@ -9,10 +9,13 @@
 //! - [`pattern`]: subject [`Pattern`]s (`*` and `?` globs) and the [`PatternIndex`] that finds
 //!   every pattern matching a subject without scanning them all.
 //! - [`names`]: validation of service names, group names, subjects and patterns.
+//! - [`wire`]: the frames of the native exchange protocol and their sans-IO codec
+//!   (specified in `docs/PROTOCOL.md`).
 
 pub mod names;
 pub mod pattern;
 pub mod value;
+pub mod wire;
 
 pub use pattern::{Pattern, PatternIndex};
 pub use value::Value;

@@ -3,10 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use netsvc_proto::value::{self, Value};
+use netsvc_proto::wire::{Frame, Text};
 use tokio::sync::oneshot;
 
 use crate::binding::Binding;
+use crate::call::{Reply, Responder};
 use crate::core::Route;
 use crate::failure::{Failure, codes};
 use crate::payload::check_depth;
@@ -138,7 +141,7 @@ impl Endpoint {
         args: Vec<Value>,
         timeout: Option<Duration>,
     ) -> Result<Value, Failure> {
-        let call = self.start(method, args);
+        let call = self.start(method, args, timeout);
         match timeout {
             None => call.await,
             Some(limit) => tokio::time::timeout(limit, call)
@@ -147,48 +150,122 @@ impl Endpoint {
         }
     }
 
-    async fn start(&self, method: &str, args: Vec<Value>) -> Result<Value, Failure> {
+    async fn start(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        timeout: Option<Duration>,
+    ) -> Result<Value, Failure> {
         let rt = &self.runtime;
+        let limits = &rt.config.value_limits;
         for arg in &args {
-            check_depth(arg, rt.config.value_limits.max_depth)
-                .map_err(|e| Failure::netsvc(42, e.to_string()))?;
+            check_depth(arg, limits.max_depth)
+                .map_err(|e| Failure::netsvc(codes::REQUEST_ENCODING_ERROR, e.to_string()))?;
         }
-        let route = {
+        let (address, route) = {
             let core = rt.core.lock();
-            match &self.target {
-                Target::Name(name) => {
-                    let address = core.first_named(name).ok_or_else(|| {
-                        Failure::service_unavailable(format!(
-                            "No service named {name:?} is available."
-                        ))
-                    })?;
-                    core.route(&address)
+            let address = match &self.target {
+                Target::Name(name) => core.first_named(name).ok_or_else(|| {
+                    Failure::service_unavailable(format!("No service named {name:?} is available."))
+                })?,
+                Target::Binding(b) => b.address_arc().clone(),
+            };
+            let route = core.route(&address);
+            (address, route)
+        };
+        match route {
+            None => Err(Failure::withdrawn()),
+            Some(Route::Local {
+                service,
+                mut liveness,
+            }) => {
+                let (responder, response) = oneshot::channel::<Reply>();
+                let request = Request {
+                    method: method.into(),
+                    args,
+                    sender: self.sender.clone(),
+                    conversation: rt.next_conversation(),
+                    service: ServiceHandle {
+                        shared: service.clone(),
+                    },
+                };
+                service.dispatch(request, Responder::Local(responder), rt);
+                tokio::select! {
+                    biased;
+                    outcome = response => match outcome {
+                        Ok(reply) => reply.into_result(limits),
+                        Err(_) => Err(Failure::withdrawn()),
+                    },
+                    _ = liveness.changed() => Err(Failure::withdrawn()),
                 }
-                Target::Binding(b) => core.route(b.address()),
             }
-        };
-        let Some(Route::Local {
-            service,
-            mut liveness,
-        }) = route
-        else {
-            return Err(Failure::withdrawn());
-        };
-        let (responder, response) = oneshot::channel();
-        let request = Request {
-            method: method.into(),
-            args,
-            sender: self.sender.clone(),
-            conversation: rt.next_conversation(),
-            service: ServiceHandle {
-                shared: service.clone(),
-            },
-        };
-        service.dispatch(request, responder, rt);
-        tokio::select! {
-            biased;
-            outcome = response => outcome.unwrap_or_else(|_| Err(Failure::withdrawn())),
-            _ = liveness.changed() => Err(Failure::withdrawn()),
+            Some(Route::Remote {
+                link,
+                outbound,
+                mut liveness,
+            }) => {
+                let args = value::encode(&Value::List(args), limits)
+                    .map_err(|e| Failure::netsvc(codes::REQUEST_ENCODING_ERROR, e.to_string()))?;
+                let conv = rt.next_conversation();
+                let frame = Frame::Request {
+                    conv,
+                    to: Text::from(&*address),
+                    from: self.sender.as_ref().map(|b| Text::from(b.address())),
+                    method: Text::from(method),
+                    timeout_ms: timeout
+                        .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+                    args: Bytes::from(args),
+                };
+                let (tx, rx) = oneshot::channel::<Reply>();
+                {
+                    let mut core = rt.core.lock();
+                    if !outbound.try_push_request(frame) {
+                        return Err(crate::exchange::busy_failure());
+                    }
+                    if !core.await_reply(link, conv, tx) {
+                        return Err(Failure::withdrawn());
+                    }
+                }
+                // If this future is dropped (timeout, cancellation), the next hop is told.
+                let abandon = AbandonOnDrop {
+                    runtime: rt,
+                    link,
+                    conv,
+                    armed: true,
+                };
+                let outcome = tokio::select! {
+                    biased;
+                    outcome = rx => match outcome {
+                        Ok(reply) => reply.into_result(limits),
+                        Err(_) => Err(Failure::withdrawn()),
+                    },
+                    _ = liveness.changed() => Err(Failure::withdrawn()),
+                };
+                abandon.disarm();
+                outcome
+            }
+        }
+    }
+}
+
+/// Tells the next hop that a remote call is no longer awaited, unless disarmed.
+struct AbandonOnDrop<'a> {
+    runtime: &'a RuntimeShared,
+    link: u64,
+    conv: u64,
+    armed: bool,
+}
+
+impl AbandonOnDrop<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for AbandonOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.runtime.core.lock().abandon_call(self.link, self.conv);
         }
     }
 }

@@ -17,6 +17,8 @@ pub mod codes {
     pub const REQUEST_ABORTED: i32 = 48;
     /// The service has too many requests in progress to accept another.
     pub const RESOURCE_UNAVAILABLE: i32 = 51;
+    /// The request's arguments could not be encoded (too deep or too large).
+    pub const REQUEST_ENCODING_ERROR: i32 = 42;
     /// The result of the method could not be encoded.
     pub const RESPONSE_ENCODING_ERROR: i32 = 52;
     /// The request's arguments could not be decoded.
@@ -42,7 +44,7 @@ pub fn description_of(error: i32) -> &'static str {
     match error {
         40 => "Unknown Error",
         41 => "Resource Unavailable",
-        42 => "Request Encoding Error",
+        codes::REQUEST_ENCODING_ERROR => "Request Encoding Error",
         43 => "Response Headers Invalid",
         codes::RESPONSE_DECODING_ERROR => "Response Decoding Error",
         45 => "Service Address Invalid",

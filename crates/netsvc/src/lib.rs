@@ -38,9 +38,11 @@
 
 mod announce;
 mod binding;
+mod call;
 mod core;
 mod endpoint;
 mod error;
+mod exchange;
 mod failure;
 mod identity;
 mod payload;
@@ -54,6 +56,10 @@ pub use announce::{Announcement, AnnouncementKind, Announcements, ServiceStatus,
 pub use binding::{Audience, Binding, Location, Visibility};
 pub use endpoint::{Endpoint, Target};
 pub use error::Error;
+pub use exchange::{
+    ConnectionEvent, ConnectionEvents, ConnectionState, Exchange, ExchangeBuilder, ExchangeConfig,
+    ExchangeError, ExchangeRole, PeerAddr, Retry,
+};
 pub use failure::{Failure, NETSVC_ORIGIN, WITHDRAWN_DETAILS, codes, description_of};
 pub use netsvc_proto::value::{self, Value};
 pub use netsvc_proto::{Pattern, names};

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
+
 use netsvc_proto::value::{self, Limits, Value, ValueError};
 
 /// The content of a report, shared (not copied) between all the subscribers it reaches.
@@ -16,7 +18,7 @@ pub struct Payload(Arc<Inner>);
 
 struct Inner {
     value: OnceLock<Result<Value, ValueError>>,
-    bytes: OnceLock<Result<Arc<[u8]>, ValueError>>,
+    bytes: OnceLock<Result<Bytes, ValueError>>,
 }
 
 impl Payload {
@@ -32,8 +34,7 @@ impl Payload {
     }
 
     /// Wraps bytes received from an exchange; they are decoded on first access.
-    #[allow(dead_code)] // used by the exchange
-    pub(crate) fn from_bytes(bytes: Arc<[u8]>) -> Self {
+    pub(crate) fn from_bytes(bytes: Bytes) -> Self {
         let inner = Inner {
             value: OnceLock::new(),
             bytes: OnceLock::new(),
@@ -56,12 +57,11 @@ impl Payload {
     }
 
     /// The content in its wire encoding (MessagePack), encoding it on first use.
-    #[allow(dead_code)] // used by the exchange
-    pub(crate) fn bytes(&self) -> Result<Arc<[u8]>, ValueError> {
+    pub(crate) fn bytes(&self) -> Result<Bytes, ValueError> {
         self.0
             .bytes
             .get_or_init(|| match self.0.value.get() {
-                Some(Ok(v)) => value::encode(v, &Limits::default()).map(Arc::from),
+                Some(Ok(v)) => value::encode(v, &Limits::default()).map(Bytes::from),
                 Some(Err(e)) => Err(e.clone()),
                 None => Err(ValueError::Truncated),
             })

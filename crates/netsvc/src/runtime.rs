@@ -1,5 +1,6 @@
 //! The runtime: one process's registry and services.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -85,13 +86,16 @@ impl Runtime {
     /// tasks will run the services' handlers.
     pub fn with_config(config: RuntimeConfig) -> Result<Self, Error> {
         let handle = Handle::try_current().map_err(|_| Error::NoTokioRuntime)?;
+        let identity = crate::identity::new_process_identity();
         let shared = Arc::new(RuntimeShared {
-            core: Mutex::new(Core::default()),
-            identity: crate::identity::new_process_identity(),
+            core: Mutex::new(Core::new(identity.clone(), config.value_limits)),
+            identity,
             config,
             handle: handle.clone(),
             agents: AtomicU64::new(0),
             conversations: AtomicU64::new(0),
+            incarnation: random_u64(),
+            exchange_groups: Mutex::new(HashSet::new()),
             sweeper: Arc::new(Notify::new()),
         });
         handle.spawn(sweep_expired_reports(
@@ -99,6 +103,10 @@ impl Runtime {
             shared.sweeper.clone(),
         ));
         Ok(Self { shared })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<RuntimeShared> {
+        &self.shared
     }
 
     /// This runtime's process identity.
@@ -153,6 +161,17 @@ pub(crate) struct RuntimeShared {
     agents: AtomicU64,
     conversations: AtomicU64,
     pub(crate) sweeper: Arc<Notify>,
+    /// Distinguishes this run of the process from earlier ones with the same identity.
+    pub(crate) incarnation: u64,
+    /// The groups that have an exchange in this runtime (at most one each).
+    pub(crate) exchange_groups: Mutex<HashSet<Arc<str>>>,
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 impl RuntimeShared {

@@ -12,10 +12,11 @@ use netsvc_proto::names;
 use netsvc_proto::value::Value;
 use netsvc_proto::{Pattern, value};
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{Semaphore, watch};
 
 use crate::announce::WithdrawReason;
 use crate::binding::{Audience, Binding, Location, Visibility};
+use crate::call::Responder;
 use crate::core::{Monitor, MonitorTarget};
 use crate::endpoint::{Endpoint, Target};
 use crate::error::Error;
@@ -369,7 +370,7 @@ impl ServiceHandle {
             .publisher(self.address())
             .ok_or_else(|| self.withdrawn())?;
         let (delivered, expires) =
-            publisher.publish(self.binding(), subject.into(), payload, lifetime, now);
+            publisher.publish(self.binding(), subject.into(), payload, lifetime, now)?;
         if let Some(at) = expires {
             core.schedule_sweep(at, &rt.sweeper);
         }
@@ -488,6 +489,8 @@ impl ServiceHandle {
             pattern,
             queue: queue.clone(),
             publishers: Vec::new(),
+            remote_sids: Vec::new(),
+            last_seq: HashMap::new(),
         };
         let now = tokio::time::Instant::now();
         let id = rt.core.lock().add_monitor(monitor, now);
@@ -550,16 +553,16 @@ impl ServiceShared {
     pub(crate) fn dispatch(
         self: &Arc<Self>,
         request: Request,
-        responder: oneshot::Sender<MethodResult>,
+        responder: Responder,
         runtime: &RuntimeShared,
     ) {
         let handler = self.methods.read().get(&*request.method).cloned();
         let Some(handler) = handler else {
-            let _ = responder.send(Err(Failure::method_unavailable(&request.method)));
+            responder.respond(Err(Failure::method_unavailable(&request.method)));
             return;
         };
         let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
-            let _ = responder.send(Err(Failure::netsvc(
+            responder.respond(Err(Failure::netsvc(
                 codes::RESOURCE_UNAVAILABLE,
                 format!(
                     "The service already has {} requests in progress.",
@@ -580,7 +583,7 @@ impl ServiceShared {
                         Ok(()) => Ok(v),
                         Err(e) => Err(Failure::netsvc(codes::RESPONSE_ENCODING_ERROR, e.to_string())),
                     });
-                    let _ = responder.send(result);
+                    responder.respond(result);
                 }
                 _ = alive.changed() => {}
             }

@@ -8,6 +8,7 @@
 //! non-blocking queues, so the lock is never held across an `.await` and never waits for a
 //! slow consumer.
 
+mod links;
 mod publisher;
 mod registry;
 mod watchers;
@@ -16,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use netsvc_proto::Pattern;
+use netsvc_proto::value::Limits;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -25,6 +27,7 @@ use crate::queue::{EventReceiver, ReportQueue};
 use crate::report::{ReportEvent, SubscriptionEvent};
 use crate::service::ServiceShared;
 
+pub(crate) use links::{Action, LinkInfo, LinkRefused};
 pub(crate) use publisher::{Delivery, PublisherState};
 pub(crate) use registry::RegistryState;
 pub(crate) use watchers::Watchers;
@@ -36,6 +39,8 @@ pub(crate) struct LocalService {
     pub(crate) visible: bool,
     /// Groups joined while hidden, applied when the service is announced.
     pub(crate) hidden_groups: Vec<Arc<str>>,
+    /// Increases with every group change, so that other processes keep the newest state.
+    pub(crate) version: u64,
 }
 
 /// What a report monitor subscribes to.
@@ -65,6 +70,28 @@ pub(crate) struct Monitor {
     pub(crate) queue: Arc<ReportQueue>,
     /// Addresses of the publishers this monitor is subscribed to.
     pub(crate) publishers: Vec<Arc<str>>,
+    /// Its subscription ids toward remote publishers.
+    pub(crate) remote_sids: Vec<u64>,
+    /// The highest report sequence number seen from each publisher, so that a cache
+    /// delivered again after a re-subscription is not delivered twice.
+    pub(crate) last_seq: HashMap<Arc<str>, u64>,
+}
+
+impl Monitor {
+    /// Records a report's sequence number; false if it was seen already.
+    pub(crate) fn note_seq(&mut self, publisher: &Arc<str>, seq: u64) -> bool {
+        match self.last_seq.get_mut(publisher) {
+            Some(last) if *last >= seq => false,
+            Some(last) => {
+                *last = seq;
+                true
+            }
+            None => {
+                self.last_seq.insert(publisher.clone(), seq);
+                true
+            }
+        }
+    }
 }
 
 /// How a caller reaches the target of a request.
@@ -73,11 +100,18 @@ pub(crate) enum Route {
         service: Arc<ServiceShared>,
         liveness: watch::Receiver<()>,
     },
+    Remote {
+        link: u64,
+        outbound: Arc<crate::exchange::outbound::Outbound>,
+        liveness: watch::Receiver<()>,
+    },
 }
 
 /// The whole mutable state of one runtime.
-#[derive(Default)]
 pub(crate) struct Core {
+    /// This runtime's process identity.
+    pub(crate) identity: Arc<str>,
+    pub(crate) limits: Limits,
     pub(crate) registry: RegistryState,
     pub(crate) locals: HashMap<Arc<str>, LocalService>,
     monitors: HashMap<u64, Monitor>,
@@ -90,9 +124,40 @@ pub(crate) struct Core {
     next_id: u64,
     /// When the expiry sweeper will next wake, if it is waiting for a deadline.
     next_sweep: Option<Instant>,
+    /// Report sequence numbers of new publishers start here: the wall clock in microseconds
+    /// when the runtime started, so that a restarted process's numbers are higher.
+    seq_base: u64,
+    // Exchange state: see `links.rs`.
+    links: HashMap<u64, links::LinkState>,
+    remote: HashMap<Arc<str>, links::RemoteService>,
+    remote_subs: HashMap<u64, links::RemoteSub>,
+    remote_publishers: HashMap<Arc<str>, links::RemotePublisher>,
 }
 
 impl Core {
+    pub(crate) fn new(identity: Arc<str>, limits: Limits) -> Self {
+        Self {
+            identity,
+            limits,
+            registry: RegistryState::default(),
+            locals: HashMap::new(),
+            monitors: HashMap::new(),
+            monitors_by_target: HashMap::new(),
+            monitors_by_subscriber: HashMap::new(),
+            subscriptions_by_subscriber: HashMap::new(),
+            watchers: Watchers::default(),
+            next_id: 0,
+            next_sweep: None,
+            seq_base: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2)),
+            links: HashMap::new(),
+            remote: HashMap::new(),
+            remote_subs: HashMap::new(),
+            remote_publishers: HashMap::new(),
+        }
+    }
+
     pub(crate) fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -107,9 +172,10 @@ impl Core {
             binding.address_arc().clone(),
             LocalService {
                 shared,
-                publisher: PublisherState::default(),
+                publisher: PublisherState::new(self.seq_base),
                 visible: false,
                 hidden_groups: Vec::new(),
+                version: 0,
             },
         );
         if visible {
@@ -128,6 +194,7 @@ impl Core {
         local.visible = true;
         let groups = std::mem::take(&mut local.hidden_groups);
         self.add_binding(binding.clone(), groups, now);
+        self.advertise(binding.address_arc());
     }
 
     /// Removes a local service for good: announcements, subscriptions, cache, pending calls.
@@ -137,6 +204,7 @@ impl Core {
         };
         if local.visible {
             self.remove_binding(address, reason);
+            self.withdraw_everywhere(local.shared.binding.address_arc(), reason);
         } else {
             self.drop_subscriber(address);
         }
@@ -151,7 +219,9 @@ impl Core {
             return;
         };
         if local.visible {
+            local.version += 1;
             self.registry_join(binding.address(), group);
+            self.advertise(binding.address_arc());
         } else if !local.hidden_groups.contains(&group) {
             local.hidden_groups.push(group);
         }
@@ -162,7 +232,9 @@ impl Core {
             return;
         };
         if local.visible {
+            local.version += 1;
             self.registry_leave(binding.address(), group);
+            self.advertise(binding.address_arc());
         } else {
             local.hidden_groups.retain(|g| &**g != group);
         }
@@ -170,11 +242,13 @@ impl Core {
 
     /// Finds how to reach a service for a request.
     pub(crate) fn route(&self, address: &str) -> Option<Route> {
-        let local = self.locals.get(address)?;
-        Some(Route::Local {
-            service: local.shared.clone(),
-            liveness: local.shared.liveness(),
-        })
+        match self.locals.get(address) {
+            Some(local) => Some(Route::Local {
+                service: local.shared.clone(),
+                liveness: local.shared.liveness(),
+            }),
+            None => self.remote_route(address),
+        }
     }
 
     /// The address of the first visible service with that name.
@@ -324,6 +398,21 @@ impl Core {
             return;
         }
         let Some(local) = self.locals.get_mut(publisher.address()) else {
+            let (subscriber, pattern) = (
+                monitor.subscriber.address_arc().clone(),
+                Arc::new(monitor.pattern.clone()),
+            );
+            if let Some(sid) =
+                self.subscribe_remote(publisher.address_arc(), subscriber, pattern, Some(id), None)
+            {
+                if let Some(monitor) = self.monitors.get_mut(&id) {
+                    monitor.remote_sids.push(sid);
+                    monitor.publishers.push(publisher.address_arc().clone());
+                    monitor
+                        .queue
+                        .push(ReportEvent::PublisherAvailable(publisher.clone()));
+                }
+            }
             return;
         };
         monitor.publishers.push(publisher.address_arc().clone());
@@ -355,6 +444,9 @@ impl Core {
             monitor.subscriber.address_arc(),
             &id,
         );
+        for sid in &monitor.remote_sids {
+            self.drop_remote_sub(*sid, true);
+        }
         for publisher in &monitor.publishers {
             if let Some(local) = self.locals.get_mut(publisher) {
                 local.publisher.unsubscribe(id);

@@ -4,10 +4,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
+use netsvc_proto::value::ValueError;
+use netsvc_proto::wire::{self, Frame, Text};
 use netsvc_proto::{Pattern, PatternIndex};
 use tokio::time::Instant;
 
 use crate::binding::Binding;
+use crate::exchange::outbound::Outbound;
 use crate::payload::Payload;
 use crate::queue::{EventReceiver, EventSender, ReportQueue, event_queue};
 use crate::report::{Lifetime, Report, ReportEvent, SubscriptionEvent, SubscriptionStatus};
@@ -16,12 +20,31 @@ use crate::report::{Lifetime, Report, ReportEvent, SubscriptionEvent, Subscripti
 pub(crate) enum Delivery {
     /// Straight into a monitor's queue in this runtime.
     Local(Arc<ReportQueue>),
+    /// To a subscriber behind an exchange link, known there by `sid`.
+    Link {
+        link: u64,
+        outbound: Arc<Outbound>,
+        sid: u64,
+    },
 }
 
 impl Delivery {
-    fn deliver(&self, report: Report) {
+    /// Delivers a report to this subscription alone (cached reports on subscription,
+    /// targeted reports).
+    fn deliver(&self, report: Report, seq: u64) {
         match self {
             Self::Local(queue) => queue.push(ReportEvent::Report(report)),
+            Self::Link { outbound, sid, .. } => match report.payload().bytes() {
+                Ok(payload) => outbound.push(Frame::Targeted {
+                    sid: *sid,
+                    subject: Text::from(report.subject()),
+                    seq,
+                    pattern: report.pattern().map(|p| Text::from(p.as_str())),
+                    targeted: report.is_targeted(),
+                    payload,
+                }),
+                Err(e) => tracing::warn!(subject = report.subject(), "report not sent: {e}"),
+            },
         }
     }
 }
@@ -36,11 +59,13 @@ struct Cached {
     payload: Payload,
     posted: Instant,
     expires: Option<Instant>,
+    seq: u64,
 }
 
 /// The publisher side of reports for one local service.
-#[derive(Default)]
 pub(crate) struct PublisherState {
+    /// Sequence number of the last report published.
+    seq: u64,
     cache: HashMap<Arc<str>, Cached>,
     /// Expiry instant → subjects, so expiry is exact and purging never scans the cache.
     expiries: BTreeMap<(Instant, Arc<str>), ()>,
@@ -50,6 +75,18 @@ pub(crate) struct PublisherState {
 }
 
 impl PublisherState {
+    /// A publisher whose report sequence numbers start after `seq_base`.
+    pub(crate) fn new(seq_base: u64) -> Self {
+        Self {
+            seq: seq_base,
+            cache: HashMap::new(),
+            expiries: BTreeMap::new(),
+            index: PatternIndex::new(),
+            subscriptions: HashMap::new(),
+            watchers: Vec::new(),
+        }
+    }
+
     /// Records a subscription and delivers the matching cached reports to it.
     pub(crate) fn subscribe(
         &mut self,
@@ -66,15 +103,20 @@ impl PublisherState {
             .iter()
             .filter(|(subject, c)| live(c, now) && pattern.matches(subject))
             .collect();
-        cached.sort_by(|a, b| a.0.cmp(b.0));
+        // In publication order: a subscriber that re-subscribes after a reconnect skips the
+        // reports it has already seen by their sequence numbers.
+        cached.sort_by_key(|(_, c)| c.seq);
         for (subject, c) in cached {
-            delivery.deliver(Report::new(
-                publisher.clone(),
-                subject.clone(),
-                c.payload.clone(),
-                Some(pattern.clone()),
-                false,
-            ));
+            delivery.deliver(
+                Report::new(
+                    publisher.clone(),
+                    subject.clone(),
+                    c.payload.clone(),
+                    Some(pattern.clone()),
+                    false,
+                ),
+                c.seq,
+            );
         }
         self.index.insert(&pattern, id);
         self.notify(&subscriber, &pattern, SubscriptionStatus::Requested);
@@ -135,7 +177,9 @@ impl PublisherState {
         payload: Payload,
         lifetime: Lifetime,
         now: Instant,
-    ) -> (usize, Option<Instant>) {
+    ) -> Result<(usize, Option<Instant>), ValueError> {
+        self.seq += 1;
+        let seq = self.seq;
         if let Some(old) = self.cache.remove(&subject) {
             if let Some(at) = old.expires {
                 self.expiries.remove(&(at, subject.clone()));
@@ -156,31 +200,59 @@ impl PublisherState {
                     payload: payload.clone(),
                     posted: now,
                     expires,
+                    seq,
                 },
             );
         }
         let mut delivered = 0;
+        // Subscribers behind one link share one copy: the next process fans it out.
+        let mut links: Vec<(u64, &Arc<Outbound>)> = Vec::new();
         let subscriptions = &self.subscriptions;
         self.index.for_each_match(&subject, |_, id| {
-            if let Some(sub) = subscriptions.get(id) {
-                sub.delivery.deliver(Report::new(
-                    publisher.clone(),
-                    subject.clone(),
-                    payload.clone(),
-                    Some(sub.pattern.clone()),
-                    false,
-                ));
-                delivered += 1;
+            let Some(sub) = subscriptions.get(id) else {
+                return;
+            };
+            match &sub.delivery {
+                Delivery::Local(queue) => {
+                    queue.push(ReportEvent::Report(Report::new(
+                        publisher.clone(),
+                        subject.clone(),
+                        payload.clone(),
+                        Some(sub.pattern.clone()),
+                        false,
+                    )));
+                    delivered += 1;
+                }
+                Delivery::Link { link, outbound, .. } => {
+                    if !links.iter().any(|(l, _)| l == link) {
+                        links.push((*link, outbound));
+                    }
+                }
             }
         });
-        (delivered, expires)
+        if !links.is_empty() {
+            let key = (Text::from(publisher.address()), Text::from(&*subject));
+            let frame = Frame::Report {
+                publisher: key.0.clone(),
+                subject: key.1.clone(),
+                seq,
+                payload: payload.bytes()?,
+            };
+            let mut buf = BytesMut::new();
+            wire::encode(&frame, &mut buf);
+            let raw = buf.freeze();
+            for (_, outbound) in links {
+                outbound.push_report(raw.clone(), key.clone());
+            }
+        }
+        Ok((delivered, expires))
     }
 
     /// Sends a report to one subscriber only, never cached: once per subscription of that
     /// subscriber whose pattern matches, or once without a pattern if none does. Returns
     /// `None` if the subscriber holds no subscription here.
     pub(crate) fn send_to(
-        &self,
+        &mut self,
         publisher: &Binding,
         subscriber: &str,
         subject: Arc<str>,
@@ -199,19 +271,23 @@ impl PublisherState {
             .filter(|s| s.pattern.matches(&subject))
             .collect();
         if matching.is_empty() {
-            first
-                .delivery
-                .deliver(Report::new(publisher.clone(), subject, payload, None, true));
+            first.delivery.deliver(
+                Report::new(publisher.clone(), subject, payload, None, true),
+                0,
+            );
             return Some(1);
         }
         for sub in &matching {
-            sub.delivery.deliver(Report::new(
-                publisher.clone(),
-                subject.clone(),
-                payload.clone(),
-                Some(sub.pattern.clone()),
-                true,
-            ));
+            sub.delivery.deliver(
+                Report::new(
+                    publisher.clone(),
+                    subject.clone(),
+                    payload.clone(),
+                    Some(sub.pattern.clone()),
+                    true,
+                ),
+                0,
+            );
         }
         Some(matching.len())
     }

@@ -1,0 +1,1101 @@
+//! The runtime's side of exchange links: routes to remote services, requests and report
+//! subscriptions that cross links, and the frames that carry them.
+//!
+//! Routing is path-vector: every SERVICE announcement carries the processes it went
+//! through, a process ignores announcements that already passed through it, and it keeps
+//! every route it hears of, using the shortest. This is loop-free on any topology, and a
+//! lost link only withdraws the services that have no other route.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use netsvc_proto::names;
+use netsvc_proto::wire::{Frame, Role, Text};
+use netsvc_proto::{Pattern, PatternIndex};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use super::{Core, Delivery, Route};
+use crate::announce::WithdrawReason;
+use crate::binding::{Audience, Binding, Location};
+use crate::call::{Reply, Responder, failure_frame};
+use crate::exchange::outbound::Outbound;
+use crate::failure::Failure;
+use crate::payload::Payload;
+use crate::report::{Report, ReportEvent};
+use crate::service::ServiceShared;
+
+/// What a link is, as the state owner needs to know it.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkInfo {
+    pub(crate) group: Arc<str>,
+    pub(crate) peer: Arc<str>,
+    #[allow(dead_code)] // shown in connection events
+    pub(crate) peer_role: Role,
+    pub(crate) initiated_here: bool,
+}
+
+/// A request sent on a link and not answered yet.
+enum Pending {
+    /// For a caller in this runtime.
+    Local(oneshot::Sender<Reply>),
+    /// Relayed for a request that came in on another link.
+    Relay { link: u64, conv: u64 },
+}
+
+/// A subscription that came in on a link.
+enum Served {
+    /// To a publisher in this runtime, under this subscription key.
+    Local { publisher: Arc<str>, key: u64 },
+    /// Passed on toward the publisher under our own subscription id.
+    Relayed { sid: u64 },
+}
+
+/// Everything the runtime keeps about one established link.
+pub(crate) struct LinkState {
+    pub(crate) info: LinkInfo,
+    pub(crate) outbound: Arc<Outbound>,
+    /// Services announced on this link (so that their withdrawal is too).
+    advertised: HashSet<Arc<str>>,
+    calls: HashMap<u64, Pending>,
+    /// Requests received on this link and relayed: their conv → (next link, conv there).
+    relayed: HashMap<u64, (u64, u64)>,
+    served: HashMap<u64, Served>,
+    /// Our subscription ids sent on this link.
+    out_subs: HashSet<u64>,
+    /// Whether the peer has sent its whole registry, and which of our subscriptions sent on
+    /// this link before then still await their acknowledgement.
+    peer_synced: bool,
+    awaiting_acks: HashSet<u64>,
+    resynced: bool,
+}
+
+/// One route to a remote service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RouteInfo {
+    path: Vec<Arc<str>>,
+    version: u64,
+    groups: Vec<Arc<str>>,
+}
+
+/// A service learned through links.
+pub(crate) struct RemoteService {
+    binding: Binding,
+    /// Routes by link id.
+    routes: BTreeMap<u64, RouteInfo>,
+    /// Dropped when the service is removed: callers waiting on it fail at once.
+    liveness: watch::Sender<()>,
+}
+
+impl RemoteService {
+    /// The link to use: shortest path, then lowest link id.
+    fn best(&self) -> Option<(u64, &RouteInfo)> {
+        self.routes
+            .iter()
+            .min_by_key(|(id, r)| (r.path.len(), **id))
+            .map(|(id, r)| (*id, r))
+    }
+
+    /// The newest state (highest version; ties go to the best route).
+    fn newest(&self) -> Option<&RouteInfo> {
+        let best = self.best()?;
+        Some(
+            self.routes
+                .values()
+                .filter(|r| r.version > best.1.version)
+                .max_by_key(|r| r.version)
+                .unwrap_or(best.1),
+        )
+    }
+}
+
+/// Where a subscription toward a remote publisher comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubOrigin {
+    /// A report monitor of this runtime.
+    Monitor(u64),
+    /// A subscription received on another link (its id there).
+    Relay { link: u64, sid: u64 },
+}
+
+/// A subscription sent toward a remote publisher.
+pub(crate) struct RemoteSub {
+    publisher: Arc<str>,
+    subscriber: Arc<str>,
+    pattern: Arc<Pattern>,
+    origin: SubOrigin,
+    link: u64,
+    installed: bool,
+}
+
+/// The subscriptions toward one remote publisher.
+#[derive(Default)]
+pub(crate) struct RemotePublisher {
+    /// Installed subscriptions (acknowledged), by pattern: what live reports are matched against.
+    index: PatternIndex<u64>,
+    /// Every subscription id toward it, installed or not.
+    sids: HashSet<u64>,
+}
+
+/// Work a link's task does after releasing the state lock.
+pub(crate) enum Action {
+    /// Run a method for a request that came in on the link.
+    Dispatch {
+        service: Arc<ServiceShared>,
+        method: Text,
+        args: Bytes,
+        sender: Option<Binding>,
+        conv: u64,
+        responder: Responder,
+    },
+    /// The peer's registry is fully known and our subscriptions through it are in place.
+    Resynced,
+}
+
+/// Why a link could not be established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkRefused {
+    /// Another link to the same process in the same group wins.
+    Duplicate,
+}
+
+impl Core {
+    fn link(&self, id: u64) -> Option<&LinkState> {
+        self.links.get(&id)
+    }
+
+    // ----- link lifecycle -----------------------------------------------------------------
+
+    /// Registers an established link and announces to it everything it may see. Returns the
+    /// link id of a duplicate link that this one replaces (which the caller must close).
+    pub(crate) fn link_up(
+        &mut self,
+        info: LinkInfo,
+        outbound: Arc<Outbound>,
+    ) -> Result<(u64, Option<u64>), LinkRefused> {
+        let mut replaced = None;
+        if let Some((&other, existing)) = self
+            .links
+            .iter()
+            .find(|(_, l)| l.info.peer == info.peer && l.info.group == info.group)
+        {
+            let initiator = |l: &LinkInfo| -> Arc<str> {
+                if l.initiated_here {
+                    self.identity.clone()
+                } else {
+                    l.peer.clone()
+                }
+            };
+            let (old, new) = (initiator(&existing.info), initiator(&info));
+            // Both ends compute the same answer: the link started by the lower identity
+            // survives; between two links started by the same process, the older one.
+            if new >= old {
+                return Err(LinkRefused::Duplicate);
+            }
+            replaced = Some(other);
+        }
+        if let Some(other) = replaced {
+            self.link_down(other);
+        }
+        let id = self.next_id();
+        self.links.insert(
+            id,
+            LinkState {
+                info,
+                outbound,
+                advertised: HashSet::new(),
+                calls: HashMap::new(),
+                relayed: HashMap::new(),
+                served: HashMap::new(),
+                out_subs: HashSet::new(),
+                peer_synced: false,
+                awaiting_acks: HashSet::new(),
+                resynced: false,
+            },
+        );
+        let addresses: Vec<Arc<str>> = self
+            .registry
+            .entries()
+            .iter()
+            .map(|e| e.binding.address_arc().clone())
+            .collect();
+        for address in addresses {
+            self.advertise_on(&address, id);
+        }
+        if let Some(link) = self.links.get(&id) {
+            link.outbound.push(Frame::Synced);
+        }
+        Ok((id, replaced))
+    }
+
+    /// Forgets a link: its routes, the calls and subscriptions through it.
+    pub(crate) fn link_down(&mut self, id: u64) {
+        let Some(link) = self.links.remove(&id) else {
+            return;
+        };
+        let lost = Failure::application_error(format!(
+            "{} (connection to {} lost)",
+            crate::failure::WITHDRAWN_DETAILS,
+            link.info.peer
+        ));
+        for (_, pending) in link.calls {
+            match pending {
+                Pending::Local(tx) => {
+                    let _ = tx.send(Reply::Failure(lost.clone()));
+                }
+                Pending::Relay { link, conv } => {
+                    if let Some(back) = self.links.get_mut(&link) {
+                        back.relayed.remove(&conv);
+                        back.outbound.push(failure_frame(conv, &lost));
+                    }
+                }
+            }
+        }
+        for (_, (next, conv)) in link.relayed {
+            if let Some(next) = self.links.get_mut(&next) {
+                if next.calls.remove(&conv).is_some() {
+                    next.outbound.push(Frame::Cancel { conv });
+                }
+            }
+        }
+        for (_, served) in link.served {
+            self.end_served(served);
+        }
+        // Routes through the link go; services with no other route are withdrawn.
+        let affected: Vec<Arc<str>> = self
+            .remote
+            .iter()
+            .filter(|(_, s)| s.routes.contains_key(&id))
+            .map(|(a, _)| a.clone())
+            .collect();
+        for address in affected {
+            self.remove_route(&address, id, WithdrawReason::ConnectionLost);
+        }
+        // Subscriptions we had sent on it and whose publisher is still reachable move to
+        // the new route.
+        for sid in link.out_subs {
+            if let Some(publisher) = self.remote_subs.get(&sid).map(|s| s.publisher.clone()) {
+                self.reroute_subscriptions(&publisher);
+            }
+        }
+    }
+
+    /// Ends a subscription that came in on a link.
+    fn end_served(&mut self, served: Served) {
+        match served {
+            Served::Local { publisher, key } => {
+                if let Some(local) = self.locals.get_mut(&publisher) {
+                    local.publisher.unsubscribe(key);
+                }
+            }
+            Served::Relayed { sid } => self.drop_remote_sub(sid, true),
+        }
+    }
+
+    // ----- frames ---------------------------------------------------------------------------
+
+    /// Handles one frame received on link `id`. Work that must not run under the lock is
+    /// appended to `actions`.
+    pub(crate) fn handle_frame(
+        &mut self,
+        id: u64,
+        frame: Frame,
+        raw: &Bytes,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        match frame {
+            Frame::Service {
+                address,
+                name,
+                audience,
+                groups,
+                version,
+                path,
+            } => self.on_service(id, &address, &name, &audience, &groups, version, &path, now),
+            Frame::Withdraw { address, reason } => {
+                let reason = match reason {
+                    0 => WithdrawReason::Owner,
+                    1 => WithdrawReason::ProcessExit,
+                    _ => WithdrawReason::ConnectionLost,
+                };
+                self.remove_route(&address, id, reason);
+            }
+            Frame::Synced => {
+                if let Some(link) = self.links.get_mut(&id) {
+                    link.peer_synced = true;
+                }
+                self.check_resynced(id, actions);
+            }
+            Frame::Request {
+                conv,
+                to,
+                from,
+                method,
+                timeout_ms,
+                args,
+            } => self.on_request(id, conv, to, from, method, timeout_ms, args, actions),
+            Frame::Response { conv, result } => {
+                let relay = result.clone();
+                self.on_reply(id, conv, Reply::Encoded(result), move |c| Frame::Response {
+                    conv: c,
+                    result: relay,
+                });
+            }
+            Frame::Failure {
+                conv,
+                error,
+                description,
+                origin,
+                details,
+            } => {
+                let failure = Failure::new(
+                    error,
+                    description.as_str(),
+                    origin.as_str(),
+                    details.as_str(),
+                );
+                let relay = failure.clone();
+                self.on_reply(id, conv, Reply::Failure(failure), move |c| {
+                    failure_frame(c, &relay)
+                });
+            }
+            Frame::Cancel { conv } => {
+                let relayed = self
+                    .links
+                    .get_mut(&id)
+                    .and_then(|l| l.relayed.remove(&conv));
+                if let Some((next, next_conv)) = relayed {
+                    if let Some(next) = self.links.get_mut(&next) {
+                        if next.calls.remove(&next_conv).is_some() {
+                            next.outbound.push(Frame::Cancel { conv: next_conv });
+                        }
+                    }
+                }
+            }
+            Frame::Subscribe {
+                sid,
+                publisher,
+                subscriber,
+                pattern,
+            } => self.on_subscribe(id, sid, &publisher, &subscriber, &pattern, now),
+            Frame::Subscribed { sid } => self.on_subscribed(id, sid, actions),
+            Frame::Unsubscribe { sid } => {
+                let served = self.links.get_mut(&id).and_then(|l| l.served.remove(&sid));
+                if let Some(served) = served {
+                    self.end_served(served);
+                }
+            }
+            Frame::Report {
+                publisher,
+                subject,
+                seq,
+                payload,
+            } => self.on_report(id, &publisher, &subject, seq, payload, raw),
+            Frame::Targeted {
+                sid,
+                subject,
+                seq,
+                pattern,
+                targeted,
+                payload,
+            } => self.on_targeted(id, sid, subject, seq, pattern, targeted, payload),
+            // Handshake, heartbeats and closes are the link task's business.
+            Frame::Hello(_) | Frame::Heartbeat | Frame::Close { .. } => {}
+        }
+    }
+
+    // ----- registry sync ------------------------------------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_service(
+        &mut self,
+        link: u64,
+        address: &Text,
+        name: &Text,
+        audience: &Text,
+        groups: &[Text],
+        version: u64,
+        path: &[Text],
+        now: Instant,
+    ) {
+        let Some(origin) = path.first() else {
+            tracing::warn!(%address, "SERVICE without a path ignored");
+            return;
+        };
+        if path.iter().any(|p| p.as_str() == &*self.identity)
+            || self.locals.contains_key(address.as_str())
+        {
+            return; // it went around a loop back to us
+        }
+        let Some(link_group) = self.link(link).map(|l| l.info.group.clone()) else {
+            return;
+        };
+        let route = RouteInfo {
+            path: path.iter().map(|p| Arc::from(p.as_str())).collect(),
+            version,
+            groups: groups
+                .iter()
+                .filter(|g| names::check_group_name(g).is_ok())
+                .map(|g| Arc::from(g.as_str()))
+                .collect(),
+        };
+        if let Some(service) = self.remote.get_mut(address.as_str()) {
+            let before = (
+                service.best().map(|(l, r)| (l, r.clone())),
+                service.newest().cloned(),
+            );
+            service.routes.insert(link, route);
+            self.after_route_change(address.as_str(), before);
+            return;
+        }
+        let (Ok(audience), Ok(())) = (
+            audience.parse::<Audience>(),
+            names::check_service_name(name),
+        ) else {
+            tracing::warn!(%address, "SERVICE with an invalid name or audience ignored");
+            return;
+        };
+        let Some(agent) = address
+            .strip_suffix(name.as_str())
+            .and_then(|a| a.strip_suffix('!'))
+            .filter(|a| !a.is_empty())
+        else {
+            tracing::warn!(%address, %name, "SERVICE whose address does not end in its name ignored");
+            return;
+        };
+        let binding = Binding::new(
+            Arc::from(name.as_str()),
+            audience,
+            Arc::from(agent),
+            Arc::from(origin.as_str()),
+            Location::Remote,
+            Some(link_group),
+        );
+        let groups = route.groups.clone();
+        let (liveness, _) = watch::channel(());
+        let mut routes = BTreeMap::new();
+        routes.insert(link, route);
+        self.remote.insert(
+            binding.address_arc().clone(),
+            RemoteService {
+                binding: binding.clone(),
+                routes,
+                liveness,
+            },
+        );
+        self.add_binding(binding.clone(), groups, now);
+        self.advertise(binding.address_arc());
+    }
+
+    /// Applies a change in a remote service's routes: group changes to the registry, a new
+    /// best route to subscriptions, and the new state to the other links.
+    fn after_route_change(
+        &mut self,
+        address: &str,
+        before: (Option<(u64, RouteInfo)>, Option<RouteInfo>),
+    ) {
+        let Some(service) = self.remote.get(address) else {
+            return;
+        };
+        let best = service.best().map(|(l, r)| (l, r.clone()));
+        let newest = service.newest().cloned();
+        let address: Arc<str> = service.binding.address_arc().clone();
+        let old_groups = before
+            .1
+            .as_ref()
+            .map(|r| r.groups.clone())
+            .unwrap_or_default();
+        let new_groups = newest
+            .as_ref()
+            .map(|r| r.groups.clone())
+            .unwrap_or_default();
+        for g in old_groups.iter().filter(|g| !new_groups.contains(g)) {
+            self.registry_leave(&address, g);
+        }
+        for g in new_groups.iter().filter(|g| !old_groups.contains(g)) {
+            self.registry_join(&address, g.clone());
+        }
+        if before.0.as_ref().map(|b| b.0) != best.as_ref().map(|b| b.0) {
+            self.reroute_subscriptions(&address);
+        }
+        let changed = before.0.as_ref().map(|b| &b.1.path) != best.as_ref().map(|b| &b.1.path)
+            || before.1.as_ref().map(|r| r.version) != newest.as_ref().map(|r| r.version)
+            || old_groups != new_groups;
+        if changed {
+            self.advertise(&address);
+        }
+    }
+
+    /// Removes the route via `link` to a remote service; withdraws the service if it was
+    /// the last one.
+    fn remove_route(&mut self, address: &str, link: u64, reason: WithdrawReason) {
+        let Some(service) = self.remote.get_mut(address) else {
+            return;
+        };
+        let before = (
+            service.best().map(|(l, r)| (l, r.clone())),
+            service.newest().cloned(),
+        );
+        if service.routes.remove(&link).is_none() {
+            return;
+        }
+        if !service.routes.is_empty() {
+            self.after_route_change(address, before);
+            return;
+        }
+        let Some(service) = self.remote.remove(address) else {
+            return;
+        };
+        // Subscriptions toward it end with it; its subscribers hear of the withdrawal
+        // through the registry.
+        if let Some(publisher) = self.remote_publishers.remove(address) {
+            for sid in publisher.sids {
+                self.drop_remote_sub(sid, false);
+            }
+        }
+        self.remove_binding(address, reason);
+        self.withdraw_everywhere(service.binding.address_arc(), reason);
+        drop(service.liveness);
+    }
+
+    /// Announces a visible service on every link it may be exported to, and withdraws it
+    /// from links it may no longer be exported to.
+    pub(crate) fn advertise(&mut self, address: &Arc<str>) {
+        let ids: Vec<u64> = self.links.keys().copied().collect();
+        for id in ids {
+            self.advertise_on(address, id);
+        }
+    }
+
+    fn advertise_on(&mut self, address: &Arc<str>, id: u64) {
+        let frame = self.service_frame(address, id);
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        match frame {
+            Some(frame) => {
+                link.outbound.push(frame);
+                link.advertised.insert(address.clone());
+            }
+            None => {
+                if link.advertised.remove(address) {
+                    link.outbound.push(Frame::Withdraw {
+                        address: Text::from(&**address),
+                        reason: 2,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The SERVICE frame announcing `address` on link `id`, or `None` if the service may not
+    /// be exported there: its audience excludes the link's group, or the link is (or leads
+    /// back to) where the service was learned from.
+    fn service_frame(&self, address: &Arc<str>, id: u64) -> Option<Frame> {
+        let link = self.link(id)?;
+        let entry = self.registry.get(address)?;
+        let binding = &entry.binding;
+        if !binding.audience().admits(&link.info.group) {
+            return None;
+        }
+        let (version, path) = if let Some(local) = self.locals.get(address) {
+            (local.version, vec![Text::from(&*self.identity)])
+        } else {
+            let remote = self.remote.get(address)?;
+            let (best_link, best) = remote.best()?;
+            if best_link == id || best.path.contains(&link.info.peer) {
+                return None;
+            }
+            let mut path: Vec<Text> = best.path.iter().map(Text::from).collect();
+            path.push(Text::from(&*self.identity));
+            (remote.newest()?.version, path)
+        };
+        Some(Frame::Service {
+            address: Text::from(&**address),
+            name: Text::from(binding.service_name()),
+            audience: Text::from(binding.audience().as_str()),
+            groups: entry.groups.iter().map(Text::from).collect(),
+            version,
+            path,
+        })
+    }
+
+    /// Sends WITHDRAW for a service to every link it was announced on.
+    pub(crate) fn withdraw_everywhere(&mut self, address: &Arc<str>, reason: WithdrawReason) {
+        let code = match reason {
+            WithdrawReason::Owner => 0,
+            WithdrawReason::ProcessExit => 1,
+            WithdrawReason::ConnectionLost => 2,
+        };
+        for link in self.links.values_mut() {
+            if link.advertised.remove(address) {
+                link.outbound.push(Frame::Withdraw {
+                    address: Text::from(&**address),
+                    reason: code,
+                });
+            }
+        }
+    }
+
+    fn check_resynced(&mut self, id: u64, actions: &mut Vec<Action>) {
+        if let Some(link) = self.links.get_mut(&id) {
+            if link.peer_synced && link.awaiting_acks.is_empty() && !link.resynced {
+                link.resynced = true;
+                actions.push(Action::Resynced);
+            }
+        }
+    }
+
+    // ----- requests ---------------------------------------------------------------------------
+
+    /// How to reach a remote service for a request.
+    pub(crate) fn remote_route(&self, address: &str) -> Option<Route> {
+        let service = self.remote.get(address)?;
+        let (link, _) = service.best()?;
+        let outbound = self.link(link)?.outbound.clone();
+        Some(Route::Remote {
+            link,
+            outbound,
+            liveness: service.liveness.subscribe(),
+        })
+    }
+
+    /// Records a call waiting for its reply on `link`. False if the link is gone.
+    pub(crate) fn await_reply(&mut self, link: u64, conv: u64, tx: oneshot::Sender<Reply>) -> bool {
+        match self.links.get_mut(&link) {
+            Some(l) => {
+                l.calls.insert(conv, Pending::Local(tx));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A local caller stopped waiting (timeout or cancellation): tell the next hop.
+    pub(crate) fn abandon_call(&mut self, link: u64, conv: u64) {
+        if let Some(l) = self.links.get_mut(&link) {
+            if l.calls.remove(&conv).is_some() {
+                l.outbound.push(Frame::Cancel { conv });
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_request(
+        &mut self,
+        id: u64,
+        conv: u64,
+        to: Text,
+        from: Option<Text>,
+        method: Text,
+        timeout_ms: u64,
+        args: Bytes,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(link) = self.link(id) else { return };
+        let back = link.outbound.clone();
+        if let Some(local) = self.locals.get(to.as_str()) {
+            let sender = from
+                .as_deref()
+                .and_then(|f| self.registry.lookup_address(f));
+            actions.push(Action::Dispatch {
+                service: local.shared.clone(),
+                method,
+                args,
+                sender,
+                conv,
+                responder: Responder::link(back, conv, self.limits),
+            });
+            return;
+        }
+        let next = self
+            .remote
+            .get(to.as_str())
+            .and_then(|s| s.best())
+            .map(|(l, _)| l);
+        let Some(next) = next else {
+            back.push(failure_frame(
+                conv,
+                &Failure::service_unavailable(format!("No service at address {to:?}.")),
+            ));
+            return;
+        };
+        let next_conv = self.next_id();
+        let frame = Frame::Request {
+            conv: next_conv,
+            to,
+            from,
+            method,
+            timeout_ms,
+            args,
+        };
+        let accepted = self
+            .links
+            .get(&next)
+            .is_some_and(|l| l.outbound.try_push_request(frame));
+        if !accepted {
+            back.push(failure_frame(conv, &crate::exchange::busy_failure()));
+            return;
+        }
+        if let Some(l) = self.links.get_mut(&next) {
+            l.calls.insert(next_conv, Pending::Relay { link: id, conv });
+        }
+        if let Some(l) = self.links.get_mut(&id) {
+            l.relayed.insert(conv, (next, next_conv));
+        }
+    }
+
+    fn on_reply(&mut self, id: u64, conv: u64, reply: Reply, relay: impl FnOnce(u64) -> Frame) {
+        let pending = self.links.get_mut(&id).and_then(|l| l.calls.remove(&conv));
+        match pending {
+            Some(Pending::Local(tx)) => {
+                let _ = tx.send(reply);
+            }
+            Some(Pending::Relay { link, conv }) => {
+                if let Some(back) = self.links.get_mut(&link) {
+                    back.relayed.remove(&conv);
+                    back.outbound.push(relay(conv));
+                }
+            }
+            None => {} // the caller gave up
+        }
+    }
+
+    // ----- reports ---------------------------------------------------------------------------
+
+    /// Sends a subscription toward a remote publisher on its best route.
+    pub(crate) fn subscribe_remote(
+        &mut self,
+        publisher: &Arc<str>,
+        subscriber: Arc<str>,
+        pattern: Arc<Pattern>,
+        origin_monitor: Option<u64>,
+        origin_relay: Option<(u64, u64)>,
+    ) -> Option<u64> {
+        let link = self.remote.get(publisher)?.best()?.0;
+        let origin = match (origin_monitor, origin_relay) {
+            (Some(m), _) => SubOrigin::Monitor(m),
+            (None, Some((link, sid))) => SubOrigin::Relay { link, sid },
+            (None, None) => return None,
+        };
+        Some(self.send_subscribe(publisher.clone(), subscriber, pattern, origin, link))
+    }
+
+    fn send_subscribe(
+        &mut self,
+        publisher: Arc<str>,
+        subscriber: Arc<str>,
+        pattern: Arc<Pattern>,
+        origin: SubOrigin,
+        link: u64,
+    ) -> u64 {
+        let sid = self.next_id();
+        if let Some(l) = self.links.get_mut(&link) {
+            l.out_subs.insert(sid);
+            if !l.resynced {
+                l.awaiting_acks.insert(sid);
+            }
+            l.outbound.push(Frame::Subscribe {
+                sid,
+                publisher: Text::from(&*publisher),
+                subscriber: Text::from(&*subscriber),
+                pattern: Text::from(pattern.as_str()),
+            });
+        }
+        self.remote_publishers
+            .entry(publisher.clone())
+            .or_default()
+            .sids
+            .insert(sid);
+        self.remote_subs.insert(
+            sid,
+            RemoteSub {
+                publisher,
+                subscriber,
+                pattern,
+                origin,
+                link,
+                installed: false,
+            },
+        );
+        sid
+    }
+
+    /// Forgets a subscription toward a remote publisher; with `tell`, the next hop is told.
+    pub(crate) fn drop_remote_sub(&mut self, sid: u64, tell: bool) {
+        let Some(sub) = self.remote_subs.remove(&sid) else {
+            return;
+        };
+        if let Some(p) = self.remote_publishers.get_mut(&sub.publisher) {
+            p.sids.remove(&sid);
+            if sub.installed {
+                p.index.remove(&sub.pattern, &sid);
+            }
+        }
+        if let Some(l) = self.links.get_mut(&sub.link) {
+            l.out_subs.remove(&sid);
+            l.awaiting_acks.remove(&sid);
+            if tell {
+                l.outbound.push(Frame::Unsubscribe { sid });
+            }
+        }
+    }
+
+    /// Moves every subscription toward `publisher` that is not on its best route onto it.
+    fn reroute_subscriptions(&mut self, publisher: &Arc<str>) {
+        let Some(best) = self
+            .remote
+            .get(publisher)
+            .and_then(|s| s.best())
+            .map(|b| b.0)
+        else {
+            return;
+        };
+        let stale: Vec<u64> = self
+            .remote_publishers
+            .get(publisher)
+            .map(|p| {
+                p.sids
+                    .iter()
+                    .copied()
+                    .filter(|sid| self.remote_subs.get(sid).is_some_and(|s| s.link != best))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for sid in stale {
+            let Some(sub) = self.remote_subs.get(&sid) else {
+                continue;
+            };
+            let (subscriber, pattern, origin) =
+                (sub.subscriber.clone(), sub.pattern.clone(), sub.origin);
+            self.drop_remote_sub(sid, true);
+            let new_sid = self.send_subscribe(publisher.clone(), subscriber, pattern, origin, best);
+            match origin {
+                SubOrigin::Monitor(m) => {
+                    if let Some(monitor) = self.monitors.get_mut(&m) {
+                        monitor.remote_sids.retain(|s| *s != sid);
+                        monitor.remote_sids.push(new_sid);
+                    }
+                }
+                SubOrigin::Relay { link, sid: theirs } => {
+                    if let Some(l) = self.links.get_mut(&link) {
+                        l.served.insert(theirs, Served::Relayed { sid: new_sid });
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_subscribe(
+        &mut self,
+        id: u64,
+        sid: u64,
+        publisher: &Text,
+        subscriber: &Text,
+        pattern: &Text,
+        now: Instant,
+    ) {
+        let Ok(pattern) = Pattern::new(pattern) else {
+            tracing::warn!(%pattern, "SUBSCRIBE with an invalid pattern ignored");
+            return;
+        };
+        // As in the original, a publisher serves only subscribers it can see.
+        let Some(subscriber) = self.registry.lookup_address(subscriber) else {
+            tracing::debug!(%subscriber, "SUBSCRIBE from a service not visible here ignored");
+            return;
+        };
+        let Some(outbound) = self.link(id).map(|l| l.outbound.clone()) else {
+            return;
+        };
+        let key = self.next_id();
+        if let Some(local) = self.locals.get_mut(publisher.as_str()) {
+            if !local.visible {
+                return;
+            }
+            let publisher_binding = local.shared.binding.clone();
+            local.publisher.subscribe(
+                key,
+                &publisher_binding,
+                subscriber.clone(),
+                pattern,
+                Delivery::Link {
+                    link: id,
+                    outbound: outbound.clone(),
+                    sid,
+                },
+                now,
+            );
+            outbound.push(Frame::Subscribed { sid });
+            let publisher: Arc<str> = publisher_binding.address_arc().clone();
+            self.subscriptions_by_subscriber
+                .entry(subscriber.address_arc().clone())
+                .or_default()
+                .push((publisher.clone(), key));
+            if let Some(l) = self.links.get_mut(&id) {
+                l.served.insert(sid, Served::Local { publisher, key });
+            }
+            return;
+        }
+        let Some(publisher) = self
+            .remote
+            .get_key_value(publisher.as_str())
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        if let Some(ours) = self.subscribe_remote(
+            &publisher,
+            subscriber.address_arc().clone(),
+            Arc::new(pattern),
+            None,
+            Some((id, sid)),
+        ) {
+            if let Some(l) = self.links.get_mut(&id) {
+                l.served.insert(sid, Served::Relayed { sid: ours });
+            }
+        }
+    }
+
+    fn on_subscribed(&mut self, id: u64, sid: u64, actions: &mut Vec<Action>) {
+        let Some(sub) = self.remote_subs.get_mut(&sid) else {
+            return;
+        };
+        if sub.link != id {
+            return;
+        }
+        if !sub.installed {
+            sub.installed = true;
+            self.remote_publishers
+                .entry(sub.publisher.clone())
+                .or_default()
+                .index
+                .insert(&sub.pattern, sid);
+        }
+        if let SubOrigin::Relay { link, sid: theirs } = sub.origin {
+            if let Some(l) = self.links.get(&link) {
+                l.outbound.push(Frame::Subscribed { sid: theirs });
+            }
+        }
+        if let Some(l) = self.links.get_mut(&id) {
+            l.awaiting_acks.remove(&sid);
+        }
+        self.check_resynced(id, actions);
+    }
+
+    fn on_report(
+        &mut self,
+        id: u64,
+        publisher: &Text,
+        subject: &Text,
+        seq: u64,
+        payload: Bytes,
+        raw: &Bytes,
+    ) {
+        let Some(remote) = self.remote_publishers.get(publisher.as_str()) else {
+            return;
+        };
+        let mut monitors: Vec<(u64, Arc<Pattern>)> = Vec::new();
+        let mut downstream: Vec<u64> = Vec::new();
+        let subs = &self.remote_subs;
+        remote.index.for_each_match(subject, |_, sid| {
+            let Some(sub) = subs.get(sid) else { return };
+            if sub.link != id {
+                return; // a report still in flight on a route we have left
+            }
+            match sub.origin {
+                SubOrigin::Monitor(m) => monitors.push((m, sub.pattern.clone())),
+                SubOrigin::Relay { link, .. } => {
+                    if !downstream.contains(&link) {
+                        downstream.push(link);
+                    }
+                }
+            }
+        });
+        for link in downstream {
+            if let Some(l) = self.links.get(&link) {
+                l.outbound
+                    .push_report(raw.clone(), (publisher.clone(), subject.clone()));
+            }
+        }
+        if monitors.is_empty() {
+            return;
+        }
+        let Some(binding) = self
+            .remote
+            .get(publisher.as_str())
+            .map(|s| s.binding.clone())
+        else {
+            return;
+        };
+        let content = Payload::from_bytes(payload);
+        let subject: Arc<str> = Arc::from(subject.as_str());
+        for (m, pattern) in monitors {
+            if let Some(monitor) = self.monitors.get_mut(&m) {
+                monitor.note_seq(binding.address_arc(), seq);
+                monitor.queue.push(ReportEvent::Report(Report::new(
+                    binding.clone(),
+                    subject.clone(),
+                    content.clone(),
+                    Some(pattern),
+                    false,
+                )));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_targeted(
+        &mut self,
+        id: u64,
+        sid: u64,
+        subject: Text,
+        seq: u64,
+        pattern: Option<Text>,
+        targeted: bool,
+        payload: Bytes,
+    ) {
+        let Some(sub) = self.remote_subs.get(&sid) else {
+            return;
+        };
+        if sub.link != id {
+            return;
+        }
+        match sub.origin {
+            SubOrigin::Relay { link, sid: theirs } => {
+                if let Some(l) = self.links.get(&link) {
+                    l.outbound.push(Frame::Targeted {
+                        sid: theirs,
+                        subject,
+                        seq,
+                        pattern,
+                        targeted,
+                        payload,
+                    });
+                }
+            }
+            SubOrigin::Monitor(m) => {
+                let Some(binding) = self.remote.get(&*sub.publisher).map(|s| s.binding.clone())
+                else {
+                    return;
+                };
+                let Some(monitor) = self.monitors.get_mut(&m) else {
+                    return;
+                };
+                // After a re-subscription the cache comes again: skip what was seen.
+                if !targeted && !monitor.note_seq(binding.address_arc(), seq) {
+                    return;
+                }
+                let pattern = pattern.and_then(|p| Pattern::new(&p).ok()).map(Arc::new);
+                monitor.queue.push(ReportEvent::Report(Report::new(
+                    binding,
+                    Arc::from(subject.as_str()),
+                    Payload::from_bytes(payload),
+                    pattern,
+                    targeted,
+                )));
+            }
+        }
+    }
+}

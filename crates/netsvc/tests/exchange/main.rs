@@ -1,0 +1,8 @@
+//! The exchange between runtimes over real loopback sockets, several runtimes in one test
+//! process standing in for separate processes (the multi-process tests with real binaries
+//! are in `netsvc-testkit`). Tests named `sNN_…` are reference scenarios.
+
+mod mesh;
+mod reports;
+mod topology;
+mod util;

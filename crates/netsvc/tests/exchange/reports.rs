@@ -1,0 +1,264 @@
+use std::time::Duration;
+
+use netsvc::{Exchange, Lifetime, ReportEvent, Runtime, SubscriptionStatus};
+
+use crate::util::{client, echo, fast_config, gone, hub, visible, within};
+
+/// Collects the reports of `monitor` until `n` have arrived, as (subject, int) pairs.
+async fn reports(monitor: &mut netsvc::ReportMonitor, n: usize) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    within(async {
+        while out.len() < n {
+            if let ReportEvent::Report(r) = monitor.recv().await.unwrap() {
+                out.push((r.subject().to_owned(), r.value().unwrap().as_i64().unwrap()));
+            }
+        }
+    })
+    .await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_cross_the_hub_with_the_cache_first_and_no_gap() {
+    let (hrt, _hex, address) = hub().await;
+    let (prt, _pex) = client(&address);
+    let publisher = prt.service("clock").build().unwrap();
+    publisher
+        .publish("system.time", 1, Lifetime::Forever)
+        .unwrap();
+    publisher
+        .publish("system.load", 5, Lifetime::Forever)
+        .unwrap();
+    publisher.publish("other", 9, Lifetime::Forever).unwrap();
+
+    let (srt, _sex) = client(&address);
+    let sub = srt.service("watcher").build().unwrap();
+    let mut m = sub.monitor_reports("clock", "system.*").unwrap();
+    match within(m.recv()).await.unwrap() {
+        ReportEvent::PublisherAvailable(b) => assert_eq!(b.address(), publisher.address()),
+        other => panic!("{other:?}"),
+    }
+    let mut cached = reports(&mut m, 2).await;
+    cached.sort();
+    assert_eq!(
+        cached,
+        vec![("system.load".into(), 5), ("system.time".into(), 1)]
+    );
+    publisher
+        .publish("system.time", 2, Lifetime::Forever)
+        .unwrap();
+    publisher.publish("other", 10, Lifetime::None).unwrap();
+    assert_eq!(reports(&mut m, 1).await, vec![("system.time".into(), 2)]);
+
+    // The hub's own subscriber too.
+    let hub_sub = hrt.service("hub-watcher").build().unwrap();
+    let mut hm = hub_sub.monitor_reports("clock", "*").unwrap();
+    let mut got = reports(&mut hm, 2).await;
+    got.sort();
+    assert_eq!(
+        got,
+        vec![("system.load".into(), 5), ("system.time".into(), 2)]
+    );
+
+    // The publisher sees each remote subscription with the subscriber's binding.
+    let mut subs = publisher.watch_subscriptions().unwrap();
+    let first = within(subs.recv()).await.unwrap();
+    assert_eq!(first.status, SubscriptionStatus::Requested);
+    let mut subscribers = vec![
+        first.subscriber.address().to_owned(),
+        within(subs.recv())
+            .await
+            .unwrap()
+            .subscriber
+            .address()
+            .to_owned(),
+    ];
+    subscribers.sort();
+    let mut expected = vec![sub.address().to_owned(), hub_sub.address().to_owned()];
+    expected.sort();
+    assert_eq!(subscribers, expected);
+    drop(m);
+    let withdrawn = within(subs.recv()).await.unwrap();
+    assert_eq!(withdrawn.status, SubscriptionStatus::Withdrawn);
+    assert_eq!(withdrawn.subscriber.address(), sub.address());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_copy_per_link_fans_out_to_every_subscriber_and_pattern() {
+    let (_hrt, _hex, address) = hub().await;
+    let (prt, _pex) = client(&address);
+    let publisher = prt.service("feed").build().unwrap();
+    let (srt, _sex) = client(&address);
+    let mut monitors = Vec::new();
+    for i in 0..5 {
+        let s = srt.service(&format!("s{i}")).build().unwrap();
+        monitors.push((s.monitor_reports("feed", "*").unwrap(), s));
+    }
+    // One subscriber with two matching patterns gets two copies.
+    let twice = srt.service("twice").build().unwrap();
+    let mut t1 = twice.monitor_reports("feed", "a.*").unwrap();
+    let mut t2 = twice.monitor_reports("feed", "*.b").unwrap();
+    let mut subs = publisher.watch_subscriptions().unwrap();
+    for _ in 0..7 {
+        within(subs.recv()).await.unwrap();
+    }
+    // The subscriptions are requested; wait until they are in place end to end by
+    // publishing a cached marker and waiting for it everywhere.
+    publisher.publish("a.b", 1, Lifetime::Forever).unwrap();
+    for (m, _) in &mut monitors {
+        assert_eq!(reports(m, 1).await, vec![("a.b".into(), 1)]);
+    }
+    assert_eq!(reports(&mut t1, 1).await, vec![("a.b".into(), 1)]);
+    assert_eq!(reports(&mut t2, 1).await, vec![("a.b".into(), 1)]);
+    for i in 2..100 {
+        publisher.publish("a.b", i, Lifetime::None).unwrap();
+    }
+    for (m, _) in &mut monitors {
+        let values: Vec<i64> = reports(m, 98).await.into_iter().map(|(_, v)| v).collect();
+        assert_eq!(values, (2..100).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_resume_after_the_hub_restarts_and_the_cache_comes_once() {
+    let (hrt, hex, address) = hub().await;
+    let (prt, _pex) = client(&address);
+    let publisher = prt.service("state").build().unwrap();
+    publisher.publish("mode", 1, Lifetime::Forever).unwrap();
+    let (srt, _sex) = client(&address);
+    let sub = srt.service("watcher").build().unwrap();
+    let mut by_name = sub.monitor_reports("state", "*").unwrap();
+    assert_eq!(reports(&mut by_name, 1).await, vec![("mode".into(), 1)]);
+    let b = visible(&srt, "state").await;
+    let mut by_binding = sub.monitor_reports(&b, "*").unwrap();
+    assert_eq!(reports(&mut by_binding, 1).await, vec![("mode".into(), 1)]);
+
+    drop(hex);
+    hrt.shutdown();
+    gone(&srt, publisher.address()).await;
+    // While the hub is away the publisher moves on.
+    publisher.publish("mode", 2, Lifetime::Forever).unwrap();
+    publisher.publish("flag", 7, Lifetime::Forever).unwrap();
+    let nrt = Runtime::new();
+    let nex = Exchange::server(&nrt)
+        .config(fast_config())
+        .build()
+        .unwrap();
+    nex.listen(&address).await.unwrap();
+    for m in [&mut by_name, &mut by_binding] {
+        let mut events = Vec::new();
+        within(async {
+            loop {
+                let e = m.recv().await.unwrap();
+                let done = matches!(&e, ReportEvent::Report(r) if r.subject() == "mode");
+                events.push(e);
+                if events
+                    .iter()
+                    .filter(|e| matches!(e, ReportEvent::Report(_)))
+                    .count()
+                    == 2
+                    && done
+                {
+                    break;
+                }
+                if events
+                    .iter()
+                    .filter(|e| matches!(e, ReportEvent::Report(_)))
+                    .count()
+                    == 2
+                {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, ReportEvent::PublisherWithdrawn(_)))
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, ReportEvent::PublisherAvailable(_)))
+        );
+        let mut got: Vec<(String, i64)> = events
+            .iter()
+            .filter_map(|e| match e {
+                ReportEvent::Report(r) => {
+                    Some((r.subject().to_owned(), r.value().unwrap().as_i64().unwrap()))
+                }
+                _ => None,
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, vec![("flag".into(), 7), ("mode".into(), 2)]);
+    }
+    // Nothing more: the cache came once.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(by_name.try_recv().is_none());
+    publisher.publish("mode", 3, Lifetime::None).unwrap();
+    assert_eq!(reports(&mut by_name, 1).await, vec![("mode".into(), 3)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s47_a_process_only_service_can_call_out_but_not_subscribe_remotely() {
+    let (_hrt, _hex, address) = hub().await;
+    let (qrt, _qex) = client(&address);
+    let q = echo(&qrt, "q");
+    q.publish("news", 1, Lifetime::Forever).unwrap();
+    let (prt, _pex) = client(&address);
+    let private = prt.service("private").audience("").build().unwrap();
+    let b = visible(&prt, "q").await;
+    let ep = private.endpoint(&b).unwrap();
+    assert!(ep.call("echo", vec![]).await.is_ok());
+    let mut m = private.monitor_reports("q", "*").unwrap();
+    assert!(matches!(
+        within(m.recv()).await,
+        Some(ReportEvent::PublisherAvailable(_))
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        m.try_recv().is_none(),
+        "no report reaches a subscriber the publisher cannot see"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targeted_reports_reach_a_remote_subscriber_only() {
+    let (_hrt, _hex, address) = hub().await;
+    let (prt, _pex) = client(&address);
+    let publisher = prt.service("pub").build().unwrap();
+    let (srt, _sex) = client(&address);
+    let alice = srt.service("alice").build().unwrap();
+    let bob = srt.service("bob").build().unwrap();
+    let mut ma = alice.monitor_reports("pub", "x.*").unwrap();
+    let mut mb = bob.monitor_reports("pub", "*").unwrap();
+    let mut subs = publisher.watch_subscriptions().unwrap();
+    let mut alice_binding = None;
+    for _ in 0..2 {
+        let e = within(subs.recv()).await.unwrap();
+        if e.subscriber.service_name() == "alice" {
+            alice_binding = Some(e.subscriber);
+        }
+    }
+    // Make sure both subscriptions are in place.
+    publisher.publish("x.ready", 0, Lifetime::Forever).unwrap();
+    reports(&mut ma, 1).await;
+    reports(&mut mb, 1).await;
+    publisher
+        .send_report(&alice_binding.unwrap(), "private", 42)
+        .unwrap();
+    let got = within(async {
+        loop {
+            if let ReportEvent::Report(r) = ma.recv().await.unwrap() {
+                return r;
+            }
+        }
+    })
+    .await;
+    assert!(got.is_targeted() && got.pattern().is_none());
+    assert_eq!(got.value().unwrap().as_i64(), Some(42));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(mb.try_recv().is_none());
+}

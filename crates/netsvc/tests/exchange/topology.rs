@@ -1,0 +1,359 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use netsvc::{
+    AnnouncementKind, ConnectionState, Exchange, Location, Retry, Runtime, Value, WithdrawReason,
+    args,
+};
+
+use crate::util::{
+    client, connection, echo, eventually, fast_config, gone, hub, quick, seen, visible, within,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s37_a_client_started_before_its_server_connects_once_the_server_is_up() {
+    // Reserve a port, then free it for the server to come later.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let (crt, _cex) = client(&address);
+    let _client_svc = echo(&crt, "client-svc");
+    tokio::time::sleep(Duration::from_millis(100)).await; // a few failed attempts
+    let srt = Runtime::new();
+    let sex = Exchange::server(&srt)
+        .config(fast_config())
+        .build()
+        .unwrap();
+    let _server_svc = echo(&srt, "server-svc");
+    sex.listen(&address).await.unwrap();
+
+    let remote = visible(&crt, "server-svc").await;
+    assert_eq!(remote.location(), Location::Remote);
+    assert_eq!(remote.process_identity(), srt.process_identity());
+    assert_eq!(
+        visible(&srt, "client-svc").await.process_identity(),
+        crt.process_identity()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_cross_the_exchange_both_ways_and_through_the_hub() {
+    let (hrt, _hex, address) = hub().await;
+    let _h = echo(&hrt, "on-hub");
+    let (art, _aex) = client(&address);
+    let (brt, _bex) = client(&address);
+    let _a = echo(&art, "on-a");
+    let caller = brt.service("caller").build().unwrap();
+
+    visible(&art, "on-hub").await;
+    visible(&hrt, "on-a").await;
+    visible(&brt, "on-a").await;
+
+    let r = art
+        .endpoint("on-hub")
+        .call("echo", args![1, "x"])
+        .await
+        .unwrap();
+    assert_eq!(r, Value::List(vec![1.into(), "x".into()]));
+    let r = hrt.endpoint("on-a").call("echo", args![2]).await.unwrap();
+    assert_eq!(r, Value::List(vec![2.into()]));
+    // Client to client, relayed by the hub.
+    let ep = caller.endpoint("on-a").unwrap();
+    let r = ep.call("who", vec![]).await.unwrap();
+    let parts = r.as_list().unwrap();
+    assert_eq!(parts[0].as_str(), Some(art.process_identity()));
+    // s46: the sender the service sees is the caller's address, which it can look up.
+    assert_eq!(parts[1].as_str(), Some(caller.address()));
+    assert!(art.registry().lookup_address(caller.address()).is_some());
+
+    let f = ep.call("nosuch", vec![]).await.unwrap_err();
+    assert_eq!((f.error, f.origin.as_str()), (55, "netsvc"));
+    // Many calls in flight across two hops.
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            let ep = ep.clone();
+            tokio::spawn(async move { ep.call("echo", args![i]).await })
+        })
+        .collect();
+    for (i, c) in calls.into_iter().enumerate() {
+        assert_eq!(
+            within(c).await.unwrap().unwrap(),
+            Value::List(vec![Value::from(i as i64)])
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s38_when_the_server_dies_clients_see_withdrawals_and_then_the_services_come_back() {
+    let (hrt, hex, address) = hub().await;
+    let _h = echo(&hrt, "on-hub");
+    let (art, _aex) = client(&address);
+    let (brt, _bex) = client(&address);
+    let a = echo(&art, "on-a");
+    let from_a = visible(&brt, "on-a").await;
+    let hub_svc = visible(&brt, "on-hub").await;
+    assert_eq!(from_a.address(), a.address());
+
+    // The hub goes away abruptly.
+    drop(hex);
+    drop(_h);
+    hrt.shutdown();
+    assert_eq!(
+        gone(&brt, from_a.address()).await,
+        Some(WithdrawReason::ConnectionLost)
+    );
+    gone(&brt, hub_svc.address()).await;
+
+    // A new hub on the same port: everything comes back, with the same identities and
+    // (route-independent) the same addresses.
+    let nrt = Runtime::new();
+    let nex = Exchange::server(&nrt)
+        .config(fast_config())
+        .build()
+        .unwrap();
+    nex.listen(&address).await.unwrap();
+    let back = visible(&brt, "on-a").await;
+    assert_eq!(back.address(), a.address());
+    assert_eq!(back.agent_identity(), a.binding().agent_identity());
+    assert_eq!(back.process_identity(), art.process_identity());
+    assert_eq!(
+        brt.endpoint(&back).call("echo", args![7]).await.unwrap(),
+        Value::List(vec![7.into()])
+    );
+    // No duplicates anywhere.
+    eventually(|| seen(&nrt).len() == 1).await;
+    assert_eq!(brt.registry().lookup_name("on-a").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_fails_at_once_when_the_link_to_its_service_is_lost() {
+    let (hrt, _hex, address) = hub().await;
+    let (art, aex) = client(&address);
+    let _a = echo(&art, "slow");
+    let target = visible(&hrt, "slow").await;
+    let ep = hrt
+        .endpoint(&target)
+        .with_timeout(Some(Duration::from_secs(30)));
+    let pending = tokio::spawn(async move { ep.call("never", vec![]).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = tokio::time::Instant::now();
+    drop(aex);
+    let f = within(pending).await.unwrap().unwrap_err();
+    assert_eq!(f.error, 57);
+    assert!(f.is_withdrawn(), "{f}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawn_remote_service_fails_pending_calls_and_is_announced_with_its_reason() {
+    let (hrt, _hex, address) = hub().await;
+    let (art, _aex) = client(&address);
+    let svc = echo(&art, "temp");
+    let target = visible(&hrt, "temp").await;
+    let ep = hrt.endpoint(&target).with_timeout(None);
+    let (_, mut watch) = hrt.registry().watch_address(target.address());
+    let pending = tokio::spawn(async move { ep.call("never", vec![]).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(svc);
+    assert!(within(pending).await.unwrap().unwrap_err().is_withdrawn());
+    let last = within(async {
+        loop {
+            let a = watch.recv().await.unwrap();
+            if a.status() == Some(netsvc::ServiceStatus::Withdrawn) {
+                return a;
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        last.kind,
+        AnnouncementKind::Withdrawn(WithdrawReason::Owner)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s39_connection_events_carry_the_peer_and_only_follow_handshakes() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let crt = Runtime::new();
+    let cex = Exchange::client(&crt)
+        .config(fast_config())
+        .build()
+        .unwrap();
+    let mut events = cex.watch_connections();
+    cex.connect(&address, quick()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        events.try_recv().unwrap().is_none(),
+        "no event for failed attempts"
+    );
+
+    let srt = Runtime::new();
+    let sex = Exchange::server(&srt)
+        .config(fast_config())
+        .build()
+        .unwrap();
+    let mut server_events = sex.watch_connections();
+    sex.listen(&address).await.unwrap();
+    let up = connection(&mut events, ConnectionState::Active).await;
+    assert_eq!(up.peer_process, srt.process_identity());
+    assert_eq!(up.peer_address, address);
+    assert!(up.initiated_here);
+    let s_up = connection(&mut server_events, ConnectionState::Active).await;
+    assert_eq!(s_up.peer_process, crt.process_identity());
+    connection(&mut events, ConnectionState::Resynced).await;
+    assert_eq!(cex.connections().len(), 1);
+
+    drop(sex);
+    let down = connection(&mut events, ConnectionState::Inactive).await;
+    assert_eq!(down.peer_process, srt.process_identity());
+    assert!(down.reason.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s40_a_single_attempt_client_does_not_reconnect() {
+    let (hrt, hex, address) = hub().await;
+    let crt = Runtime::new();
+    let cex = Exchange::client(&crt)
+        .config(fast_config())
+        .build()
+        .unwrap();
+    let mut events = cex.watch_connections();
+    cex.connect(&address, Retry::once()).unwrap();
+    connection(&mut events, ConnectionState::Active).await;
+    drop(hex);
+    hrt.shutdown();
+    connection(&mut events, ConnectionState::Inactive).await;
+    let nrt = Runtime::new();
+    let nex = Exchange::server(&nrt)
+        .config(fast_config())
+        .build()
+        .unwrap();
+    nex.listen(&address).await.unwrap();
+    let _svc = echo(&nrt, "new-hub");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(cex.connections().is_empty());
+    assert!(crt.registry().lookup_name("new-hub").is_empty());
+
+    // And a single attempt at nothing fails without an event.
+    let dead = Exchange::client(&Runtime::new()).build().unwrap();
+    let mut dead_events = dead.watch_connections();
+    dead.connect("127.0.0.1:1", Retry::once()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(dead_events.try_recv().unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s41_a_refused_client_counts_a_failed_attempt_and_retries() {
+    let refusals = Arc::new(AtomicUsize::new(0));
+    let r = refusals.clone();
+    let srt = Runtime::new();
+    let sex = Exchange::server(&srt)
+        .config(fast_config())
+        .authorise(move |_peer| r.fetch_add(1, Ordering::SeqCst) >= 3)
+        .build()
+        .unwrap();
+    let address = sex.listen("127.0.0.1:0").await.unwrap().to_string();
+    let _svc = echo(&srt, "guarded");
+    let crt = Runtime::new();
+    let cex = Exchange::client(&crt)
+        .config(fast_config())
+        .build()
+        .unwrap();
+    let mut events = cex.watch_connections();
+    cex.connect(&address, quick()).unwrap();
+    connection(&mut events, ConnectionState::Active).await;
+    assert!(refusals.load(Ordering::SeqCst) >= 4);
+    visible(&crt, "guarded").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_changes_propagate_and_withdrawal_leaves_groups_first() {
+    let (hrt, _hex, address) = hub().await;
+    let (art, _aex) = client(&address);
+    let svc = art.service("member").join_group("pool").build().unwrap();
+    visible(&hrt, "member").await;
+    let mut watch = hrt.registry().watch_group("pool");
+    let joined = within(watch.recv()).await.unwrap();
+    assert_eq!(joined.kind, AnnouncementKind::GroupJoined("pool".into()));
+    svc.join_group("extra").unwrap();
+    eventually(|| hrt.registry().groups_of(svc.address()) == vec!["pool", "extra"]).await;
+    svc.leave_group("pool").unwrap();
+    let left = within(watch.recv()).await.unwrap();
+    assert_eq!(left.kind, AnnouncementKind::GroupLeft("pool".into()));
+    svc.join_group("pool").unwrap();
+    assert_eq!(
+        within(watch.recv()).await.unwrap().kind,
+        AnnouncementKind::GroupJoined("pool".into())
+    );
+    let (_, mut whole) = hrt.registry().watch_address(svc.address());
+    while whole.try_recv().unwrap().is_some() {}
+    drop(svc);
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 {
+        kinds.push(within(whole.recv()).await.unwrap().kind);
+    }
+    assert!(matches!(kinds[0], AnnouncementKind::GroupLeft(_)));
+    assert!(matches!(kinds[1], AnnouncementKind::GroupLeft(_)));
+    assert_eq!(kinds[2], AnnouncementKind::Withdrawn(WithdrawReason::Owner));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_sockets_carry_the_same_protocol() {
+    let dir = std::env::temp_dir().join(format!("netsvc-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("hub.sock");
+    let srt = Runtime::new();
+    let sex = Exchange::server(&srt).build().unwrap();
+    sex.listen_unix(&path).await.unwrap();
+    let _svc = echo(&srt, "over-unix");
+    let crt = Runtime::new();
+    let cex = Exchange::client(&crt).build().unwrap();
+    cex.connect(&format!("unix:{}", path.display()), quick())
+        .unwrap();
+    let b = visible(&crt, "over-unix").await;
+    assert_eq!(
+        crt.endpoint(&b).call("echo", args!["u"]).await.unwrap(),
+        Value::List(vec!["u".into()])
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn one_exchange_per_group_and_clients_do_not_listen() {
+    let rt = Runtime::new();
+    let _a = Exchange::client(&rt).build().unwrap();
+    assert!(Exchange::server(&rt).build().is_err());
+    let db = Exchange::client(&rt).group("database").build().unwrap();
+    assert!(db.listen("127.0.0.1:0").await.is_err());
+    assert!(Exchange::client(&rt).group("bad group").build().is_err());
+    assert!(db.connect("no-port", quick()).is_err());
+    drop(db);
+    assert!(Exchange::server(&rt).group("database").build().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_withdraws_with_reason_process_exit() {
+    let (hrt, _hex, address) = hub().await;
+    let (art, aex) = client(&address);
+    let svc = echo(&art, "leaving");
+    let b = visible(&hrt, "leaving").await;
+    let (_, mut watch) = hrt.registry().watch_address(b.address());
+    while watch.try_recv().unwrap().is_some() {}
+    art.shutdown();
+    aex.shutdown(Duration::from_secs(2)).await;
+    let last = within(watch.recv()).await.unwrap();
+    assert_eq!(
+        last.kind,
+        AnnouncementKind::Withdrawn(WithdrawReason::ProcessExit)
+    );
+    drop(svc);
+}
