@@ -104,6 +104,10 @@ impl<T> EventReceiver<T> {
 /// drops reports it cannot coalesce.
 const HARD_LIMIT_FACTOR: usize = 8;
 
+/// (publisher address, subject): reports with the same key replace each other when the
+/// consumer is behind.
+type ReportKey = (Arc<str>, Arc<str>);
+
 /// The bounded, coalescing queue of one report subscription.
 #[derive(Debug)]
 pub(crate) struct ReportQueue {
@@ -119,7 +123,7 @@ struct QueueState {
     head_seq: u64,
     /// Only while over capacity: (publisher address, subject) → sequence number of the queued
     /// report, so that a newer report can replace it in place.
-    coalesce: Option<HashMap<(Arc<str>, Arc<str>), u64>>,
+    coalesce: Option<HashMap<ReportKey, u64>>,
     missed: u64,
     closed: bool,
 }
@@ -194,7 +198,7 @@ impl ReportQueue {
     }
 }
 
-fn key_of(report: &Report) -> (Arc<str>, Arc<str>) {
+fn key_of(report: &Report) -> ReportKey {
     (
         report.publisher().address_arc().clone(),
         report.subject_arc().clone(),

@@ -253,10 +253,10 @@ impl Core {
             }
         }
         for (_, (next, conv)) in link.relayed {
-            if let Some(next) = self.links.get_mut(&next) {
-                if next.calls.remove(&conv).is_some() {
-                    next.outbound.push(Frame::Cancel { conv });
-                }
+            if let Some(next) = self.links.get_mut(&next)
+                && next.calls.remove(&conv).is_some()
+            {
+                next.outbound.push(Frame::Cancel { conv });
             }
         }
         for (_, served) in link.served {
@@ -366,12 +366,11 @@ impl Core {
                     .links
                     .get_mut(&id)
                     .and_then(|l| l.relayed.remove(&conv));
-                if let Some((next, next_conv)) = relayed {
-                    if let Some(next) = self.links.get_mut(&next) {
-                        if next.calls.remove(&next_conv).is_some() {
-                            next.outbound.push(Frame::Cancel { conv: next_conv });
-                        }
-                    }
+                if let Some((next, next_conv)) = relayed
+                    && let Some(next) = self.links.get_mut(&next)
+                    && next.calls.remove(&next_conv).is_some()
+                {
+                    next.outbound.push(Frame::Cancel { conv: next_conv });
                 }
             }
             Frame::Subscribe {
@@ -640,11 +639,13 @@ impl Core {
     }
 
     fn check_resynced(&mut self, id: u64, actions: &mut Vec<Action>) {
-        if let Some(link) = self.links.get_mut(&id) {
-            if link.peer_synced && link.awaiting_acks.is_empty() && !link.resynced {
-                link.resynced = true;
-                actions.push(Action::Resynced);
-            }
+        if let Some(link) = self.links.get_mut(&id)
+            && link.peer_synced
+            && link.awaiting_acks.is_empty()
+            && !link.resynced
+        {
+            link.resynced = true;
+            actions.push(Action::Resynced);
         }
     }
 
@@ -675,10 +676,10 @@ impl Core {
 
     /// A local caller stopped waiting (timeout or cancellation): tell the next hop.
     pub(crate) fn abandon_call(&mut self, link: u64, conv: u64) {
-        if let Some(l) = self.links.get_mut(&link) {
-            if l.calls.remove(&conv).is_some() {
-                l.outbound.push(Frame::Cancel { conv });
-            }
+        if let Some(l) = self.links.get_mut(&link)
+            && l.calls.remove(&conv).is_some()
+        {
+            l.outbound.push(Frame::Cancel { conv });
         }
     }
 
@@ -951,10 +952,9 @@ impl Core {
             Arc::new(pattern),
             None,
             Some((id, sid)),
-        ) {
-            if let Some(l) = self.links.get_mut(&id) {
-                l.served.insert(sid, Served::Relayed { sid: ours });
-            }
+        ) && let Some(l) = self.links.get_mut(&id)
+        {
+            l.served.insert(sid, Served::Relayed { sid: ours });
         }
     }
 
@@ -973,10 +973,10 @@ impl Core {
                 .index
                 .insert(&sub.pattern, sid);
         }
-        if let SubOrigin::Relay { link, sid: theirs } = sub.origin {
-            if let Some(l) = self.links.get(&link) {
-                l.outbound.push(Frame::Subscribed { sid: theirs });
-            }
+        if let SubOrigin::Relay { link, sid: theirs } = sub.origin
+            && let Some(l) = self.links.get(&link)
+        {
+            l.outbound.push(Frame::Subscribed { sid: theirs });
         }
         if let Some(l) = self.links.get_mut(&id) {
             l.awaiting_acks.remove(&sid);

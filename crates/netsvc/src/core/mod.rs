@@ -313,13 +313,13 @@ impl Core {
             })
             .collect();
         for id in ids {
-            if let Some(monitor) = self.monitors.get_mut(&id) {
-                if let Some(pos) = monitor.publishers.iter().position(|p| &**p == address) {
-                    monitor.publishers.remove(pos);
-                    monitor
-                        .queue
-                        .push(ReportEvent::PublisherWithdrawn(binding.clone()));
-                }
+            if let Some(monitor) = self.monitors.get_mut(&id)
+                && let Some(pos) = monitor.publishers.iter().position(|p| &**p == address)
+            {
+                monitor.publishers.remove(pos);
+                monitor
+                    .queue
+                    .push(ReportEvent::PublisherWithdrawn(binding.clone()));
             }
         }
         self.drop_subscriber(address);
@@ -404,14 +404,13 @@ impl Core {
             );
             if let Some(sid) =
                 self.subscribe_remote(publisher.address_arc(), subscriber, pattern, Some(id), None)
+                && let Some(monitor) = self.monitors.get_mut(&id)
             {
-                if let Some(monitor) = self.monitors.get_mut(&id) {
-                    monitor.remote_sids.push(sid);
-                    monitor.publishers.push(publisher.address_arc().clone());
-                    monitor
-                        .queue
-                        .push(ReportEvent::PublisherAvailable(publisher.clone()));
-                }
+                monitor.remote_sids.push(sid);
+                monitor.publishers.push(publisher.address_arc().clone());
+                monitor
+                    .queue
+                    .push(ReportEvent::PublisherAvailable(publisher.clone()));
             }
             return;
         };

@@ -180,10 +180,10 @@ impl PublisherState {
     ) -> Result<(usize, Option<Instant>), ValueError> {
         self.seq += 1;
         let seq = self.seq;
-        if let Some(old) = self.cache.remove(&subject) {
-            if let Some(at) = old.expires {
-                self.expiries.remove(&(at, subject.clone()));
-            }
+        if let Some(old) = self.cache.remove(&subject)
+            && let Some(at) = old.expires
+        {
+            self.expiries.remove(&(at, subject.clone()));
         }
         let expires = match lifetime {
             Lifetime::None => None,
@@ -304,10 +304,10 @@ impl PublisherState {
             .map(|(s, _)| s.clone())
             .collect();
         for subject in &doomed {
-            if let Some(c) = self.cache.remove(subject) {
-                if let Some(at) = c.expires {
-                    self.expiries.remove(&(at, subject.clone()));
-                }
+            if let Some(c) = self.cache.remove(subject)
+                && let Some(at) = c.expires
+            {
+                self.expiries.remove(&(at, subject.clone()));
             }
         }
         doomed.len()

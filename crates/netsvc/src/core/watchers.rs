@@ -35,12 +35,12 @@ impl Watchers {
     }
 
     pub(crate) fn remove(&mut self, id: u64) {
-        if let Some((scope, _)) = self.senders.remove(&id) {
-            if let Some(ids) = self.by_scope.get_mut(&scope) {
-                ids.retain(|i| *i != id);
-                if ids.is_empty() {
-                    self.by_scope.remove(&scope);
-                }
+        if let Some((scope, _)) = self.senders.remove(&id)
+            && let Some(ids) = self.by_scope.get_mut(&scope)
+        {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.by_scope.remove(&scope);
             }
         }
     }
@@ -68,10 +68,10 @@ impl Watchers {
         let mut dead = Vec::new();
         for scope in scopes.iter().flatten() {
             for id in self.by_scope.get(scope).into_iter().flatten() {
-                if let Some((_, tx)) = self.senders.get(id) {
-                    if !tx.send(announcement.clone()) {
-                        dead.push(*id);
-                    }
+                if let Some((_, tx)) = self.senders.get(id)
+                    && !tx.send(announcement.clone())
+                {
+                    dead.push(*id);
                 }
             }
         }

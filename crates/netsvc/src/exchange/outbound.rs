@@ -234,10 +234,10 @@ impl Outbound {
                     };
                     s.bytes -= item.size();
                     let head = s.head_seq;
-                    if let (Some(index), Item::Report { key, .. }) = (&mut s.coalesce, &item) {
-                        if index.get(key) == Some(&head) {
-                            index.remove(key);
-                        }
+                    if let (Some(index), Item::Report { key, .. }) = (&mut s.coalesce, &item)
+                        && index.get(key) == Some(&head)
+                    {
+                        index.remove(key);
                     }
                     s.head_seq += 1;
                     match item {

@@ -2,6 +2,8 @@
 //! process standing in for separate processes (the multi-process tests with real binaries
 //! are in `netsvc-testkit`). Tests named `sNN_…` are reference scenarios.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly, by design
+
 mod mesh;
 mod reports;
 mod topology;

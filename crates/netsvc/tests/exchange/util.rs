@@ -59,9 +59,7 @@ pub(crate) async fn visible(rt: &Runtime, name: &str) -> Binding {
 /// Waits until `rt` no longer sees the service at `address`; returns the reason given.
 pub(crate) async fn gone(rt: &Runtime, address: &str) -> Option<WithdrawReason> {
     let (_, mut watch) = rt.registry().watch_address(address);
-    if rt.registry().lookup_address(address).is_none() {
-        return None;
-    }
+    rt.registry().lookup_address(address)?;
     within(async {
         loop {
             if let AnnouncementKind::Withdrawn(reason) = watch.recv().await.unwrap().kind {

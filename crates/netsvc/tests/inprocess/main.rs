@@ -4,6 +4,8 @@
 //! (section 8) that concern one process. Nothing sleeps and hopes: tests wait for events
 //! with a deadline, and use paused tokio time for timeouts and lifetimes.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly, by design
+
 mod registry;
 mod reports;
 mod requests;

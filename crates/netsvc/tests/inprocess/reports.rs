@@ -213,7 +213,7 @@ async fn s21_the_publisher_sees_withdrawn_for_each_pattern_of_a_subscriber_that_
         ]
     );
     drop(sub);
-    let mut withdrawn = vec![
+    let mut withdrawn = [
         within(subs.recv()).await.unwrap(),
         within(subs.recv()).await.unwrap(),
     ];
