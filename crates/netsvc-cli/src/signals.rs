@@ -1,0 +1,51 @@
+//! SIGINT and SIGTERM, installed once at start-up.
+//!
+//! Installing the handlers replaces the default "terminate at once" behaviour for the whole
+//! process, so every command must listen: long-running ones (exchange, demo, monitor,
+//! `services --watch`, publish) take a signal as their normal end and shut down
+//! gracefully; the others stop with exit code 130 or 143.
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use crate::exit;
+
+/// Which signal arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Interrupt,
+    Terminate,
+}
+
+impl Stop {
+    /// The exit code of a command stopped before it had finished on its own.
+    pub(crate) fn exit_code(self) -> u8 {
+        match self {
+            Self::Interrupt => exit::INTERRUPTED,
+            Self::Terminate => exit::TERMINATED,
+        }
+    }
+}
+
+/// The process's stop signals.
+#[derive(Debug)]
+pub(crate) struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    pub(crate) fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for the next stop signal.
+    pub(crate) async fn recv(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.interrupt.recv() => Stop::Interrupt,
+            _ = self.terminate.recv() => Stop::Terminate,
+        }
+    }
+}
