@@ -161,7 +161,7 @@ pub(crate) struct CallArgs {
     pub(crate) connect: ConnectArgs,
     /// Seconds to wait for the response, or `none` (default 60).
     #[arg(short, long, value_name = "SECS", default_value = "60", value_parser = parse::timeout)]
-    pub(crate) timeout: Option<Duration>,
+    pub(crate) timeout: parse::Timeout,
     /// Every ARG must be valid JSON (no fallback to a string).
     #[arg(long)]
     pub(crate) strict: bool,
@@ -206,6 +206,11 @@ pub(crate) struct PublishArgs {
     /// VALUE must be valid JSON (no fallback to a string).
     #[arg(long)]
     pub(crate) strict: bool,
+    /// Seconds to wait, once the service has appeared, before publishing: subscribers
+    /// that monitor NAME subscribe when they hear of the new service, and a report
+    /// published before their subscription arrives does not reach them.
+    #[arg(long, value_name = "SECS", default_value = "0.3", value_parser = parse::seconds)]
+    pub(crate) settle: Duration,
     /// The subject. Without SUBJECT and VALUE, lines `SUBJECT JSON` are read from stdin.
     #[arg(requires = "value")]
     pub(crate) subject: Option<String>,
@@ -254,11 +259,14 @@ publishes system.time every second with a lifetime of 5 s).";
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
-    /// Join this exchange (HOST:PORT or unix:PATH) instead of embedding one.
-    #[arg(short = 'c', long = "connect", value_name = "ADDR", env = "NETSVC_EXCHANGE")]
+    /// Join this exchange (HOST:PORT or unix:PATH) instead of embedding one. Without
+    /// --connect and --listen, NETSVC_EXCHANGE (if set) is joined.
+    // Not `env = ..`: clap would then count the variable as a --connect that conflicts with
+    // an explicit --listen.
+    #[arg(short = 'c', long = "connect", value_name = "ADDR")]
     pub(crate) address: Option<String>,
     /// Embed an exchange listening here (default 127.0.0.1:11111); ignores NETSVC_EXCHANGE.
-    #[arg(short, long, value_name = "ADDR")]
+    #[arg(short, long, value_name = "ADDR", conflicts_with = "address")]
     pub(crate) listen: Option<String>,
     /// The exchange group.
     #[arg(short, long, value_name = "NAME", default_value = "")]

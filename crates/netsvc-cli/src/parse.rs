@@ -29,16 +29,21 @@ pub(crate) fn wait_seconds(text: &str) -> Result<Duration, String> {
     Ok(seconds(text)?.max(Duration::from_millis(200)))
 }
 
+/// A request timeout; `None`: no timeout. (A newtype, because clap takes an `Option`
+/// field to mean an optional flag.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timeout(pub(crate) Option<Duration>);
+
 /// A request timeout: positive seconds, or `none` for no timeout.
-pub(crate) fn timeout(text: &str) -> Result<Option<Duration>, String> {
+pub(crate) fn timeout(text: &str) -> Result<Timeout, String> {
     if text.eq_ignore_ascii_case("none") {
-        return Ok(None);
+        return Ok(Timeout(None));
     }
     let d = seconds(text)?;
     if d.is_zero() {
         return Err("a timeout must be positive (or `none` for no timeout)".to_owned());
     }
-    Ok(Some(d))
+    Ok(Timeout(Some(d)))
 }
 
 /// A report lifetime: `none`/`0`, positive seconds, or `forever`/`-1` (the original's
@@ -100,7 +105,7 @@ mod tests {
         assert_eq!(seconds("1.5").unwrap(), Duration::from_millis(1500));
         assert!(seconds("-1").is_err() && seconds("NaN").is_err() && seconds("x").is_err());
         assert_eq!(wait_seconds("0").unwrap(), Duration::from_millis(200));
-        assert_eq!(timeout("none").unwrap(), None);
+        assert_eq!(timeout("none").unwrap(), Timeout(None));
         assert!(timeout("0").is_err());
         assert_eq!(lifetime("forever").unwrap(), Lifetime::Forever);
         assert_eq!(lifetime("-1").unwrap(), Lifetime::Forever);

@@ -17,6 +17,14 @@ pub(crate) enum Stop {
 }
 
 impl Stop {
+    /// The signal's name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Interrupt => "SIGINT",
+            Self::Terminate => "SIGTERM",
+        }
+    }
+
     /// The exit code of a command stopped before it had finished on its own.
     pub(crate) fn exit_code(self) -> u8 {
         match self {

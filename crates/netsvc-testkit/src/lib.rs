@@ -7,7 +7,9 @@
 //!
 //! ```no_run
 //! use netsvc_testkit::{DEFAULT_TIMEOUT, Node};
-//! let mut hub = Node::spawn(env!("CARGO_BIN_EXE_netsvc-node"), &[]).named("hub");
+//! // In this crate's integration tests: env!("CARGO_BIN_EXE_netsvc-node").
+//! let bin = "target/debug/netsvc-node";
+//! let mut hub = Node::spawn(bin, &["--heartbeat-ms", "100"]).named("hub");
 //! hub.cmd("exchange server -", "exchange");
 //! let address = hub.cmd("listen - 127.0.0.1:0", "listening")["address"].clone();
 //! let up = hub.expect("a link", |e| e["event"] == "connection", DEFAULT_TIMEOUT);

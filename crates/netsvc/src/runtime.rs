@@ -139,10 +139,14 @@ impl Runtime {
 
     /// Withdraws every service of this runtime, as a process does when it exits.
     pub fn shutdown(&self) {
-        self.shared
+        let withdrawn = self
+            .shared
             .core
             .lock()
             .withdraw_all(WithdrawReason::ProcessExit);
+        for service in withdrawn {
+            service.end();
+        }
     }
 }
 

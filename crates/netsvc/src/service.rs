@@ -466,6 +466,14 @@ impl ServiceHandle {
     /// publisher's matching cached reports, then its live reports, with no gap and no
     /// duplicate; and [`ReportEvent::PublisherWithdrawn`] when it goes.
     ///
+    /// When a publisher comes back (after a reconnect, say), the monitor subscribes again on
+    /// its own and receives `PublisherAvailable` again, then the cached reports it has not
+    /// received yet (those published while it was away), then live reports. Cached reports it
+    /// already received are not delivered twice.
+    ///
+    /// A publisher in another process serves only subscribers it can see: a subscriber whose
+    /// audience is `""` receives no reports from other processes.
+    ///
     /// [`ReportEvent::PublisherAvailable`]: crate::ReportEvent::PublisherAvailable
     /// [`ReportEvent::PublisherWithdrawn`]: crate::ReportEvent::PublisherWithdrawn
     pub fn monitor_reports(
@@ -516,7 +524,10 @@ impl ServiceHandle {
 
     pub(crate) fn withdraw_with(&self, reason: WithdrawReason) {
         if let Some(rt) = self.shared.runtime.upgrade() {
-            rt.core.lock().withdraw_local(self.address(), reason);
+            let withdrawn = rt.core.lock().withdraw_local(self.address(), reason);
+            if let Some(shared) = withdrawn {
+                shared.end();
+            }
         } else {
             self.shared.end();
         }

@@ -44,6 +44,10 @@ fn a_request_in_flight_fails_with_57_quickly_when_the_service_process_is_killed(
     for f in [&failure, &hub_failure] {
         assert_eq!(f["error"], 57, "{f}");
         assert_eq!(field(f, "origin"), "netsvc", "{f}");
+        assert!(
+            field(f, "details").starts_with(netsvc::WITHDRAWN_DETAILS),
+            "{f}"
+        );
     }
     assert!(client_latency < QUICKLY, "{client_latency:?}");
     assert!(hub_latency < QUICKLY, "{hub_latency:?}");

@@ -7,7 +7,7 @@ use netsvc_testkit::{field, free_port};
 use serde_json::json;
 
 use crate::util::{
-    available, client, count_about, hub, hub_at, node, service, services, withdrawn,
+    available, call, client, count_about, hub, hub_at, node, service, services, withdrawn,
 };
 
 #[test]
@@ -38,6 +38,10 @@ fn s37_a_client_started_before_its_server_connects_once_the_server_is_up() {
     assert_eq!(field(&seen, "process"), c.process());
 }
 
+/// The server of two clients is killed and replaced on the same port. The subscriber's
+/// subscription (by name) resumes by itself: the publisher's cache is delivered again, minus
+/// the reports the subscriber has already seen (netsvc skips those by sequence number,
+/// PROTOCOL.md §11), so every report arrives exactly once.
 #[test]
 fn s38_a_killed_server_is_replaced_and_everything_comes_back_once() {
     let (mut h, address) = hub("hub");
@@ -48,8 +52,6 @@ fn s38_a_killed_server_is_replaced_and_everything_comes_back_once() {
     service(&mut b, "watcher", "*");
     b.cmd("monitor watcher on-a *", "ok");
     assert_eq!(field(&available(&mut b, "on-a"), "address"), on_a);
-    let is_mode_report =
-        |e: &netsvc_testkit::Event| e["event"] == "report" && e["subject"] == "mode";
     b.expect_event("report", &[("subject", json!("mode")), ("value", json!(1))]);
 
     // The server dies abruptly: its clients lose the remote services.
@@ -60,6 +62,9 @@ fn s38_a_killed_server_is_replaced_and_everything_comes_back_once() {
         &[("status", json!("withdrawn")), ("publisher", json!(on_a))],
     );
     a.expect_event("connection", &[("state", json!("inactive"))]);
+    // Meanwhile the publisher moves on (cached, lifetime forever).
+    a.cmd("publish on-a mode -1 2", "published");
+    a.cmd("publish on-a flag -1 7", "published");
 
     // A new server on the same port: the clients reconnect by themselves.
     let (mut h2, again) = hub_at("hub-2", &address);
@@ -67,24 +72,31 @@ fn s38_a_killed_server_is_replaced_and_everything_comes_back_once() {
     let back = b.expect_event("available", &[("address", json!(on_a))]);
     assert_eq!(field(&back, "process"), a.process());
     assert_eq!(field(&back, "location"), "remote");
-    // The subscription (by name) resumed: the cached report comes again, ...
+    // The subscription resumed: the cache comes again, ...
     b.expect_event(
         "publisher",
         &[("status", json!("available")), ("publisher", json!(on_a))],
     );
-    b.expect_event("report", &[("subject", json!("mode")), ("value", json!(1))]);
-    // ... and live reports flow.
-    a.cmd("publish on-a mode 0 2", "published");
     b.expect_event("report", &[("subject", json!("mode")), ("value", json!(2))]);
+    b.expect_event("report", &[("subject", json!("flag")), ("value", json!(7))]);
+    // ... and live reports flow.
+    a.cmd("publish on-a mode 0 3", "published");
+    b.expect_event("report", &[("subject", json!("mode")), ("value", json!(3))]);
 
-    // Nothing twice: the cache came exactly once more, each service is known once.
+    // Nothing twice: each report once, each service known once.
     b.settle(Duration::from_millis(300));
-    let cached = b.count(|e| is_mode_report(e) && e["value"] == 1);
+    let reports: Vec<(String, i64)> = b
+        .history()
+        .iter()
+        .filter(|e| e["event"] == "report")
+        .map(|e| (field(e, "subject").to_owned(), e["value"].as_i64().unwrap()))
+        .collect();
+    let expected = [("mode", 1), ("mode", 2), ("flag", 7), ("mode", 3)];
     assert_eq!(
-        cached, 2,
-        "the cached report: once at first, once after the restart"
+        reports,
+        expected.map(|(s, v)| (s.to_owned(), v)),
+        "every report exactly once, in order"
     );
-    assert_eq!(b.count(|e| is_mode_report(e)), 3);
     assert_eq!(count_about(&b, "available", &on_a), 2);
     for n in [&mut b, &mut h2] {
         let registry = services(n);
@@ -185,4 +197,73 @@ fn graceful_exit_withdraws_with_reason_process_exit() {
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
     assert_eq!(withdrawn(&mut o, &eof_svc), "process-exit");
     assert_eq!(withdrawn(&mut h, &eof_svc), "process-exit");
+}
+
+#[test]
+fn requests_groups_and_withdrawals_cross_processes() {
+    let (mut h, address) = hub("hub");
+    let mut a = client("owner", &address);
+    let svc = service(&mut a, "worker", "*");
+    let mut o = client("observer", &address);
+    available(&mut o, "worker");
+
+    let r = call(
+        &mut o,
+        "1",
+        "worker",
+        "echo",
+        r#"[1, "two", {"three": 3.5}]"#,
+    );
+    assert_eq!(r["value"], json!([1, "two", {"three": 3.5}]), "{r}");
+    let r = call(&mut o, "2", "worker", "pid", "[]");
+    assert_eq!(r["value"], a.pid(), "{r}");
+    let f = call(&mut o, "3", &svc, "fail", "[]");
+    assert_eq!(
+        (&f["event"], &f["error"], &f["origin"], &f["details"]),
+        (
+            &json!("failure"),
+            &json!(1),
+            &json!("node"),
+            &json!("asked to fail")
+        ),
+        "{f}"
+    );
+    let f = call(&mut o, "4", "worker", "nosuch", "[]");
+    assert_eq!(f["error"], 55, "{f}");
+    let f = call(&mut o, "5", "nobody", "echo", "[]");
+    assert_eq!(f["error"], 46, "{f}");
+
+    a.cmd("join worker pool", "ok");
+    for n in [&mut o, &mut h] {
+        n.expect_event(
+            "group-joined",
+            &[("address", json!(svc)), ("group", json!("pool"))],
+        );
+    }
+    a.cmd("leave worker pool", "ok");
+    o.expect_event(
+        "group-left",
+        &[("address", json!(svc)), ("group", json!("pool"))],
+    );
+    a.cmd("withdraw worker", "ok");
+    assert_eq!(withdrawn(&mut o, &svc), "owner");
+    assert_eq!(withdrawn(&mut h, &svc), "owner");
+}
+
+#[test]
+fn unix_socket_links_work_between_processes() {
+    let dir = std::env::temp_dir().join(format!("netsvc-testkit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("hub.sock");
+    let mut s = node("unix-server");
+    s.cmd("exchange server -", "exchange");
+    s.cmd(&format!("listen-unix - {}", path.display()), "ok");
+    service(&mut s, "over-unix", "*");
+    let mut c = client("unix-client", &format!("unix:{}", path.display()));
+    let seen = available(&mut c, "over-unix");
+    assert_eq!(field(&seen, "process"), s.process());
+    let r = call(&mut c, "u", "over-unix", "echo", r#"["u"]"#);
+    assert_eq!(r["value"], json!(["u"]), "{r}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -88,7 +88,10 @@ pub(crate) fn call(node: &mut Node, id: &str, target: &str, method: &str, args: 
     node.send(&format!("call {id} {target} {method} 10 {args}"));
     node.expect(
         &format!("outcome of call {id}"),
-        |e| (e["event"] == "result" || e["event"] == "failure") && e["id"] == id,
+        |e| {
+            ((e["event"] == "result" || e["event"] == "failure") && e["id"] == id)
+                || (e["event"] == "error" && e["command"] == "call")
+        },
         netsvc_testkit::DEFAULT_TIMEOUT,
     )
 }

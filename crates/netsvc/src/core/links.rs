@@ -898,21 +898,27 @@ impl Core {
         pattern: &Text,
         now: Instant,
     ) {
+        let Some(outbound) = self.link(id).map(|l| l.outbound.clone()) else {
+            return;
+        };
+        // A subscription this process will not serve is still acknowledged: the subscriber
+        // then knows its request was processed (and nothing will flow), instead of waiting
+        // for an answer that never comes.
         let Ok(pattern) = Pattern::new(pattern) else {
-            tracing::warn!(%pattern, "SUBSCRIBE with an invalid pattern ignored");
+            tracing::warn!(%pattern, "SUBSCRIBE with an invalid pattern not served");
+            outbound.push(Frame::Subscribed { sid });
             return;
         };
         // As in the original, a publisher serves only subscribers it can see.
         let Some(subscriber) = self.registry.lookup_address(subscriber) else {
-            tracing::debug!(%subscriber, "SUBSCRIBE from a service not visible here ignored");
-            return;
-        };
-        let Some(outbound) = self.link(id).map(|l| l.outbound.clone()) else {
+            tracing::debug!(%subscriber, "SUBSCRIBE from a service not visible here not served");
+            outbound.push(Frame::Subscribed { sid });
             return;
         };
         let key = self.next_id();
         if let Some(local) = self.locals.get_mut(publisher.as_str()) {
             if !local.visible {
+                outbound.push(Frame::Subscribed { sid });
                 return;
             }
             let publisher_binding = local.shared.binding.clone();
@@ -944,17 +950,22 @@ impl Core {
             .get_key_value(publisher.as_str())
             .map(|(k, _)| k.clone())
         else {
+            outbound.push(Frame::Subscribed { sid });
             return;
         };
-        if let Some(ours) = self.subscribe_remote(
+        match self.subscribe_remote(
             &publisher,
             subscriber.address_arc().clone(),
             Arc::new(pattern),
             None,
             Some((id, sid)),
-        ) && let Some(l) = self.links.get_mut(&id)
-        {
-            l.served.insert(sid, Served::Relayed { sid: ours });
+        ) {
+            Some(ours) => {
+                if let Some(l) = self.links.get_mut(&id) {
+                    l.served.insert(sid, Served::Relayed { sid: ours });
+                }
+            }
+            None => outbound.push(Frame::Subscribed { sid }),
         }
     }
 

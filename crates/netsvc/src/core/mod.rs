@@ -197,11 +197,17 @@ impl Core {
         self.advertise(binding.address_arc());
     }
 
-    /// Removes a local service for good: announcements, subscriptions, cache, pending calls.
-    pub(crate) fn withdraw_local(&mut self, address: &str, reason: WithdrawReason) {
-        let Some(local) = self.locals.remove(address) else {
-            return;
-        };
+    /// Removes a local service for good: announcements, subscriptions, cache. Returns its
+    /// shared half, which the caller must [`end`](ServiceShared::end) *after* releasing the
+    /// lock: ending drops the service's handlers, which are application code and may own
+    /// other services whose withdrawal needs the lock.
+    #[must_use = "end the returned service after releasing the lock"]
+    pub(crate) fn withdraw_local(
+        &mut self,
+        address: &str,
+        reason: WithdrawReason,
+    ) -> Option<Arc<ServiceShared>> {
+        let local = self.locals.remove(address)?;
         if local.visible {
             self.remove_binding(address, reason);
             self.withdraw_everywhere(local.shared.binding.address_arc(), reason);
@@ -211,7 +217,7 @@ impl Core {
         // Its subscribers learn of the withdrawal through the registry (above); what remains
         // of its publisher state goes with it.
         drop(local.publisher);
-        local.shared.end();
+        Some(local.shared)
     }
 
     pub(crate) fn join_group(&mut self, binding: &Binding, group: Arc<str>) {
@@ -516,12 +522,15 @@ impl Core {
         }
     }
 
-    /// Withdraws every local service (the runtime is shutting down).
-    pub(crate) fn withdraw_all(&mut self, reason: WithdrawReason) {
+    /// Withdraws every local service (the runtime is shutting down); see
+    /// [`withdraw_local`](Self::withdraw_local) for what to do with the result.
+    #[must_use = "end the returned services after releasing the lock"]
+    pub(crate) fn withdraw_all(&mut self, reason: WithdrawReason) -> Vec<Arc<ServiceShared>> {
         let addresses: Vec<Arc<str>> = self.locals.keys().cloned().collect();
-        for address in addresses {
-            self.withdraw_local(&address, reason);
-        }
+        addresses
+            .iter()
+            .filter_map(|address| self.withdraw_local(address, reason))
+            .collect()
     }
 }
 

@@ -2,7 +2,9 @@ use std::time::Duration;
 
 use netsvc::{Exchange, Retry, Runtime, Value, args};
 
-use crate::util::{client, echo, eventually, fast_config, gone, hub, quick, seen, visible, within};
+use crate::util::{
+    client, echo, eventually, fast_config, gone, hub, quick, relisten, seen, visible, within,
+};
 
 async fn server() -> (Runtime, Exchange, String) {
     hub().await
@@ -206,7 +208,7 @@ async fn triangle_of_servers_no_loops_no_duplicates_and_failover() {
         .config(fast_config())
         .build()
         .unwrap();
-    nbex.listen(&b_addr).await.unwrap();
+    relisten(&nbex, &b_addr).await;
     nbex.connect(&a_addr, quick()).unwrap();
     visible(&clients[0].0, "svc-1").await;
     visible(&clients[2].0, "svc-1").await;

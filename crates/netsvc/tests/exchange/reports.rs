@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use netsvc::{Exchange, Lifetime, ReportEvent, Runtime, SubscriptionStatus};
 
-use crate::util::{client, echo, fast_config, gone, hub, visible, within};
+use crate::util::{client, echo, fast_config, gone, hub, relisten, visible, within};
 
 /// Collects the reports of `monitor` until `n` have arrived, as (subject, int) pairs.
 async fn reports(monitor: &mut netsvc::ReportMonitor, n: usize) -> Vec<(String, i64)> {
@@ -144,7 +144,7 @@ async fn subscriptions_resume_after_the_hub_restarts_and_the_cache_comes_once() 
         .config(fast_config())
         .build()
         .unwrap();
-    nex.listen(&address).await.unwrap();
+    relisten(&nex, &address).await;
     for m in [&mut by_name, &mut by_binding] {
         let mut events = Vec::new();
         within(async {

@@ -8,7 +8,8 @@ use netsvc::{
 };
 
 use crate::util::{
-    client, connection, echo, eventually, fast_config, gone, hub, quick, seen, visible, within,
+    client, connection, echo, eventually, fast_config, gone, hub, quick, relisten, seen, visible,
+    withdrawal_of, within,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,13 +100,11 @@ async fn s38_when_the_server_dies_clients_see_withdrawals_and_then_the_services_
     assert_eq!(from_a.address(), a.address());
 
     // The hub goes away abruptly.
+    let a_lost = withdrawal_of(&brt, from_a.address());
     drop(hex);
     drop(_h);
     hrt.shutdown();
-    assert_eq!(
-        gone(&brt, from_a.address()).await,
-        Some(WithdrawReason::ConnectionLost)
-    );
+    assert_eq!(a_lost.reason().await, WithdrawReason::ConnectionLost);
     gone(&brt, hub_svc.address()).await;
 
     // A new hub on the same port: everything comes back, with the same identities and
@@ -115,7 +114,7 @@ async fn s38_when_the_server_dies_clients_see_withdrawals_and_then_the_services_
         .config(fast_config())
         .build()
         .unwrap();
-    nex.listen(&address).await.unwrap();
+    relisten(&nex, &address).await;
     let back = visible(&brt, "on-a").await;
     assert_eq!(back.address(), a.address());
     assert_eq!(back.agent_identity(), a.binding().agent_identity());
@@ -237,7 +236,7 @@ async fn s40_a_single_attempt_client_does_not_reconnect() {
         .config(fast_config())
         .build()
         .unwrap();
-    nex.listen(&address).await.unwrap();
+    relisten(&nex, &address).await;
     let _svc = echo(&nrt, "new-hub");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(cex.connections().is_empty());

@@ -56,18 +56,33 @@ pub(crate) async fn visible(rt: &Runtime, name: &str) -> Binding {
     .await
 }
 
-/// Waits until `rt` no longer sees the service at `address`; returns the reason given.
-pub(crate) async fn gone(rt: &Runtime, address: &str) -> Option<WithdrawReason> {
-    let (_, mut watch) = rt.registry().watch_address(address);
-    rt.registry().lookup_address(address)?;
-    within(async {
-        loop {
-            if let AnnouncementKind::Withdrawn(reason) = watch.recv().await.unwrap().kind {
-                return Some(reason);
+/// Waits until `rt` no longer sees the service at `address`.
+pub(crate) async fn gone(rt: &Runtime, address: &str) {
+    let (_, watch) = rt.registry().watch_address(address);
+    if rt.registry().lookup_address(address).is_some() {
+        Withdrawal(watch).reason().await;
+    }
+}
+
+/// A watch armed before a service is withdrawn, to learn why it was.
+pub(crate) struct Withdrawal(netsvc::Announcements);
+
+/// Arms a [`Withdrawal`] for the service at `address`.
+pub(crate) fn withdrawal_of(rt: &Runtime, address: &str) -> Withdrawal {
+    Withdrawal(rt.registry().watch_address(address).1)
+}
+
+impl Withdrawal {
+    pub(crate) async fn reason(mut self) -> WithdrawReason {
+        within(async {
+            loop {
+                if let AnnouncementKind::Withdrawn(reason) = self.0.recv().await.unwrap().kind {
+                    return reason;
+                }
             }
-        }
-    })
-    .await
+        })
+        .await
+    }
 }
 
 /// Waits for the next connection event in `state`.
@@ -129,6 +144,20 @@ pub(crate) async fn eventually(mut check: impl FnMut() -> bool) {
     within(async {
         while !check() {
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+/// Listens on `address`, retrying while a previous listener of this test process (whose
+/// exchange was just dropped) still holds the port.
+pub(crate) async fn relisten(ex: &Exchange, address: &str) {
+    within(async {
+        loop {
+            match ex.listen(address).await {
+                Ok(_) => return,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
         }
     })
     .await;

@@ -1,0 +1,146 @@
+//! `netsvc monitor`: the reports of every service of a name, one JSON object per line.
+
+use anyhow::Context as _;
+use netsvc::{Binding, Pattern, Report, ReportEvent, names};
+use serde::Serialize;
+
+use crate::cli::MonitorArgs;
+use crate::output::{self, status};
+use crate::signals::Signals;
+use crate::{client, exit};
+
+#[derive(Debug, Serialize)]
+struct ReportLine<'a> {
+    event: &'static str,
+    service: &'a str,
+    publisher: &'a str,
+    subject: &'a str,
+    /// The subscription pattern it matched; null for a report sent to this subscriber
+    /// alone that matched none.
+    pattern: Option<&'a str>,
+    value: serde_json::Value,
+}
+
+#[derive(Debug, Serialize)]
+struct PublisherLine<'a> {
+    event: &'static str,
+    service: &'a str,
+    publisher: &'a str,
+    process: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct MissedLine {
+    event: &'static str,
+    count: u64,
+}
+
+pub(crate) async fn run(args: MonitorArgs, signals: &mut Signals) -> anyhow::Result<u8> {
+    names::check_service_name(&args.service)
+        .with_context(|| format!("invalid service name {:?}", args.service))?;
+    if args.service.is_empty() {
+        anyhow::bail!("a service name is required (anonymous services cannot be monitored)");
+    }
+    Pattern::new(&args.pattern).with_context(|| format!("invalid pattern {:?}", args.pattern))?;
+    if args.count == Some(0) {
+        return Ok(exit::OK);
+    }
+
+    let conn = client::connect(&args.connect, signals).await?;
+    // Subscriptions belong to a service: an anonymous one, which `services` hides.
+    let subscriber = conn.rt.service("").build()?;
+    let mut monitor = subscriber.monitor_reports(args.service.as_str(), &args.pattern)?;
+    if conn.rt.registry().lookup_name(&args.service).is_empty() {
+        status(format_args!(
+            "no service named {:?} yet; waiting for one",
+            args.service
+        ));
+    }
+    let result = follow(&args, &mut monitor, signals).await;
+    drop(monitor);
+    drop(subscriber);
+    conn.close().await;
+    result
+}
+
+async fn follow(
+    args: &MonitorArgs,
+    monitor: &mut netsvc::ReportMonitor,
+    signals: &mut Signals,
+) -> anyhow::Result<u8> {
+    let mut reports = 0u64;
+    loop {
+        let event = tokio::select! {
+            event = monitor.recv() => event,
+            _ = signals.recv() => return Ok(exit::OK),
+        };
+        match event {
+            Some(ReportEvent::Report(report)) => {
+                if print_report(&report)? {
+                    reports += 1;
+                    if args.count.is_some_and(|n| reports >= n) {
+                        return Ok(exit::OK);
+                    }
+                }
+            }
+            Some(ReportEvent::PublisherAvailable(b)) => {
+                publisher_notice(args, "publisher-available", &b)?;
+            }
+            Some(ReportEvent::PublisherWithdrawn(b)) => {
+                publisher_notice(args, "publisher-withdrawn", &b)?;
+            }
+            Some(ReportEvent::Missed(count)) => {
+                if args.events {
+                    output::json_line(&MissedLine {
+                        event: "missed",
+                        count,
+                    })?;
+                } else {
+                    status(format_args!(
+                        "missed {count} reports (fell behind; older reports of the same subjects were replaced)"
+                    ));
+                }
+            }
+            Some(_) => {}
+            None => anyhow::bail!("the subscription ended"),
+        }
+    }
+}
+
+/// Prints a report; false if its content could not be decoded (reported on stderr).
+fn print_report(report: &Report) -> anyhow::Result<bool> {
+    let value = match report.value() {
+        Ok(v) => netsvc::value::json::to_json(v),
+        Err(e) => {
+            tracing::warn!(
+                publisher = report.publisher().address(),
+                subject = report.subject(),
+                "skipping a report whose content cannot be decoded: {e}"
+            );
+            return Ok(false);
+        }
+    };
+    output::json_line(&ReportLine {
+        event: "report",
+        service: report.publisher().service_name(),
+        publisher: report.publisher().address(),
+        subject: report.subject(),
+        pattern: report.pattern().map(Pattern::as_str),
+        value,
+    })?;
+    Ok(true)
+}
+
+fn publisher_notice(args: &MonitorArgs, event: &'static str, b: &Binding) -> anyhow::Result<()> {
+    if args.events {
+        output::json_line(&PublisherLine {
+            event,
+            service: b.service_name(),
+            publisher: b.address(),
+            process: b.process_identity(),
+        })
+    } else {
+        status(format_args!("{event}: {}", b.address()));
+        Ok(())
+    }
+}

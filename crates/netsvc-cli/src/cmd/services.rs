@@ -1,0 +1,235 @@
+//! `netsvc services`: the services visible through an exchange, once or as they change.
+//!
+//! This command creates no service of its own (a plain runtime and a client exchange are
+//! enough to see the registry), so the list holds exactly what the exchange propagates.
+
+use netsvc::{Announcement, AnnouncementKind, Announcements, ConnectionState, RecvError};
+
+use crate::cli::ServicesArgs;
+use crate::client::{self, Connection};
+use crate::exit;
+use crate::output::{self, SERVICE_COLUMNS, ServiceLine, status};
+use crate::signals::Signals;
+
+pub(crate) async fn run(args: ServicesArgs, signals: &mut Signals) -> anyhow::Result<u8> {
+    let conn = client::connect(&args.connect, signals).await?;
+    let result = if args.watch {
+        watch(&conn, &args, signals).await
+    } else {
+        list(&conn, &args)
+    };
+    conn.close().await;
+    result
+}
+
+/// Whether the user asked to see this service.
+fn wanted(args: &ServicesArgs, line: &ServiceLine) -> bool {
+    match &args.name {
+        Some(name) => &line.name == name,
+        None => args.all || !line.name.is_empty(),
+    }
+}
+
+fn sorted(mut lines: Vec<ServiceLine>) -> Vec<ServiceLine> {
+    lines.sort_by(|a, b| (&a.name, &a.address).cmp(&(&b.name, &b.address)));
+    lines
+}
+
+fn list(conn: &Connection, args: &ServicesArgs) -> anyhow::Result<u8> {
+    let registry = conn.rt.registry();
+    let lines: Vec<ServiceLine> = registry
+        .services()
+        .iter()
+        .map(|b| ServiceLine::new(b, registry.groups_of(b.address())))
+        .filter(|l| wanted(args, l))
+        .collect();
+    let lines = sorted(lines);
+    if args.json {
+        for line in &lines {
+            output::json_line(line)?;
+        }
+        return Ok(exit::OK);
+    }
+    if lines.is_empty() {
+        status(format_args!("no services visible through {}", conn.address));
+        return Ok(exit::OK);
+    }
+    let rows: Vec<Vec<String>> = lines.iter().map(ServiceLine::cells).collect();
+    let widths = output::widths(&SERVICE_COLUMNS, &rows);
+    let header: Vec<String> = SERVICE_COLUMNS.iter().map(|s| (*s).to_owned()).collect();
+    output::line(&output::aligned(&header, &widths))?;
+    for row in &rows {
+        output::line(&output::aligned(row, &widths))?;
+    }
+    Ok(exit::OK)
+}
+
+/// The human columns of `--watch`: the event, the service's columns, then the event's
+/// detail (group or reason).
+struct WatchTable {
+    widths: Vec<usize>,
+}
+
+impl WatchTable {
+    const EVENT_WIDTH: usize = "group-joined".len();
+
+    fn new(snapshot: &[ServiceLine]) -> Self {
+        let rows: Vec<Vec<String>> = snapshot.iter().map(ServiceLine::cells).collect();
+        // Leave room for names that arrive later; a longer one just shifts its own row.
+        let mut widths = output::widths(&SERVICE_COLUMNS, &rows);
+        for (w, min) in widths.iter_mut().zip([12, 9, 8, 8, 16, 16, 24]) {
+            *w = (*w).max(min);
+        }
+        widths.insert(0, Self::EVENT_WIDTH);
+        Self { widths }
+    }
+
+    fn header(&self) -> String {
+        let mut cells = vec!["EVENT".to_owned()];
+        cells.extend(SERVICE_COLUMNS.iter().map(|s| (*s).to_owned()));
+        cells.push("DETAIL".to_owned());
+        output::aligned(&cells, &self.widths)
+    }
+
+    fn row(&self, line: &ServiceLine) -> String {
+        let mut cells = vec![line.event.unwrap_or("").to_owned()];
+        cells.extend(line.cells());
+        let detail = line.group.clone().or(line.reason.map(str::to_owned));
+        cells.push(detail.unwrap_or_default());
+        output::aligned(&cells, &self.widths).trim_end().to_owned()
+    }
+}
+
+async fn watch(
+    conn: &Connection,
+    args: &ServicesArgs,
+    signals: &mut Signals,
+) -> anyhow::Result<u8> {
+    let registry = conn.rt.registry();
+    let mut links = conn.exchange.watch_connections();
+    let mut links_open = true;
+    loop {
+        let mut announcements = registry.watch();
+        let snapshot = snapshot(&mut announcements, args)?;
+        let table = WatchTable::new(&snapshot);
+        if !args.json {
+            output::line(&table.header())?;
+        }
+        for line in &snapshot {
+            emit(args, &table, line)?;
+        }
+        // Group joins that arrive together with an availability are folded into its line,
+        // so a new service is printed with its groups, as in the snapshot.
+        let mut pending: Option<Announcement> = None;
+        loop {
+            let next = match pending.take() {
+                Some(a) => Ok(a),
+                None => tokio::select! {
+                    a = announcements.recv() => a,
+                    link = links.recv(), if links_open => {
+                        let Ok(e) = link else {
+                            links_open = false;
+                            continue;
+                        };
+                        {
+                            match e.state {
+                                ConnectionState::Inactive => status(format_args!(
+                                    "lost the exchange at {}: {}; relinking",
+                                    conn.address,
+                                    e.reason.as_deref().unwrap_or("link closed")
+                                )),
+                                ConnectionState::Resynced => {
+                                    status(format_args!("relinked to {}", conn.address));
+                                }
+                                _ => {}
+                            }
+                        }
+                        continue;
+                    }
+                    _ = signals.recv() => return Ok(exit::OK),
+                },
+            };
+            let announcement = match next {
+                Ok(a) => a,
+                Err(RecvError::Lagged) => {
+                    status("fell behind the registry; starting again from a fresh snapshot");
+                    break;
+                }
+                Err(RecvError::Closed) => anyhow::bail!("the registry watch ended"),
+            };
+            let mut line = ServiceLine::new(&announcement.binding, Vec::new());
+            match &announcement.kind {
+                AnnouncementKind::Available => {
+                    line.event = Some("available");
+                    // A lag or an end is seen again by the next recv.
+                    while let Ok(Some(a)) = announcements.try_recv() {
+                        match &a.kind {
+                            AnnouncementKind::GroupJoined(g)
+                                if a.binding.address() == line.address =>
+                            {
+                                line.groups.push(g.to_string());
+                            }
+                            _ => {
+                                pending = Some(a);
+                                break;
+                            }
+                        }
+                    }
+                }
+                AnnouncementKind::Withdrawn(reason) => {
+                    line.event = Some("withdrawn");
+                    line.reason = Some(output::reason_name(*reason));
+                }
+                AnnouncementKind::GroupJoined(g) => {
+                    line.event = Some("group-joined");
+                    line.groups = registry.groups_of(&line.address);
+                    line.group = Some(g.to_string());
+                }
+                AnnouncementKind::GroupLeft(g) => {
+                    line.event = Some("group-left");
+                    line.groups = registry.groups_of(&line.address);
+                    line.group = Some(g.to_string());
+                }
+                _ => continue,
+            }
+            if wanted(args, &line) {
+                emit(args, &table, &line)?;
+            }
+        }
+    }
+}
+
+/// The current set, from the announcements a new watch starts with (they are queued as the
+/// watch is made, so draining what is queued yields exactly the snapshot).
+fn snapshot(
+    announcements: &mut Announcements,
+    args: &ServicesArgs,
+) -> anyhow::Result<Vec<ServiceLine>> {
+    let mut lines: Vec<ServiceLine> = Vec::new();
+    while let Some(a) = announcements.try_recv()? {
+        match &a.kind {
+            AnnouncementKind::Available => {
+                let mut line = ServiceLine::new(&a.binding, Vec::new());
+                line.event = Some("present");
+                lines.push(line);
+            }
+            AnnouncementKind::GroupJoined(g) => {
+                if let Some(line) = lines.iter_mut().find(|l| l.address == a.binding.address()) {
+                    line.groups.push(g.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(sorted(
+        lines.into_iter().filter(|l| wanted(args, l)).collect(),
+    ))
+}
+
+fn emit(args: &ServicesArgs, table: &WatchTable, line: &ServiceLine) -> anyhow::Result<()> {
+    if args.json {
+        output::json_line(line)
+    } else {
+        output::line(&table.row(line))
+    }
+}

@@ -1,0 +1,192 @@
+//! The `netsvc exchange` config file (TOML). Every key is documented in `docs/CLI.md` and
+//! shown in `netsvc.example.toml`; unknown keys are errors, so a typo cannot be silently
+//! ignored.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use netsvc::ExchangeConfig;
+use serde::Deserialize;
+
+/// The file's contents. Every key is optional; the command line overrides it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    /// TCP addresses to listen on.
+    pub(crate) listen: Option<Vec<String>>,
+    /// A Unix socket path to listen on.
+    pub(crate) unix: Option<PathBuf>,
+    /// The exchange group.
+    pub(crate) group: Option<String>,
+    /// Other exchange servers to link to.
+    pub(crate) connect: Option<Vec<String>>,
+    /// Seconds between attempts to reach a `connect` peer.
+    pub(crate) retry: Option<f64>,
+    /// Limits of the exchange.
+    #[serde(default)]
+    pub(crate) limits: Limits,
+}
+
+/// `[limits]`: the tunables of [`ExchangeConfig`], in plain units.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Limits {
+    pub(crate) heartbeat_ms: Option<u64>,
+    pub(crate) heartbeat_misses: Option<u32>,
+    pub(crate) handshake_timeout_ms: Option<u64>,
+    pub(crate) max_frame: Option<usize>,
+    pub(crate) queue_soft_limit: Option<usize>,
+    pub(crate) queue_hard_limit: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
+}
+
+impl FileConfig {
+    /// Reads and checks a config file. Errors name the file and, for a bad key or value,
+    /// the key and its line.
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| {
+            // toml's Display is a multi-line snippet; keep to one line: file:line:column.
+            let position = e
+                .span()
+                .map(|span| {
+                    let (line, column) = line_column(text, span.start);
+                    format!(":{line}:{column}")
+                })
+                .unwrap_or_default();
+            let message = e.message().trim().replace('\n', " ");
+            anyhow::anyhow!(
+                "invalid config file {}{position}: {message}",
+                path.display()
+            )
+        })?;
+        config
+            .check()
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if let Some(retry) = self.retry
+            && !(0.0..3.2e9).contains(&retry)
+        {
+            bail!("retry = {retry}: expected a non-negative number of seconds");
+        }
+        let l = &self.limits;
+        for (key, value) in [
+            ("limits.heartbeat_ms", l.heartbeat_ms),
+            ("limits.handshake_timeout_ms", l.handshake_timeout_ms),
+            ("limits.heartbeat_misses", l.heartbeat_misses.map(u64::from)),
+            ("limits.max_frame", l.max_frame.map(|v| v as u64)),
+            (
+                "limits.queue_soft_limit",
+                l.queue_soft_limit.map(|v| v as u64),
+            ),
+            (
+                "limits.queue_hard_limit",
+                l.queue_hard_limit.map(|v| v as u64),
+            ),
+            (
+                "limits.max_connections",
+                l.max_connections.map(|v| v as u64),
+            ),
+        ] {
+            if value == Some(0) {
+                bail!("{key} = 0: expected a positive number");
+            }
+        }
+        Ok(())
+    }
+
+    /// The exchange settings: the library's defaults, with the file's limits applied.
+    pub(crate) fn exchange_config(&self) -> anyhow::Result<ExchangeConfig> {
+        let mut config = ExchangeConfig::default();
+        let l = &self.limits;
+        if let Some(ms) = l.heartbeat_ms {
+            config.heartbeat = Duration::from_millis(ms);
+        }
+        if let Some(n) = l.heartbeat_misses {
+            config.heartbeat_misses = n;
+        }
+        if let Some(ms) = l.handshake_timeout_ms {
+            config.handshake_timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = l.max_frame {
+            config.max_frame = n;
+        }
+        if let Some(n) = l.queue_soft_limit {
+            config.queue_soft_limit = n;
+        }
+        if let Some(n) = l.queue_hard_limit {
+            config.queue_hard_limit = n;
+        }
+        if let Some(n) = l.max_connections {
+            config.max_connections = n;
+        }
+        if config.queue_soft_limit > config.queue_hard_limit {
+            bail!(
+                "limits.queue_soft_limit ({}) is above limits.queue_hard_limit ({})",
+                config.queue_soft_limit,
+                config.queue_hard_limit
+            );
+        }
+        Ok(config)
+    }
+}
+
+/// The 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> anyhow::Result<FileConfig> {
+        FileConfig::parse(text, Path::new("hub.toml"))
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let text = include_str!("../netsvc.example.toml");
+        let config = parse(text).unwrap();
+        config.exchange_config().unwrap();
+        assert_eq!(config.listen.unwrap(), vec!["127.0.0.1:11111".to_owned()]);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_the_file() {
+        let e = parse("listen = []\nlisen = [\"x\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hub.toml:2:1"), "{e}");
+        assert!(e.contains("lisen"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        let e = parse("[limits]\nheartbeat = 5\n").unwrap_err().to_string();
+        assert!(e.contains("heartbeat") && e.contains("hub.toml:2"), "{e}");
+    }
+
+    #[test]
+    fn limits_map_onto_the_exchange_config() {
+        let config = parse("[limits]\nheartbeat_ms = 250\nmax_connections = 7\n").unwrap();
+        let ex = config.exchange_config().unwrap();
+        assert_eq!(ex.heartbeat, Duration::from_millis(250));
+        assert_eq!(ex.max_connections, 7);
+        let e = parse("[limits]\nmax_frame = 0\n").unwrap_err();
+        assert!(format!("{e:#}").contains("limits.max_frame"), "{e:#}");
+        let bad = parse("[limits]\nqueue_soft_limit = 10\nqueue_hard_limit = 5\n").unwrap();
+        assert!(bad.exchange_config().is_err());
+        assert!(parse("retry = -1.0\n").is_err());
+        assert!(parse("listen = \"127.0.0.1:1\"\n").is_err());
+    }
+}
