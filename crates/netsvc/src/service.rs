@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::announce::WithdrawReason;
 use crate::binding::{Audience, Binding, Location, Visibility};
 use crate::call::Responder;
-use crate::core::{Monitor, MonitorTarget};
+use crate::core::{Monitor, MonitorTarget, Published};
 use crate::endpoint::{Endpoint, Target};
 use crate::error::Error;
 use crate::failure::{Failure, codes};
@@ -354,27 +354,58 @@ impl ServiceHandle {
     /// what later subscribers see: [`Lifetime::None`] delivers only and clears the cached
     /// report of this subject; a duration or [`Lifetime::Forever`] caches it, replacing the
     /// previous one. Returns the number of deliveries made in this process.
+    ///
+    /// Publishing never waits. If a link to remote subscribers is congested, reports queued
+    /// for it are coalesced (the latest of each subject is kept); use
+    /// [`publish_paced`](Self::publish_paced) to wait instead.
     pub fn publish(
         &self,
         subject: &str,
         content: impl Into<Value>,
         lifetime: Lifetime,
     ) -> Result<usize, Error> {
+        Ok(self
+            .publish_inner(subject, content.into(), lifetime)?
+            .delivered)
+    }
+
+    /// Publishes like [`publish`](Self::publish), then waits while any link the report was
+    /// queued on is congested: a fast publisher runs at the pace of its slowest remote
+    /// subscriber's link instead of having its reports coalesced.
+    pub async fn publish_paced(
+        &self,
+        subject: &str,
+        content: impl Into<Value>,
+        lifetime: Lifetime,
+    ) -> Result<usize, Error> {
+        let published = self.publish_inner(subject, content.into(), lifetime)?;
+        for link in &published.congested {
+            link.uncongested().await;
+        }
+        Ok(published.delivered)
+    }
+
+    fn publish_inner(
+        &self,
+        subject: &str,
+        content: Value,
+        lifetime: Lifetime,
+    ) -> Result<Published, Error> {
         names::check_subject(subject)?;
         let lifetime = lifetime.validated()?;
         let rt = self.runtime()?;
-        let payload = Payload::from_value(content.into(), &rt.config.value_limits)?;
+        let payload = Payload::from_value(content, &rt.config.value_limits)?;
         let now = tokio::time::Instant::now();
         let mut core = rt.core.lock();
         let publisher = core
             .publisher(self.address())
             .ok_or_else(|| self.withdrawn())?;
-        let (delivered, expires) =
+        let published =
             publisher.publish(self.binding(), subject.into(), payload, lifetime, now)?;
-        if let Some(at) = expires {
+        if let Some(at) = published.expires {
             core.schedule_sweep(at, &rt.sweeper);
         }
-        Ok(delivered)
+        Ok(published)
     }
 
     /// Publishes a typed value (see [`publish`](Self::publish)).

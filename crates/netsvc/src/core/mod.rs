@@ -28,7 +28,7 @@ use crate::report::{ReportEvent, SubscriptionEvent};
 use crate::service::ServiceShared;
 
 pub(crate) use links::{Action, LinkInfo, LinkRefused};
-pub(crate) use publisher::{Delivery, PublisherState};
+pub(crate) use publisher::{Delivery, Published, PublisherState};
 pub(crate) use registry::RegistryState;
 pub(crate) use watchers::Watchers;
 

@@ -49,6 +49,16 @@ impl Delivery {
     }
 }
 
+/// What a publish did.
+pub(crate) struct Published {
+    /// Deliveries to monitors in this runtime.
+    pub(crate) delivered: usize,
+    /// When the cached report expires, if it does.
+    pub(crate) expires: Option<Instant>,
+    /// Links it was queued on that are over their soft limit.
+    pub(crate) congested: Vec<Arc<Outbound>>,
+}
+
 struct Subscription {
     subscriber: Binding,
     pattern: Arc<Pattern>,
@@ -168,8 +178,8 @@ impl PublisherState {
     }
 
     /// Caches (or uncaches) the report per its lifetime and delivers it to every matching
-    /// subscription, once per matching pattern. Returns the number of deliveries and the
-    /// report's expiry, if it has one.
+    /// subscription, once per matching pattern. Returns the number of deliveries, the
+    /// report's expiry if it has one, and the links it was queued on that are congested.
     pub(crate) fn publish(
         &mut self,
         publisher: &Binding,
@@ -177,7 +187,7 @@ impl PublisherState {
         payload: Payload,
         lifetime: Lifetime,
         now: Instant,
-    ) -> Result<(usize, Option<Instant>), ValueError> {
+    ) -> Result<Published, ValueError> {
         self.seq += 1;
         let seq = self.seq;
         if let Some(old) = self.cache.remove(&subject)
@@ -230,6 +240,7 @@ impl PublisherState {
                 }
             }
         });
+        let mut congested = Vec::new();
         if !links.is_empty() {
             let key = (Text::from(publisher.address()), Text::from(&*subject));
             let frame = Frame::Report {
@@ -243,9 +254,16 @@ impl PublisherState {
             let raw = buf.freeze();
             for (_, outbound) in links {
                 outbound.push_report(raw.clone(), key.clone());
+                if outbound.is_congested() {
+                    congested.push(outbound.clone());
+                }
             }
         }
-        Ok((delivered, expires))
+        Ok(Published {
+            delivered,
+            expires,
+            congested,
+        })
     }
 
     /// Sends a report to one subscriber only, never cached: once per subscription of that

@@ -68,6 +68,8 @@ struct State {
 pub(crate) struct Outbound {
     state: Mutex<State>,
     notify: Notify,
+    /// Woken when the queue drops back under its soft limit (for paced publishers).
+    drained: Notify,
     limits: QueueLimits,
 }
 
@@ -86,7 +88,27 @@ impl Outbound {
         Self {
             state: Mutex::default(),
             notify: Notify::new(),
+            drained: Notify::new(),
             limits,
+        }
+    }
+
+    /// Whether the queue is over its soft limit (reports are being coalesced).
+    pub(crate) fn is_congested(&self) -> bool {
+        let s = self.state.lock();
+        s.bytes > self.limits.soft && s.closing.is_none()
+    }
+
+    /// Waits until the queue is back under its soft limit, or closed.
+    pub(crate) async fn uncongested(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if !self.is_congested() {
+                return;
+            }
+            drained.await;
         }
     }
 
@@ -197,6 +219,7 @@ impl Outbound {
         }
         drop(s);
         self.notify.notify_one();
+        self.drained.notify_waiters();
     }
 
     fn close_locked(&self, s: &mut State, code: CloseCode, reason: String, drain: bool) {
@@ -249,6 +272,9 @@ impl Outbound {
                     any = true;
                 }
                 if any {
+                    if s.bytes <= self.limits.soft {
+                        self.drained.notify_waiters();
+                    }
                     return true;
                 }
                 if let Some(closing) = &s.closing {

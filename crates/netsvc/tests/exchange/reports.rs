@@ -262,3 +262,72 @@ async fn targeted_reports_reach_a_remote_subscriber_only() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(mb.try_recv().is_none());
 }
+
+/// A small link queue between a fast publisher and the hub: `publish` coalesces (the
+/// subscriber ends with the latest value), `publish_paced` waits and loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn congested_links_coalesce_unless_the_publisher_paces_itself() {
+    let (_hrt, _hex, address) = hub().await;
+    let mut small = crate::util::fast_config();
+    small.queue_soft_limit = 2048;
+    let prt = Runtime::new();
+    let pex = Exchange::client(&prt).config(small).build().unwrap();
+    pex.connect(&address, crate::util::quick()).unwrap();
+    let publisher = prt.service("fast").build().unwrap();
+    let mut config = netsvc::RuntimeConfig::default();
+    config.report_capacity = 1 << 20;
+    let srt = Runtime::with_config(config).unwrap();
+    let sex = Exchange::client(&srt)
+        .config(crate::util::fast_config())
+        .build()
+        .unwrap();
+    sex.connect(&address, crate::util::quick()).unwrap();
+    let sub = srt.service("sub").build().unwrap();
+    let mut m = sub.monitor_reports("fast", "*").unwrap();
+    publisher.publish("ready", 0, Lifetime::Forever).unwrap();
+    assert_eq!(reports(&mut m, 1).await, vec![("ready".into(), 0)]);
+
+    let n = 20_000;
+    for i in 1..=n {
+        publisher
+            .publish_paced("count", i, Lifetime::None)
+            .await
+            .unwrap();
+    }
+    let values: Vec<i64> = reports(&mut m, n as usize)
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(
+        values,
+        (1..=n).collect::<Vec<_>>(),
+        "paced: every report, in order"
+    );
+
+    for i in 1..=n {
+        publisher.publish("burst", i, Lifetime::None).unwrap();
+    }
+    publisher.publish("end", 0, Lifetime::Forever).unwrap();
+    let mut last_burst = 0;
+    let mut received = 0;
+    within(async {
+        loop {
+            if let ReportEvent::Report(r) = m.recv().await.unwrap() {
+                match r.subject() {
+                    "burst" => {
+                        let v = r.value().unwrap().as_i64().unwrap();
+                        assert!(v > last_burst, "in order");
+                        last_burst = v;
+                        received += 1;
+                    }
+                    "end" => break,
+                    _ => {}
+                }
+            }
+        }
+    })
+    .await;
+    assert_eq!(last_burst, n, "the latest value always arrives");
+    println!("unpaced burst: {received} of {n} delivered, the rest coalesced");
+}
