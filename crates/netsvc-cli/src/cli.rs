@@ -159,7 +159,7 @@ an error instead). The result is printed as JSON on stdout; a failure prints
 pub(crate) struct CallArgs {
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
-    /// Seconds to wait for the response, or `none` (default 60).
+    /// Seconds to wait for the response, or `none` to wait as long as the service exists.
     #[arg(short, long, value_name = "SECS", default_value = "60", value_parser = parse::timeout)]
     pub(crate) timeout: parse::Timeout,
     /// Every ARG must be valid JSON (no fallback to a string).
@@ -255,7 +255,7 @@ Examples:
   netsvc demo --listen 127.0.0.1:0         # embeds a hub on a free port
 
 Services: echo (methods echo, sleep SECS, fail [CODE [DETAILS]]) and clock (method now;
-publishes system.time every second with a lifetime of 5 s).";
+publishes system.time every second with a lifetime of 5 s), both in the group demo.";
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {

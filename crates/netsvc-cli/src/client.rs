@@ -15,6 +15,7 @@ use netsvc::{ConnectionState, Exchange, Retry, Runtime};
 
 use crate::Exit;
 use crate::cli::ConnectArgs;
+use crate::output::status;
 use crate::signals::Signals;
 
 /// How often a client retries while waiting for the exchange, and later relinks after a
@@ -100,6 +101,38 @@ pub(crate) async fn link(
         exchange,
         address: address.to_owned(),
     })
+}
+
+/// Says on stderr when the link to the exchange is lost and when it is back, for the
+/// commands that run until stopped (the library relinks on its own, silently). Stops when
+/// the returned guard is dropped: drop it before closing, or the command's own exit would
+/// be reported as a loss.
+#[must_use = "reporting stops when the guard is dropped"]
+pub(crate) fn report_link_changes(exchange: &Exchange, address: &str) -> LinkReporter {
+    let mut events = exchange.watch_connections();
+    let address = address.to_owned();
+    LinkReporter(tokio::spawn(async move {
+        while let Ok(e) = events.recv().await {
+            match e.state {
+                ConnectionState::Inactive => status(format_args!(
+                    "lost the exchange at {address}: {}; relinking",
+                    e.reason.as_deref().unwrap_or("link closed")
+                )),
+                ConnectionState::Resynced => status(format_args!("relinked to {address}")),
+                _ => {}
+            }
+        }
+    }))
+}
+
+/// See [`report_link_changes`].
+#[derive(Debug)]
+pub(crate) struct LinkReporter(tokio::task::JoinHandle<()>);
+
+impl Drop for LinkReporter {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Why the exchange could not be used, as precisely as can be told.

@@ -94,8 +94,25 @@ async fn run(command: cli::Command) -> u8 {
                 // `netsvc monitor clock | head -1`: the reader has all it wanted.
                 return exit::OK;
             }
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             exit::USAGE
         }
     }
+}
+
+/// The error and its causes on one line, `a: b: c`, leaving out a cause whose text the
+/// line already ends with (library errors often include their source in their own text).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }

@@ -5,6 +5,8 @@
 //!   with that code (default 1), origin `demo`.
 //! - `clock`: `now` returns the time; it publishes `system.time` (a UTC date-time) every
 //!   second with a lifetime of 5 s, so a late subscriber gets the latest at once.
+//!
+//! Both are members of the group `demo`, so that groups show up too.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +18,9 @@ use crate::cli::{DEFAULT_ADDRESS, DemoArgs};
 use crate::output::status;
 use crate::signals::Signals;
 use crate::{client, exit};
+
+/// The group both demo services join.
+const GROUP: &str = "demo";
 
 /// How long `sleep` may be asked to sleep.
 const MAX_SLEEP: f64 = 3600.0;
@@ -31,14 +36,15 @@ pub(crate) async fn run(args: DemoArgs, signals: &mut Signals) -> anyhow::Result
             .filter(|a| !a.is_empty()),
         (_, address) => address.clone(),
     };
-    let (exchange, via) = match (&args.listen, &address) {
+    let (exchange, via, reporter) = match (&args.listen, &address) {
         (None, Some(address)) => {
             let exchange = Exchange::client(&rt)
                 .group(&args.group)
                 .build()
                 .with_context(|| format!("invalid exchange group {:?}", args.group))?;
             let conn = client::link(rt.clone(), exchange, address, args.retry, signals).await?;
-            (conn.exchange, conn.address)
+            let reporter = client::report_link_changes(&conn.exchange, &conn.address);
+            (conn.exchange, conn.address, Some(reporter))
         }
         (listen, _) => {
             let exchange = Exchange::server(&rt)
@@ -49,7 +55,7 @@ pub(crate) async fn run(args: DemoArgs, signals: &mut Signals) -> anyhow::Result
                 .listen(listen.as_deref().unwrap_or(DEFAULT_ADDRESS))
                 .await?;
             status(format_args!("listening on {bound}"));
-            (exchange, bound.to_string())
+            (exchange, bound.to_string(), None)
         }
     };
 
@@ -66,6 +72,7 @@ pub(crate) async fn run(args: DemoArgs, signals: &mut Signals) -> anyhow::Result
     let stop = signals.recv().await;
     status(format_args!("{}: withdrawing echo and clock", stop.name()));
     ticker.abort();
+    drop(reporter);
     // Withdraw with "process exit" (dropping the services would say "owner").
     rt.shutdown();
     drop((echo, clock));
@@ -76,6 +83,7 @@ pub(crate) async fn run(args: DemoArgs, signals: &mut Signals) -> anyhow::Result
 fn echo_service(rt: &Runtime) -> anyhow::Result<Service> {
     Ok(rt
         .service("echo")
+        .join_group(GROUP)
         .export("echo", |req| async move {
             let mut args = req.into_args();
             Ok::<_, Failure>(if args.len() == 1 {
@@ -127,6 +135,7 @@ fn sleep_seconds(req: &Request) -> Result<f64, Failure> {
 fn clock_service(rt: &Runtime) -> anyhow::Result<Service> {
     Ok(rt
         .service("clock")
+        .join_group(GROUP)
         .export("now", |_| async move { now().map(Value::DateTime) })
         .build()?)
 }

@@ -56,10 +56,11 @@ pub(crate) async fn run(args: MonitorArgs, signals: &mut Signals) -> anyhow::Res
             args.service
         ));
     }
+    let reporter = client::report_link_changes(&conn.exchange, &conn.address);
     let result = follow(&args, &mut monitor, signals).await;
-    drop(monitor);
-    drop(subscriber);
+    drop(reporter);
     conn.close().await;
+    drop((monitor, subscriber));
     result
 }
 

@@ -34,6 +34,7 @@ pub(crate) async fn run(args: PublishArgs, signals: &mut Signals) -> anyhow::Res
     };
 
     let conn = client::connect(&args.connect, signals).await?;
+    let reporter = client::report_link_changes(&conn.exchange, &conn.address);
     let service = conn.rt.service(&args.service).build()?;
     let handle = service.handle();
     // Give existing subscribers time to hear of the service and subscribe (the library
@@ -41,8 +42,9 @@ pub(crate) async fn run(args: PublishArgs, signals: &mut Signals) -> anyhow::Res
     tokio::select! {
         () = tokio::time::sleep(args.settle) => {}
         stop = signals.recv() => {
-            drop(service);
+            drop(reporter);
             conn.close().await;
+            drop(service);
             return Ok(stop.exit_code());
         }
     }
@@ -52,8 +54,10 @@ pub(crate) async fn run(args: PublishArgs, signals: &mut Signals) -> anyhow::Res
         }
         None => publish_stdin(&handle, args.lifetime, signals).await,
     };
-    drop(service);
+    drop(reporter);
+    // Close first: the runtime's shutdown withdraws the service as "process exit".
     conn.close().await;
+    drop(service);
     Ok(code)
 }
 

@@ -3,7 +3,9 @@
 //! This command creates no service of its own (a plain runtime and a client exchange are
 //! enough to see the registry), so the list holds exactly what the exchange propagates.
 
-use netsvc::{Announcement, AnnouncementKind, Announcements, ConnectionState, RecvError};
+use std::collections::HashMap;
+
+use netsvc::{AnnouncementKind, Announcements, RecvError};
 
 use crate::cli::ServicesArgs;
 use crate::client::{self, Connection};
@@ -106,11 +108,17 @@ async fn watch(
     signals: &mut Signals,
 ) -> anyhow::Result<u8> {
     let registry = conn.rt.registry();
-    let mut links = conn.exchange.watch_connections();
-    let mut links_open = true;
+    let _reporter = client::report_link_changes(&conn.exchange, &conn.address);
     loop {
         let mut announcements = registry.watch();
-        let snapshot = snapshot(&mut announcements, args)?;
+        // The groups printed so far for each service, so that every line shows the groups
+        // as the stream has told them.
+        let mut printed: HashMap<String, Vec<String>> = HashMap::new();
+        let snapshot = snapshot(&mut announcements)?;
+        for line in &snapshot {
+            printed.insert(line.address.clone(), line.groups.clone());
+        }
+        let snapshot: Vec<ServiceLine> = snapshot.into_iter().filter(|l| wanted(args, l)).collect();
         let table = WatchTable::new(&snapshot);
         if !args.json {
             output::line(&table.header())?;
@@ -118,36 +126,10 @@ async fn watch(
         for line in &snapshot {
             emit(args, &table, line)?;
         }
-        // Group joins that arrive together with an availability are folded into its line,
-        // so a new service is printed with its groups, as in the snapshot.
-        let mut pending: Option<Announcement> = None;
         loop {
-            let next = match pending.take() {
-                Some(a) => Ok(a),
-                None => tokio::select! {
-                    a = announcements.recv() => a,
-                    link = links.recv(), if links_open => {
-                        let Ok(e) = link else {
-                            links_open = false;
-                            continue;
-                        };
-                        {
-                            match e.state {
-                                ConnectionState::Inactive => status(format_args!(
-                                    "lost the exchange at {}: {}; relinking",
-                                    conn.address,
-                                    e.reason.as_deref().unwrap_or("link closed")
-                                )),
-                                ConnectionState::Resynced => {
-                                    status(format_args!("relinked to {}", conn.address));
-                                }
-                                _ => {}
-                            }
-                        }
-                        continue;
-                    }
-                    _ = signals.recv() => return Ok(exit::OK),
-                },
+            let next = tokio::select! {
+                a = announcements.recv() => a,
+                _ = signals.recv() => return Ok(exit::OK),
             };
             let announcement = match next {
                 Ok(a) => a,
@@ -160,34 +142,33 @@ async fn watch(
             let mut line = ServiceLine::new(&announcement.binding, Vec::new());
             match &announcement.kind {
                 AnnouncementKind::Available => {
+                    // A new service is printed with the groups it arrived with. Their joins
+                    // are announced separately, maybe not yet queued: take them from the
+                    // registry now and skip those announcements when they come.
                     line.event = Some("available");
-                    // A lag or an end is seen again by the next recv.
-                    while let Ok(Some(a)) = announcements.try_recv() {
-                        match &a.kind {
-                            AnnouncementKind::GroupJoined(g)
-                                if a.binding.address() == line.address =>
-                            {
-                                line.groups.push(g.to_string());
-                            }
-                            _ => {
-                                pending = Some(a);
-                                break;
-                            }
-                        }
-                    }
+                    line.groups = registry.groups_of(&line.address);
+                    printed.insert(line.address.clone(), line.groups.clone());
                 }
                 AnnouncementKind::Withdrawn(reason) => {
                     line.event = Some("withdrawn");
                     line.reason = Some(output::reason_name(*reason));
+                    printed.remove(&line.address);
                 }
                 AnnouncementKind::GroupJoined(g) => {
+                    let groups = printed.entry(line.address.clone()).or_default();
+                    if groups.iter().any(|x| **x == **g) {
+                        continue;
+                    }
+                    groups.push(g.to_string());
                     line.event = Some("group-joined");
-                    line.groups = registry.groups_of(&line.address);
+                    line.groups = groups.clone();
                     line.group = Some(g.to_string());
                 }
                 AnnouncementKind::GroupLeft(g) => {
+                    let groups = printed.entry(line.address.clone()).or_default();
+                    groups.retain(|x| **x != **g);
                     line.event = Some("group-left");
-                    line.groups = registry.groups_of(&line.address);
+                    line.groups = groups.clone();
                     line.group = Some(g.to_string());
                 }
                 _ => continue,
@@ -199,31 +180,35 @@ async fn watch(
     }
 }
 
-/// The current set, from the announcements a new watch starts with (they are queued as the
-/// watch is made, so draining what is queued yields exactly the snapshot).
-fn snapshot(
-    announcements: &mut Announcements,
-    args: &ServicesArgs,
-) -> anyhow::Result<Vec<ServiceLine>> {
+/// The current set, from the announcements a new watch starts with (queued as the watch is
+/// made; anything after them that is already queued is folded in too).
+fn snapshot(announcements: &mut Announcements) -> anyhow::Result<Vec<ServiceLine>> {
     let mut lines: Vec<ServiceLine> = Vec::new();
     while let Some(a) = announcements.try_recv()? {
+        let address = a.binding.address();
         match &a.kind {
             AnnouncementKind::Available => {
                 let mut line = ServiceLine::new(&a.binding, Vec::new());
                 line.event = Some("present");
                 lines.push(line);
             }
+            AnnouncementKind::Withdrawn(_) => lines.retain(|l| l.address != address),
             AnnouncementKind::GroupJoined(g) => {
-                if let Some(line) = lines.iter_mut().find(|l| l.address == a.binding.address()) {
+                if let Some(line) = lines.iter_mut().find(|l| l.address == address)
+                    && !line.groups.iter().any(|x| **x == **g)
+                {
                     line.groups.push(g.to_string());
+                }
+            }
+            AnnouncementKind::GroupLeft(g) => {
+                if let Some(line) = lines.iter_mut().find(|l| l.address == address) {
+                    line.groups.retain(|x| **x != **g);
                 }
             }
             _ => {}
         }
     }
-    Ok(sorted(
-        lines.into_iter().filter(|l| wanted(args, l)).collect(),
-    ))
+    Ok(sorted(lines))
 }
 
 fn emit(args: &ServicesArgs, table: &WatchTable, line: &ServiceLine) -> anyhow::Result<()> {

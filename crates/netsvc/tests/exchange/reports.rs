@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use netsvc::{Exchange, Lifetime, ReportEvent, Runtime, SubscriptionStatus};
 
-use crate::util::{client, echo, fast_config, gone, hub, relisten, visible, within};
+use crate::util::{client, echo, fast_config, gone, hub, quick, relisten, visible, within};
 
 /// Collects the reports of `monitor` until `n` have arrived, as (subject, int) pairs.
 async fn reports(monitor: &mut netsvc::ReportMonitor, n: usize) -> Vec<(String, i64)> {
@@ -268,20 +268,20 @@ async fn targeted_reports_reach_a_remote_subscriber_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn congested_links_coalesce_unless_the_publisher_paces_itself() {
     let (_hrt, _hex, address) = hub().await;
-    let mut small = crate::util::fast_config();
+    let mut small = fast_config();
     small.queue_soft_limit = 2048;
     let prt = Runtime::new();
     let pex = Exchange::client(&prt).config(small).build().unwrap();
-    pex.connect(&address, crate::util::quick()).unwrap();
+    pex.connect(&address, quick()).unwrap();
     let publisher = prt.service("fast").build().unwrap();
     let mut config = netsvc::RuntimeConfig::default();
     config.report_capacity = 1 << 20;
     let srt = Runtime::with_config(config).unwrap();
     let sex = Exchange::client(&srt)
-        .config(crate::util::fast_config())
+        .config(fast_config())
         .build()
         .unwrap();
-    sex.connect(&address, crate::util::quick()).unwrap();
+    sex.connect(&address, quick()).unwrap();
     let sub = srt.service("sub").build().unwrap();
     let mut m = sub.monitor_reports("fast", "*").unwrap();
     publisher.publish("ready", 0, Lifetime::Forever).unwrap();
