@@ -225,6 +225,14 @@ fn vectors() -> Vec<(&'static str, &'static str, Frame)> {
             },
         ),
         (
+            "missed",
+            "MISSED: 17 reports of a publisher were coalesced on the way to a slow reader.",
+            Frame::Missed {
+                publisher: t("host-a:4242/2"),
+                count: 17,
+            },
+        ),
+        (
             "unsubscribe",
             "UNSUBSCRIBE of subscription 1.",
             Frame::Unsubscribe { sid: 1 },
@@ -365,6 +373,10 @@ fn frame_json(frame: &Frame) -> String {
             ("targeted", Json::from(*targeted)),
             ("payload", bin(payload)),
         ]),
+        Frame::Missed { publisher, count } => fields.extend([
+            ("publisher", text(publisher)),
+            ("count", Json::from(*count)),
+        ]),
     }
     let fields: Vec<String> = fields
         .into_iter()
@@ -451,7 +463,7 @@ fn vectors_are_current_and_decode_and_encode_byte_for_byte() {
     let mut kinds: Vec<u8> = expected.iter().map(|(_, _, f)| f.kind()).collect();
     kinds.sort_unstable();
     kinds.dedup();
-    assert_eq!(kinds.len(), 15);
+    assert_eq!(kinds.len(), 16);
 }
 
 #[test]
@@ -610,6 +622,7 @@ fn frame() -> impl Strategy<Value = Frame> {
                     payload,
                 }
             }),
+        (text(), uint()).prop_map(|(publisher, count)| Frame::Missed { publisher, count }),
     ]
 }
 

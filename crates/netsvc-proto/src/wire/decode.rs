@@ -173,6 +173,10 @@ fn parse(data: &Bytes, start: usize) -> Result<Frame, WireError> {
             targeted: f.bool("targeted")?,
             payload: f.bin("payload")?,
         },
+        kind::MISSED => Frame::Missed {
+            publisher: f.text("publisher")?,
+            count: f.int("count")?,
+        },
         // `kind_name` knows exactly the kinds matched above.
         other => return Err(WireError::UnknownKind(other)),
     };

@@ -140,6 +140,11 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) -> usize {
             w.bool(*targeted);
             w.bin(payload);
         }
+        Frame::Missed { publisher, count } => {
+            w.header(frame.kind(), 2);
+            w.text(publisher);
+            w.uint(*count);
+        }
     }
     let len = out.len() - start;
     let body = u32::try_from(len - 4).expect("frame body longer than u32::MAX bytes");
@@ -210,6 +215,7 @@ fn estimate(frame: &Frame) -> usize {
                 payload,
                 ..
             } => subject.len() + pattern.as_ref().map_or(0, Text::len) + payload.len(),
+            Frame::Missed { publisher, .. } => publisher.len(),
         }
 }
 

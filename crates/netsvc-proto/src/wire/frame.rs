@@ -42,6 +42,8 @@ pub mod kind {
     pub const REPORT: u8 = 0x33;
     /// [`Frame::Targeted`](super::Frame::Targeted).
     pub const TARGETED: u8 = 0x34;
+    /// [`Frame::Missed`](super::Frame::Missed).
+    pub const MISSED: u8 = 0x35;
 }
 
 /// Which end of a link a process is: the one that connected or the one that accepted.
@@ -320,6 +322,14 @@ pub enum Frame {
         /// The MessagePack-encoded report content.
         payload: Bytes,
     },
+    /// Tells the peer that reports of `publisher` queued for it were coalesced or dropped
+    /// because it read too slowly (kind 0x35).
+    Missed {
+        /// The publisher whose reports were lost.
+        publisher: Text,
+        /// How many.
+        count: u64,
+    },
 }
 
 impl Frame {
@@ -341,6 +351,7 @@ impl Frame {
             Self::Unsubscribe { .. } => kind::UNSUBSCRIBE,
             Self::Report { .. } => kind::REPORT,
             Self::Targeted { .. } => kind::TARGETED,
+            Self::Missed { .. } => kind::MISSED,
         }
     }
 
@@ -369,6 +380,7 @@ pub(super) fn kind_name(kind: u8) -> Option<&'static str> {
         kind::UNSUBSCRIBE => "UNSUBSCRIBE",
         kind::REPORT => "REPORT",
         kind::TARGETED => "TARGETED",
+        kind::MISSED => "MISSED",
         _ => return None,
     })
 }

@@ -126,6 +126,10 @@ fn samples() -> Vec<Frame> {
             seq: 42,
             payload: Bytes::from_static(&[0xc0]),
         },
+        Frame::Missed {
+            publisher: t("p"),
+            count: u64::MAX,
+        },
         Frame::Targeted {
             sid: 3,
             subject: t("a.b"),
@@ -578,6 +582,7 @@ fn frame_kinds_and_names() {
         (0x32, "UNSUBSCRIBE"),
         (0x33, "REPORT"),
         (0x34, "TARGETED"),
+        (0x35, "MISSED"),
     ] {
         assert!(names.contains(&(kind, name)), "{name}");
     }

@@ -400,6 +400,7 @@ impl Core {
                 targeted,
                 payload,
             } => self.on_targeted(id, sid, subject, seq, pattern, targeted, payload),
+            Frame::Missed { publisher, count } => self.on_missed(id, &publisher, count),
             // Handshake, heartbeats and closes are the link task's business.
             Frame::Hello(_) | Frame::Heartbeat | Frame::Close { .. } => {}
         }
@@ -1052,6 +1053,44 @@ impl Core {
                     Some(pattern),
                     false,
                 )));
+            }
+        }
+    }
+
+    /// Reports of `publisher` were lost on the way here: tell every subscription that
+    /// receives them through this link.
+    fn on_missed(&mut self, id: u64, publisher: &Text, count: u64) {
+        let Some(remote) = self.remote_publishers.get(publisher.as_str()) else {
+            return;
+        };
+        let mut monitors = Vec::new();
+        let mut downstream = Vec::new();
+        for sid in &remote.sids {
+            let Some(sub) = self.remote_subs.get(sid) else {
+                continue;
+            };
+            if sub.link != id || !sub.installed {
+                continue;
+            }
+            match sub.origin {
+                SubOrigin::Monitor(m) if !monitors.contains(&m) => monitors.push(m),
+                SubOrigin::Relay { link, .. } if !downstream.contains(&link) => {
+                    downstream.push(link)
+                }
+                _ => {}
+            }
+        }
+        for m in monitors {
+            if let Some(monitor) = self.monitors.get(&m) {
+                monitor.queue.push(ReportEvent::Missed(count));
+            }
+        }
+        for link in downstream {
+            if let Some(l) = self.links.get(&link) {
+                l.outbound.push(Frame::Missed {
+                    publisher: publisher.clone(),
+                    count,
+                });
             }
         }
     }

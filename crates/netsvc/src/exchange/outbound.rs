@@ -60,6 +60,8 @@ struct State {
     coalesce: Option<HashMap<ReportKey, u64>>,
     coalesced: u64,
     dropped: u64,
+    /// Reports lost per publisher since the peer was last told (with a MISSED frame).
+    untold: HashMap<Text, u64>,
     closing: Option<Closing>,
     close_sent: bool,
 }
@@ -190,11 +192,13 @@ impl Outbound {
                     *old = raw;
                     s.bytes = s.bytes - old_size + new_size;
                     s.coalesced += 1;
+                    *s.untold.entry(key.0).or_default() += 1;
                     return;
                 }
             }
             if s.bytes > self.limits.hard {
                 s.dropped += 1;
+                *s.untold.entry(key.0).or_default() += 1;
                 return;
             }
         } else {
@@ -272,6 +276,10 @@ impl Outbound {
                     any = true;
                 }
                 if any {
+                    // Tell the peer what it lost, after the reports that replaced them.
+                    for (publisher, count) in s.untold.drain() {
+                        wire::encode(&Frame::Missed { publisher, count }, out);
+                    }
                     if s.bytes <= self.limits.soft {
                         self.drained.notify_waiters();
                     }
