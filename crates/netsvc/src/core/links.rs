@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use netsvc_proto::names;
 use netsvc_proto::wire::{Frame, Role, Text};
 use netsvc_proto::{Pattern, PatternIndex};
@@ -108,6 +108,16 @@ impl RemoteService {
                 .unwrap_or(best.1),
         )
     }
+}
+
+/// A service's encoded SERVICE frame and what decides where it may go.
+#[derive(Clone)]
+pub(crate) struct ServiceAd {
+    raw: Bytes,
+    /// The link of the route it was learned over (none for a local service).
+    learned_from: Option<u64>,
+    path: Arc<[Arc<str>]>,
+    audience: Audience,
 }
 
 /// Where a subscription toward a remote publisher comes from.
@@ -525,6 +535,8 @@ impl Core {
             || old_groups != new_groups;
         if changed {
             self.advertise(&address);
+        } else {
+            self.ads.remove(&address);
         }
     }
 
@@ -561,8 +573,9 @@ impl Core {
     }
 
     /// Announces a visible service on every link it may be exported to, and withdraws it
-    /// from links it may no longer be exported to.
+    /// from links it may no longer be exported to. Call on every change of its state.
     pub(crate) fn advertise(&mut self, address: &Arc<str>) {
+        self.ads.remove(address);
         let ids: Vec<u64> = self.links.keys().copied().collect();
         for id in ids {
             self.advertise_on(address, id);
@@ -570,13 +583,20 @@ impl Core {
     }
 
     fn advertise_on(&mut self, address: &Arc<str>, id: u64) {
-        let frame = self.service_frame(address, id);
+        let ad = self.ad(address);
         let Some(link) = self.links.get_mut(&id) else {
             return;
         };
-        match frame {
-            Some(frame) => {
-                link.outbound.push(frame);
+        // Not on a link of a group its audience excludes, not back where it was learned
+        // from, not to a process it has already been through.
+        let exportable = ad.filter(|ad| {
+            ad.audience.admits(&link.info.group)
+                && ad.learned_from != Some(id)
+                && !ad.path.contains(&link.info.peer)
+        });
+        match exportable {
+            Some(ad) => {
+                link.outbound.push_raw(ad.raw);
                 link.advertised.insert(address.clone());
             }
             None => {
@@ -590,40 +610,47 @@ impl Core {
         }
     }
 
-    /// The SERVICE frame announcing `address` on link `id`, or `None` if the service may not
-    /// be exported there: its audience excludes the link's group, or the link is (or leads
-    /// back to) where the service was learned from.
-    fn service_frame(&self, address: &Arc<str>, id: u64) -> Option<Frame> {
-        let link = self.link(id)?;
+    /// The service's SERVICE frame, encoded once per state and shared by every link (a
+    /// thousand clients reconnecting would otherwise cost a million encodings).
+    fn ad(&mut self, address: &Arc<str>) -> Option<ServiceAd> {
+        if let Some(ad) = self.ads.get(address) {
+            return Some(ad.clone());
+        }
         let entry = self.registry.get(address)?;
         let binding = &entry.binding;
-        if !binding.audience().admits(&link.info.group) {
-            return None;
-        }
-        let (version, path) = if let Some(local) = self.locals.get(address) {
-            (local.version, vec![Text::from(&*self.identity)])
+        let (version, path, learned_from) = if let Some(local) = self.locals.get(address) {
+            (local.version, vec![self.identity.clone()], None)
         } else {
             let remote = self.remote.get(address)?;
             let (best_link, best) = remote.best()?;
-            if best_link == id || best.path.contains(&link.info.peer) {
-                return None;
-            }
-            let mut path: Vec<Text> = best.path.iter().map(Text::from).collect();
-            path.push(Text::from(&*self.identity));
-            (remote.newest()?.version, path)
+            let mut path = best.path.clone();
+            path.push(self.identity.clone());
+            (remote.newest()?.version, path, Some(best_link))
         };
-        Some(Frame::Service {
+        let frame = Frame::Service {
             address: Text::from(&**address),
             name: Text::from(binding.service_name()),
             audience: Text::from(binding.audience().as_str()),
             groups: entry.groups.iter().map(Text::from).collect(),
             version,
-            path,
-        })
+            path: path.iter().map(Text::from).collect(),
+        };
+        let mut buf = BytesMut::new();
+        netsvc_proto::wire::encode(&frame, &mut buf);
+        let ad = ServiceAd {
+            raw: buf.freeze(),
+            learned_from,
+            // The path as sent ends with us; a peer in it has seen the service already.
+            path: path.into(),
+            audience: binding.audience().clone(),
+        };
+        self.ads.insert(address.clone(), ad.clone());
+        Some(ad)
     }
 
     /// Sends WITHDRAW for a service to every link it was announced on.
     pub(crate) fn withdraw_everywhere(&mut self, address: &Arc<str>, reason: WithdrawReason) {
+        self.ads.remove(address);
         let code = match reason {
             WithdrawReason::Owner => 0,
             WithdrawReason::ProcessExit => 1,

@@ -132,6 +132,8 @@ pub(crate) struct Core {
     remote: HashMap<Arc<str>, links::RemoteService>,
     remote_subs: HashMap<u64, links::RemoteSub>,
     remote_publishers: HashMap<Arc<str>, links::RemotePublisher>,
+    /// Encoded SERVICE frames, by address, until the service's state changes.
+    ads: HashMap<Arc<str>, links::ServiceAd>,
 }
 
 impl Core {
@@ -155,6 +157,7 @@ impl Core {
             remote: HashMap::new(),
             remote_subs: HashMap::new(),
             remote_publishers: HashMap::new(),
+            ads: HashMap::new(),
         }
     }
 

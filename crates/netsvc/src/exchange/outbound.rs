@@ -120,7 +120,6 @@ impl Outbound {
     }
 
     /// Queues already-encoded control bytes.
-    #[allow(dead_code)]
     pub(crate) fn push_raw(&self, raw: Bytes) {
         self.push_item(Item::Raw(raw));
     }
