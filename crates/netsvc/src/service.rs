@@ -149,7 +149,12 @@ impl ServiceBuilder {
             methods: RwLock::new(methods),
             liveness: Mutex::new(Some(liveness)),
             liveness_rx,
-            inflight: Arc::new(Semaphore::new(rt.config.max_requests_in_progress)),
+            // Clamped: tokio's semaphore cannot count higher, and that many is "no limit" anyway.
+            inflight: Arc::new(Semaphore::new(
+                rt.config
+                    .max_requests_in_progress
+                    .min(Semaphore::MAX_PERMITS),
+            )),
         });
         {
             let now = tokio::time::Instant::now();

@@ -41,6 +41,7 @@
 mod decode;
 mod encode;
 mod frame;
+pub mod handshake;
 mod text;
 
 #[cfg(test)]

@@ -10,7 +10,12 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly, by design
 
+mod chaos;
 mod failures;
+mod inproc;
+mod load;
 mod mesh;
+mod partition;
+mod proxy;
 mod topology;
 mod util;

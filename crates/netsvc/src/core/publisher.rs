@@ -82,6 +82,8 @@ pub(crate) struct PublisherState {
     index: PatternIndex<u64>,
     subscriptions: HashMap<u64, Subscription>,
     watchers: Vec<EventSender<SubscriptionEvent>>,
+    /// The subscriptions a publish matches, reused from one publish to the next.
+    matched: Vec<u64>,
 }
 
 impl PublisherState {
@@ -94,6 +96,7 @@ impl PublisherState {
             index: PatternIndex::new(),
             subscriptions: HashMap::new(),
             watchers: Vec::new(),
+            matched: Vec::new(),
         }
     }
 
@@ -188,6 +191,23 @@ impl PublisherState {
         lifetime: Lifetime,
         now: Instant,
     ) -> Result<Published, ValueError> {
+        // Who receives it, found before anything changes: a report that is to cross a link
+        // must be encodable, and one that is not (over the size limit) fails the publish as
+        // a whole rather than after it was cached and delivered here.
+        let mut matched = std::mem::take(&mut self.matched);
+        matched.clear();
+        self.index
+            .for_each_match(&subject, |_, id| matched.push(*id));
+        let crosses_links = matched.iter().any(|id| {
+            matches!(
+                self.subscriptions.get(id).map(|s| &s.delivery),
+                Some(Delivery::Link { .. })
+            )
+        });
+        if crosses_links && let Err(e) = payload.bytes() {
+            self.matched = matched;
+            return Err(e);
+        }
         self.seq += 1;
         let seq = self.seq;
         if let Some(old) = self.cache.remove(&subject)
@@ -217,10 +237,9 @@ impl PublisherState {
         let mut delivered = 0;
         // Subscribers behind one link share one copy: the next process fans it out.
         let mut links: Vec<(u64, &Arc<Outbound>)> = Vec::new();
-        let subscriptions = &self.subscriptions;
-        self.index.for_each_match(&subject, |_, id| {
-            let Some(sub) = subscriptions.get(id) else {
-                return;
+        for id in &matched {
+            let Some(sub) = self.subscriptions.get(id) else {
+                continue;
             };
             match &sub.delivery {
                 Delivery::Local(queue) => {
@@ -239,7 +258,7 @@ impl PublisherState {
                     }
                 }
             }
-        });
+        }
         let mut congested = Vec::new();
         if !links.is_empty() {
             let key = (Text::from(publisher.address()), Text::from(&*subject));
@@ -259,6 +278,7 @@ impl PublisherState {
                 }
             }
         }
+        self.matched = matched;
         Ok(Published {
             delivered,
             expires,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use netsvc_proto::value::{self, Value};
-use netsvc_proto::wire::{self, CloseCode, Decoder, Frame, Hello, Text};
+use netsvc_proto::wire::{self, CloseCode, Decoder, Frame, Hello, Text, WireError, handshake};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
@@ -66,6 +66,11 @@ impl AsyncWrite for Stream {
         }
     }
 }
+
+/// How long a link that is being closed for a fault may spend sending what is queued and its
+/// CLOSE frame: a peer that does not read must not keep the link (and everything routed
+/// through it) alive.
+const FLUSH_ON_CLOSE: Duration = Duration::from_millis(200);
 
 /// How a link ended.
 #[derive(Debug)]
@@ -234,26 +239,17 @@ async fn send_close(stream: &mut Stream, code: CloseCode, reason: &str) -> std::
     stream.shutdown().await
 }
 
-/// The peer's HELLO, or why there is none.
+/// The peer's HELLO, checked (`wire::handshake`), or why there is none.
 async fn read_hello(
     stream: &mut Stream,
     buf: &mut BytesMut,
-    decoder: &Decoder,
+    local: &handshake::Local<'_>,
 ) -> Result<Hello, (Option<CloseCode>, String)> {
     loop {
-        match decoder.decode(buf) {
-            Ok(Some((Frame::Hello(hello), _))) => return Ok(hello),
-            Ok(Some((Frame::Close { code, reason }, _))) => {
-                return Err((None, format!("peer closed: {code}: {reason}")));
-            }
-            Ok(Some((other, _))) => {
-                return Err((
-                    Some(CloseCode::ProtocolError),
-                    format!("expected HELLO, got {}", other.name()),
-                ));
-            }
-            Ok(None) => {}
-            Err(e) => return Err((Some(CloseCode::ProtocolError), e.to_string())),
+        match handshake::step(buf, local) {
+            handshake::Step::Accept(hello) => return Ok(hello),
+            handshake::Step::Reject(r) => return Err((r.code, r.reason)),
+            handshake::Step::NeedMore => {}
         }
         match stream.read_buf(buf).await {
             Ok(0) => return Err((None, "connection closed during the handshake".to_owned())),
@@ -297,8 +293,13 @@ async fn run(
                 .await
                 .map_err(|e| (None, e.to_string()))?;
         }
-        let peer = read_hello(&mut stream, &mut rbuf, &decoder).await?;
-        check_hello(&peer, exchange).map(|()| peer)
+        let local = handshake::Local {
+            group: &exchange.group,
+            process: &rt.identity,
+            version: wire::PROTOCOL_VERSION,
+            max_frame: config.max_frame,
+        };
+        read_hello(&mut stream, &mut rbuf, &local).await
     };
     let peer = match tokio::time::timeout(config.handshake_timeout, handshake).await {
         Ok(Ok(peer)) => peer,
@@ -378,43 +379,6 @@ async fn run(
     LinkEnd::Ended
 }
 
-/// Validates the peer's HELLO.
-fn check_hello(peer: &Hello, exchange: &ExchangeShared) -> Result<(), (Option<CloseCode>, String)> {
-    if peer.version != wire::PROTOCOL_VERSION {
-        return Err((
-            Some(CloseCode::VersionMismatch),
-            format!(
-                "protocol version {} is not supported (this side speaks {})",
-                peer.version,
-                wire::PROTOCOL_VERSION
-            ),
-        ));
-    }
-    if peer.group.as_str() != &*exchange.group {
-        return Err((
-            Some(CloseCode::GroupMismatch),
-            format!(
-                "exchange group {:?} does not match {:?}",
-                peer.group.as_str(),
-                &*exchange.group
-            ),
-        ));
-    }
-    if peer.process.as_str() == &*exchange.runtime.identity {
-        return Err((
-            Some(CloseCode::IdentityConflict),
-            format!("peer claims this process's identity {}", peer.process),
-        ));
-    }
-    if peer.process.is_empty() || peer.process.contains(['!', '@']) {
-        return Err((
-            Some(CloseCode::ProtocolError),
-            format!("invalid process identity {:?}", peer.process.as_str()),
-        ));
-    }
-    Ok(())
-}
-
 async fn refuse(
     mut stream: Stream,
     peer_address: &str,
@@ -459,7 +423,13 @@ async fn drive(
     let mut stopping = false;
 
     // Frames that arrived with the HELLO.
-    if let Err(reason) = take_frames(decoder, &mut rbuf, &mut frames) {
+    if let Err((code, reason)) = take_frames(decoder, &mut rbuf, &mut frames) {
+        outbound.close(code, reason.clone(), false);
+        let _ = tokio::time::timeout(
+            FLUSH_ON_CLOSE,
+            flush_close(&mut writer, outbound, &mut pending),
+        )
+        .await;
         return reason;
     }
     loop {
@@ -480,12 +450,23 @@ async fn drive(
         }
         tokio::select! {
             read = reader.read_buf(&mut rbuf) => match read {
-                Ok(0) => return "connection closed by peer".to_owned(),
+                Ok(0) if rbuf.is_empty() => return "connection closed by peer".to_owned(),
+                Ok(0) => {
+                    // The peer stopped sending in the middle of a frame; it may still read.
+                    let reason = format!(
+                        "protocol error: connection closed in the middle of a frame ({} bytes of it received)",
+                        rbuf.len()
+                    );
+                    outbound.close(CloseCode::ProtocolError, reason.clone(), false);
+                    let _ = tokio::time::timeout(FLUSH_ON_CLOSE, flush_close(&mut writer, outbound, &mut pending)).await;
+                    return reason;
+                }
                 Ok(_) => {
                     last_rx = Instant::now();
-                    if let Err(reason) = take_frames(decoder, &mut rbuf, &mut frames) {
-                        outbound.close(CloseCode::ProtocolError, reason.clone(), false);
-                        let _ = flush_close(&mut writer, outbound, &mut pending).await;
+                    if let Err((code, reason)) = take_frames(decoder, &mut rbuf, &mut frames) {
+                        outbound.close(code, reason.clone(), false);
+                        // Bounded: a peer that does not read must not keep the link alive.
+                        let _ = tokio::time::timeout(FLUSH_ON_CLOSE, flush_close(&mut writer, outbound, &mut pending)).await;
                         return reason;
                     }
                 }
@@ -508,7 +489,7 @@ async fn drive(
                 if now.duration_since(last_rx) > silence_limit {
                     let reason = format!("no frame from the peer for {:.1} s", silence_limit.as_secs_f64());
                     outbound.close(CloseCode::HeartbeatTimeout, reason.clone(), false);
-                    let _ = tokio::time::timeout(Duration::from_millis(200), flush_close(&mut writer, outbound, &mut pending)).await;
+                    let _ = tokio::time::timeout(FLUSH_ON_CLOSE, flush_close(&mut writer, outbound, &mut pending)).await;
                     return reason;
                 }
                 if now.duration_since(last_tx) >= heartbeat && pending.is_empty() {
@@ -523,17 +504,21 @@ async fn drive(
     }
 }
 
-/// Decodes every whole frame in `rbuf`.
+/// Decodes every whole frame in `rbuf`; on error, how to close the link (PROTOCOL.md §2: an
+/// oversized frame is `FrameTooLarge`, anything else undecodable a protocol error).
 fn take_frames(
     decoder: &Decoder,
     rbuf: &mut BytesMut,
     frames: &mut Vec<(Frame, bytes::Bytes)>,
-) -> Result<(), String> {
+) -> Result<(), (CloseCode, String)> {
     loop {
         match decoder.decode(rbuf) {
             Ok(Some(frame)) => frames.push(frame),
             Ok(None) => return Ok(()),
-            Err(e) => return Err(format!("protocol error: {e}")),
+            Err(e @ WireError::FrameTooLarge { .. }) => {
+                return Err((CloseCode::FrameTooLarge, e.to_string()));
+            }
+            Err(e) => return Err((CloseCode::ProtocolError, format!("protocol error: {e}"))),
         }
     }
 }

@@ -85,6 +85,37 @@ impl Default for ExchangeConfig {
     }
 }
 
+impl ExchangeConfig {
+    /// The smallest `max_frame` accepted: a frame must at least hold a HELLO and a SERVICE
+    /// announcement.
+    const MIN_FRAME: usize = 1024;
+
+    /// Refuses settings that cannot work, instead of failing later inside a link's task.
+    fn check(&self) -> Result<(), ExchangeError> {
+        let invalid = |what: String| Err(ExchangeError::InvalidConfig(what));
+        if self.heartbeat.is_zero() {
+            return invalid("the heartbeat interval must not be zero".into());
+        }
+        if self.handshake_timeout.is_zero() {
+            return invalid("the handshake timeout must not be zero".into());
+        }
+        if self.max_frame < Self::MIN_FRAME {
+            return invalid(format!(
+                "max_frame {} is below the minimum of {} bytes",
+                self.max_frame,
+                Self::MIN_FRAME
+            ));
+        }
+        if self.queue_soft_limit > self.queue_hard_limit {
+            return invalid(format!(
+                "queue_soft_limit {} is over queue_hard_limit {}",
+                self.queue_soft_limit, self.queue_hard_limit
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// When a client connection is (re)attempted.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Retry {
@@ -127,7 +158,8 @@ impl Retry {
         if seconds < 0.0 || !seconds.is_finite() {
             Self::once()
         } else {
-            Self::every(Duration::from_secs_f64(seconds))
+            // Beyond Duration's range means "practically never", not a panic.
+            Self::every(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
         }
     }
 
@@ -200,6 +232,9 @@ pub enum ExchangeError {
     /// The exchange has been shut down.
     #[error("the exchange has been shut down")]
     ShutDown,
+    /// A setting in [`ExchangeConfig`] cannot work (for example a zero heartbeat).
+    #[error("invalid exchange configuration: {0}")]
+    InvalidConfig(String),
 }
 
 /// The address of a peer, as the `authorise` hook sees it.
@@ -319,6 +354,7 @@ impl ExchangeBuilder {
         if !self.group.is_empty() {
             names::check_group_name(&self.group)?;
         }
+        self.config.check()?;
         let group: Arc<str> = self.group.as_str().into();
         if !self.runtime.exchange_groups.lock().insert(group.clone()) {
             return Err(ExchangeError::DuplicateGroup(self.group));
