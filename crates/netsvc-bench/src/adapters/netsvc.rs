@@ -1,0 +1,277 @@
+//! netsvc: a client `Runtime` + `Exchange` connected to a `role netsvc-hub` process.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use netsvc::{
+    ConnectionState, Endpoint, Exchange, Lifetime, ReportEvent, ReportMonitor, Retry, Runtime,
+    RuntimeConfig, Service, SubscriptionStatus, SubscriptionWatch, Value,
+};
+
+use super::{Adapter, Caller, Filter, Msg, Publisher, SUBJECT, Subscription};
+
+/// The service that publishes in W1, W4 and the memory workload.
+pub(crate) const PUBLISHER: &str = "bench-pub";
+
+/// The echo service of W2 (method `echo`).
+pub(crate) const ECHO_SERVICE: &str = SUBJECT;
+
+/// A client runtime with queues deep enough that workloads measure links, not the
+/// slow-consumer policy.
+pub(crate) fn client_config() -> RuntimeConfig {
+    let mut config = RuntimeConfig::default();
+    config.report_capacity = 1 << 22;
+    config.announcement_capacity = 1 << 20;
+    config
+}
+
+/// `role netsvc-hub`: a runtime with a server exchange on `listen`. Answers `COUNT` on stdin
+/// with what its registry holds of W5's clients.
+pub(crate) async fn hub_role(listen: &str) -> Result<()> {
+    let rt = Runtime::new();
+    let ex = Exchange::server(&rt).build()?;
+    let addr = ex.listen(listen).await?;
+    crate::proc::ready(addr);
+    let mut commands = crate::proc::Commands::new();
+    while let Some(line) = commands.next().await? {
+        if line == "COUNT" {
+            crate::proc::emit("COUNT", &crate::workloads::w5::count_registry(&rt))?;
+        }
+    }
+    // Stdin closed: the orchestrator is gone; so are we.
+    Ok(())
+}
+
+/// Connects a client exchange and waits until the link is resynced (at most `timeout`).
+pub(crate) async fn connect_client(
+    addr: &str,
+    config: RuntimeConfig,
+    retry: Retry,
+    timeout: Duration,
+) -> Result<(Runtime, Exchange)> {
+    let rt = Runtime::with_config(config)?;
+    let ex = Exchange::client(&rt).build()?;
+    let mut links = ex.watch_connections();
+    ex.connect(addr, retry)?;
+    tokio::time::timeout(timeout, async {
+        while links.recv().await?.state != ConnectionState::Resynced {}
+        Ok::<_, netsvc::RecvError>(())
+    })
+    .await
+    .context("netsvc hub did not resync in time")??;
+    Ok((rt, ex))
+}
+
+/// A connected netsvc client.
+#[derive(Debug)]
+pub(crate) struct Netsvc {
+    rt: Runtime,
+    _ex: Exchange,
+}
+
+/// Publishes as service `bench-pub`.
+#[derive(Debug)]
+pub(crate) struct NetsvcPub {
+    service: Service,
+    subscriptions: SubscriptionWatch,
+    subscribed: usize,
+}
+
+/// A report monitor on `bench-pub`.
+#[derive(Debug)]
+pub(crate) struct NetsvcSub {
+    _service: Service,
+    monitor: ReportMonitor,
+    with_subjects: bool,
+    missed: u64,
+}
+
+/// Calls `bench.echo`.
+#[derive(Debug, Clone)]
+pub(crate) struct NetsvcCaller(Endpoint);
+
+/// What keeps services and monitors alive.
+#[derive(Debug)]
+pub(crate) struct NetsvcGuard {
+    service: Service,
+    monitors: Vec<ReportMonitor>,
+}
+
+fn bytes_of(value: &Value) -> Result<Bytes> {
+    match value {
+        Value::Bytes(b) => Ok(Bytes::copy_from_slice(b)),
+        other => bail!("expected bytes, got {other:?}"),
+    }
+}
+
+impl Adapter for Netsvc {
+    type Pub = NetsvcPub;
+    type Sub = NetsvcSub;
+    type Caller = NetsvcCaller;
+    type Guard = NetsvcGuard;
+
+    async fn connect(addr: &str) -> Result<Self> {
+        let (rt, ex) = connect_client(
+            addr,
+            client_config(),
+            Retry::every(Duration::from_millis(50)),
+            Duration::from_secs(30),
+        )
+        .await?;
+        Ok(Self { rt, _ex: ex })
+    }
+
+    async fn publisher(&self) -> Result<NetsvcPub> {
+        let service = self.rt.service(PUBLISHER).build()?;
+        let subscriptions = service.watch_subscriptions()?;
+        Ok(NetsvcPub {
+            service,
+            subscriptions,
+            subscribed: 0,
+        })
+    }
+
+    async fn subscribe(&self, filter: Filter<'_>, with_subjects: bool) -> Result<NetsvcSub> {
+        let service = self.rt.service("").build()?;
+        let pattern = match filter {
+            Filter::Exact(s) => s,
+            Filter::All => "*",
+        };
+        let monitor = service.monitor_reports(PUBLISHER, pattern)?;
+        Ok(NetsvcSub {
+            _service: service,
+            monitor,
+            with_subjects,
+            missed: 0,
+        })
+    }
+
+    async fn snapshot(&self) -> Result<NetsvcSub> {
+        self.subscribe(Filter::All, true).await
+    }
+
+    async fn serve_echo(&self) -> Result<NetsvcGuard> {
+        let service = self
+            .rt
+            .service(ECHO_SERVICE)
+            .export("echo", |req| async move {
+                Ok(req.into_args().pop().unwrap_or_default())
+            })
+            .build()?;
+        Ok(NetsvcGuard {
+            service,
+            monitors: Vec::new(),
+        })
+    }
+
+    async fn caller(&self) -> Result<NetsvcCaller> {
+        let endpoint = self.rt.endpoint(ECHO_SERVICE);
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !endpoint.is_available() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .context("echo service not visible")?;
+        Ok(NetsvcCaller(endpoint))
+    }
+
+    async fn hold(&self, subjects: Vec<String>) -> Result<NetsvcGuard> {
+        let service = self.rt.service("").build()?;
+        let monitors = subjects
+            .iter()
+            .map(|s| service.monitor_reports(PUBLISHER, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(NetsvcGuard { service, monitors })
+    }
+
+    async fn hold_more(&self, guard: &mut NetsvcGuard, subjects: Vec<String>) -> Result<()> {
+        for s in &subjects {
+            let monitor = guard.service.monitor_reports(PUBLISHER, s)?;
+            guard.monitors.push(monitor);
+        }
+        Ok(())
+    }
+}
+
+impl NetsvcPub {
+    /// Subscriptions requested minus withdrawn so far (reads what is queued, never waits).
+    pub(crate) fn current_subscriptions(&mut self) -> Result<usize> {
+        while let Some(event) = self.subscriptions.try_recv()? {
+            self.count(event.status);
+        }
+        Ok(self.subscribed)
+    }
+
+    fn count(&mut self, status: SubscriptionStatus) {
+        match status {
+            SubscriptionStatus::Requested => self.subscribed += 1,
+            SubscriptionStatus::Withdrawn => self.subscribed = self.subscribed.saturating_sub(1),
+        }
+    }
+}
+
+impl Publisher for NetsvcPub {
+    async fn wait_subscribers(&mut self, n: usize) -> Result<()> {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while self.subscribed < n {
+                let event = self.subscriptions.recv().await?;
+                self.count(event.status);
+            }
+            Ok::<_, anyhow::Error>(())
+        })
+        .await
+        .context("subscriptions did not arrive")?
+    }
+
+    async fn publish(&mut self, subject: &str, payload: Bytes) -> Result<()> {
+        self.service
+            .publish_paced(subject, Value::Bytes(payload.into()), Lifetime::None)
+            .await?;
+        Ok(())
+    }
+
+    async fn store(&mut self, subject: &str, payload: Bytes) -> Result<()> {
+        self.service
+            .publish_paced(subject, Value::Bytes(payload.into()), Lifetime::Forever)
+            .await?;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl Subscription for NetsvcSub {
+    async fn next(&mut self) -> Result<Option<Msg>> {
+        loop {
+            match self.monitor.recv().await {
+                Some(ReportEvent::Report(r)) => {
+                    return Ok(Some(Msg {
+                        subject: self.with_subjects.then(|| r.subject().to_owned()),
+                        payload: bytes_of(r.value()?)?,
+                    }));
+                }
+                Some(ReportEvent::Missed(n)) => self.missed += n,
+                Some(_) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    fn missed(&self) -> u64 {
+        self.missed
+    }
+}
+
+impl Caller for NetsvcCaller {
+    async fn call(&self, payload: Bytes) -> Result<Bytes> {
+        let reply = self
+            .0
+            .call("echo", vec![Value::Bytes(payload.into())])
+            .await?;
+        bytes_of(&reply)
+    }
+}

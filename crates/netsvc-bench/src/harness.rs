@@ -1,0 +1,196 @@
+//! The orchestrator's environment: where the binaries are, pinning, and starting hubs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::adapters::System;
+use crate::proc::{Cpu, Proc};
+
+/// A peer server binary and its committed configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerServer {
+    /// The program (`/usr/sbin/nats-server`, `/usr/sbin/mosquitto`).
+    pub(crate) program: PathBuf,
+    /// Its configuration file (`bench/nats.conf`, `bench/mosquitto.conf`).
+    pub(crate) config: PathBuf,
+    /// The port the configuration listens on (127.0.0.1).
+    pub(crate) port: u16,
+}
+
+/// Everything a workload needs to start processes.
+#[derive(Debug)]
+pub(crate) struct Env {
+    /// This binary, spawned again in roles.
+    pub(crate) exe: PathBuf,
+    /// Whether processes are pinned with `taskset`.
+    pub(crate) pin: bool,
+    /// Smaller counts and fewer cases.
+    pub(crate) quick: bool,
+    /// nats-server, when available.
+    pub(crate) nats: Option<PeerServer>,
+    /// mosquitto, when available.
+    pub(crate) mqtt: Option<PeerServer>,
+    /// Scratch space: server logs, the JetStream store.
+    pub(crate) workdir: PathBuf,
+}
+
+/// How to start a hub.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HubOptions {
+    /// nats-server with JetStream (W4).
+    pub(crate) jetstream: bool,
+    /// Listen here instead of a fresh port (restarts in W5). Peer servers always use their
+    /// configured port.
+    pub(crate) addr: Option<String>,
+}
+
+/// A running hub (or, for direct TCP, just the rendezvous address).
+#[derive(Debug)]
+pub(crate) struct Hub {
+    /// `127.0.0.1:PORT`.
+    pub(crate) addr: String,
+    proc: Option<Proc>,
+    /// One of our roles (not a peer server).
+    own: bool,
+}
+
+impl Hub {
+    /// The hub's resident set size (KiB).
+    pub(crate) fn rss_kib(&self) -> Result<u64> {
+        self.proc.as_ref().context("no hub process")?.rss_kib()
+    }
+
+    /// The hub's process id.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().and_then(Proc::pid)
+    }
+
+    /// The hub process, for workload commands (netsvc hub: `COUNT`).
+    pub(crate) fn proc(&mut self) -> Result<&mut Proc> {
+        self.proc.as_mut().context("no hub process")
+    }
+
+    /// Stops the hub: our own roles end when their stdin closes (so a profiler wrapping
+    /// them can write its data); peer servers are killed.
+    pub(crate) async fn stop(&mut self) {
+        if let Some(p) = self.proc.as_mut() {
+            if self.own {
+                p.finish(Duration::from_secs(10)).await;
+            } else {
+                p.kill().await;
+            }
+        }
+        self.proc = None;
+    }
+
+    /// SIGKILL, as in a crash.
+    pub(crate) async fn kill(&mut self) {
+        if let Some(p) = self.proc.as_mut() {
+            p.kill().await;
+        }
+        self.proc = None;
+    }
+}
+
+/// A free port on 127.0.0.1 (free now; bound again a moment later by a child).
+pub(crate) fn free_addr() -> Result<String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.to_string())
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub(crate) async fn wait_listening(addr: &str, timeout: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("nothing listening on {addr} after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+impl Env {
+    /// Starts one of our roles on a CPU.
+    pub(crate) fn role(&self, cpu: Cpu, name: &str, args: &[String]) -> Result<Proc> {
+        Proc::role(self.pin, cpu, &self.exe, name, args)
+    }
+
+    /// Whether this system can run here (its server is installed).
+    pub(crate) fn available(&self, system: System) -> bool {
+        match system {
+            System::Nats => self.nats.is_some(),
+            System::Mqtt => self.mqtt.is_some(),
+            _ => true,
+        }
+    }
+
+    /// Starts the hub of `system` on CPU 0 and waits until it accepts connections.
+    pub(crate) async fn start_hub(&self, system: System, options: HubOptions) -> Result<Hub> {
+        let listen = match &options.addr {
+            Some(a) => a.clone(),
+            None => free_addr()?,
+        };
+        let (addr, proc) = match system {
+            System::Netsvc | System::Tcp => {
+                let role = if system == System::Netsvc {
+                    "netsvc-hub"
+                } else {
+                    "tcp-hub"
+                };
+                let mut p = self.role(
+                    Cpu::Hub,
+                    role,
+                    &[role.to_owned(), "--listen".to_owned(), listen],
+                )?;
+                let addr = p.expect("READY", Duration::from_secs(10)).await?;
+                (addr, Some(p))
+            }
+            System::TcpDirect => (listen, None),
+            System::Nats => {
+                let nats = self.nats.as_ref().context("nats-server not available")?;
+                let mut args = vec![
+                    "-c".to_owned(),
+                    nats.config.display().to_string(),
+                    "-a".to_owned(),
+                    "127.0.0.1".to_owned(),
+                    "-p".to_owned(),
+                    nats.port.to_string(),
+                ];
+                if options.jetstream {
+                    let store = self.workdir.join("jetstream");
+                    let _ = std::fs::remove_dir_all(&store);
+                    args.extend([
+                        "-js".to_owned(),
+                        "-sd".to_owned(),
+                        store.display().to_string(),
+                    ]);
+                }
+                let log = self.workdir.join("nats-server.log");
+                let p = Proc::server(self.pin, Cpu::Hub, &nats.program, &args, &log)?;
+                (format!("127.0.0.1:{}", nats.port), Some(p))
+            }
+            System::Mqtt => {
+                let mqtt = self.mqtt.as_ref().context("mosquitto not available")?;
+                let args = vec!["-c".to_owned(), mqtt.config.display().to_string()];
+                let log = self.workdir.join("mosquitto.log");
+                let p = Proc::server(self.pin, Cpu::Hub, &mqtt.program, &args, &log)?;
+                (format!("127.0.0.1:{}", mqtt.port), Some(p))
+            }
+        };
+        if proc.is_some() {
+            wait_listening(&addr, Duration::from_secs(10))
+                .await
+                .with_context(|| format!("{system} hub did not start"))?;
+        }
+        Ok(Hub {
+            addr,
+            proc,
+            own: matches!(system, System::Netsvc | System::Tcp),
+        })
+    }
+}

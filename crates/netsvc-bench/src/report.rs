@@ -1,0 +1,522 @@
+//! The results of a run and their Markdown tables, ratios and target checks.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::System;
+use crate::workloads::{memory, w1, w2, w4, w5};
+
+/// Everything one run measured.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Results {
+    pub(crate) quick: bool,
+    pub(crate) pinned: bool,
+    pub(crate) systems: Vec<System>,
+    pub(crate) w1: Vec<w1::Run>,
+    pub(crate) w2: Vec<w2::Run>,
+    pub(crate) w4: Vec<w4::Run>,
+    pub(crate) w5: Vec<w5::Run>,
+    pub(crate) memory: Vec<memory::Run>,
+    /// Failures and remarks collected during the run.
+    pub(crate) notes: Vec<String>,
+    pub(crate) elapsed_secs: f64,
+}
+
+/// 1234567.8 → "1,234,568".
+fn thousands(v: f64) -> String {
+    if !v.is_finite() {
+        return "—".to_owned();
+    }
+    let n = v.round() as i64;
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 && a.is_finite() && b.is_finite() => format!("{:.2}x", a / b),
+        _ => "n/a".to_owned(),
+    }
+}
+
+fn ms(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.0}")
+    } else {
+        "never".to_owned()
+    }
+}
+
+fn yes(ok: bool) -> &'static str {
+    if ok { "**met**" } else { "**missed**" }
+}
+
+/// A target, its figure, and whether it is met (`None`: not measured).
+struct Check {
+    target: String,
+    figure: String,
+    met: Option<bool>,
+}
+
+impl Results {
+    fn w1(&self, system: System, size: usize, subs: usize) -> Option<&w1::Run> {
+        self.w1
+            .iter()
+            .find(|r| r.system == system && r.case.size == size && r.case.subs == subs)
+    }
+
+    fn w2(&self, system: System) -> Option<&w2::Run> {
+        self.w2.iter().find(|r| r.system == system)
+    }
+
+    fn w4(&self, system: System) -> Option<&w4::Run> {
+        self.w4.iter().find(|r| r.system == system)
+    }
+
+    fn memory(&self, system: System) -> Option<&memory::Run> {
+        self.memory.iter().find(|r| r.system == system)
+    }
+
+    /// The tables, ratios, target checks and notes, as Markdown.
+    pub(crate) fn markdown(&self) -> String {
+        let mut md = String::new();
+        self.targets_md(&mut md);
+        self.w1_md(&mut md);
+        self.w2_md(&mut md);
+        self.w4_md(&mut md);
+        self.w5_md(&mut md);
+        self.memory_md(&mut md);
+        if !self.notes.is_empty() {
+            md.push_str("\n### Notes from this run\n\n");
+            for n in &self.notes {
+                let _ = writeln!(md, "- {n}");
+            }
+        }
+        md
+    }
+
+    fn checks(&self) -> Vec<Check> {
+        let mut checks = Vec::new();
+        let delivered = |s, size, subs| self.w1(s, size, subs).map(|r| r.delivered_per_s);
+        for subs in [1, 16] {
+            let (n, p) = (
+                delivered(System::Netsvc, 16, subs),
+                delivered(System::Nats, 16, subs),
+            );
+            checks.push(Check {
+                target: format!("W1 16 B 1:{subs}: netsvc ≥ 1.0x nats-server (stretch 1.5x)"),
+                figure: ratio(n, p),
+                met: n.zip(p).map(|(n, p)| n >= p),
+            });
+        }
+        let mqtt: Vec<(String, f64)> = self
+            .w1
+            .iter()
+            .filter(|r| r.system == System::Netsvc)
+            .filter_map(|n| {
+                let m = delivered(System::Mqtt, n.case.size, n.case.subs)?;
+                Some((
+                    format!("{} B 1:{}", n.case.size, n.case.subs),
+                    n.delivered_per_s / m,
+                ))
+            })
+            .collect();
+        let worst = mqtt.iter().min_by(|a, b| a.1.total_cmp(&b.1));
+        checks.push(Check {
+            target: "W1 every case: netsvc ≥ 3x mosquitto".to_owned(),
+            figure: worst.map_or("n/a".to_owned(), |(c, r)| format!("lowest {r:.2}x ({c})")),
+            met: worst.map(|(_, r)| *r >= 3.0),
+        });
+        let (n, nats, tcp) = (
+            self.w2(System::Netsvc),
+            self.w2(System::Nats),
+            self.w2(System::Tcp),
+        );
+        for (what, get) in [
+            (
+                "p50",
+                (|s: &w2::Run| s.sequential.p50_us) as fn(&w2::Run) -> f64,
+            ),
+            ("p99", |s: &w2::Run| s.sequential.p99_us),
+        ] {
+            checks.push(Check {
+                target: format!("W2 sequential {what}: netsvc ≤ nats-server"),
+                figure: match (n, nats) {
+                    (Some(n), Some(p)) => format!("{:.1} µs vs {:.1} µs", get(n), get(p)),
+                    _ => "n/a".to_owned(),
+                },
+                met: n.zip(nats).map(|(n, p)| get(n) <= get(p)),
+            });
+            checks.push(Check {
+                target: format!(
+                    "W2 sequential {what}: netsvc ≤ 2x raw TCP (same layout, via relay)"
+                ),
+                figure: match (n, tcp) {
+                    (Some(n), Some(t)) => format!("{:.2}x", get(n) / get(t)),
+                    _ => "n/a".to_owned(),
+                },
+                met: n.zip(tcp).map(|(n, t)| get(n) <= 2.0 * get(t)),
+            });
+        }
+        let (n4, m4) = (self.w4(System::Netsvc), self.w4(System::Mqtt));
+        checks.push(Check {
+            target: "W4 snapshot: netsvc faster than mosquitto retained".to_owned(),
+            figure: match (n4, m4) {
+                (Some(n), Some(m)) => {
+                    format!("{:.3} s vs {:.3} s", n.snapshot_secs, m.snapshot_secs)
+                }
+                _ => "n/a".to_owned(),
+            },
+            met: n4.zip(m4).map(|(n, m)| n.snapshot_secs < m.snapshot_secs),
+        });
+        checks.push(Check {
+            target: "W4 netsvc: zero gaps, zero duplicates, live update exactly once".to_owned(),
+            figure: n4.map_or("n/a".to_owned(), |n| {
+                format!(
+                    "gaps {}, dups {}, live copies {}, extra {}",
+                    n.gaps, n.duplicates, n.live, n.extra
+                )
+            }),
+            met: n4.map(|n| {
+                n.gaps == 0
+                    && n.duplicates == 0
+                    && n.live == 1
+                    && n.extra == 0
+                    && n.wrong_values == 0
+            }),
+        });
+        let n5 = self.w5.iter().find(|r| r.system == System::Netsvc);
+        checks.push(Check {
+            target: "W5 netsvc: 100% resynced within 3 s of the hub being back".to_owned(),
+            figure: n5.map_or("n/a".to_owned(), |r| {
+                format!(
+                    "100% at {} ms ({:.1}% within 3 s)",
+                    ms(r.resynced_ms[2]),
+                    r.resynced_within_3s_pct
+                )
+            }),
+            met: n5.map(|r| r.not_resynced == 0 && r.resynced_ms[2] <= 3_000.0),
+        });
+        checks.push(Check {
+            target: "W5 netsvc: no duplicate registrations (hub registry = clients)".to_owned(),
+            figure: n5
+                .and_then(|r| r.registry_after)
+                .map_or("n/a".to_owned(), |g| {
+                    format!(
+                        "{} services, {} distinct, {} in group",
+                        g.services, g.distinct, g.group_members
+                    )
+                }),
+            met: n5.and_then(|r| {
+                r.registry_after.map(|g| {
+                    g.services == r.clients
+                        && g.distinct == r.clients
+                        && g.group_members == r.clients
+                })
+            }),
+        });
+        let nm = self.memory(System::Netsvc);
+        checks.push(Check {
+            target: "Memory: ≤ 16 KiB hub RSS per idle connection".to_owned(),
+            figure: nm.map_or("n/a".to_owned(), |m| {
+                format!("{} B", thousands(m.per_connection_b))
+            }),
+            met: nm.map(|m| m.per_connection_b <= 16.0 * 1024.0),
+        });
+        checks.push(Check {
+            target: "Memory: ≤ 300 B hub RSS per subscription".to_owned(),
+            figure: nm.map_or("n/a".to_owned(), |m| {
+                format!("{} B", thousands(m.per_subscription_b))
+            }),
+            met: nm.map(|m| m.per_subscription_b <= 300.0),
+        });
+        checks
+    }
+
+    fn targets_md(&self, md: &mut String) {
+        md.push_str(
+            "\n## Targets (ratios from this run)\n\n| target | figure | verdict |\n|---|---|---|\n",
+        );
+        for c in self.checks() {
+            let verdict = match c.met {
+                Some(ok) => yes(ok),
+                None => "not measured",
+            };
+            let _ = writeln!(md, "| {} | {} | {} |", c.target, c.figure, verdict);
+        }
+    }
+
+    fn w1_md(&self, md: &mut String) {
+        if self.w1.is_empty() {
+            return;
+        }
+        let systems: Vec<System> = self
+            .systems
+            .iter()
+            .copied()
+            .filter(|s| self.w1.iter().any(|r| r.system == *s))
+            .collect();
+        md.push_str("\n## W1 throughput: delivered messages per second (sum over subscribers)\n\n");
+        md.push_str("1 publisher → K subscribers on one subject, fire and forget (netsvc: `publish_paced`; NATS and MQTT QoS 0 have no publisher flow control beyond TCP). Ratios > 1 favour netsvc.\n\n| payload | subscribers |");
+        for s in &systems {
+            let _ = write!(md, " {} |", s.label());
+        }
+        let peers: Vec<System> = systems
+            .iter()
+            .copied()
+            .filter(|s| *s != System::Netsvc)
+            .collect();
+        for p in &peers {
+            let _ = write!(md, " netsvc / {} |", p.label());
+        }
+        md.push_str("\n|---|---|");
+        md.push_str(&"---:|".repeat(systems.len() + peers.len()));
+        md.push('\n');
+        let mut cases: Vec<w1::Case> = Vec::new();
+        for r in &self.w1 {
+            if !cases
+                .iter()
+                .any(|c| c.size == r.case.size && c.subs == r.case.subs)
+            {
+                cases.push(r.case);
+            }
+        }
+        for c in &cases {
+            let _ = write!(md, "| {} B | {} |", c.size, c.subs);
+            for s in &systems {
+                let v = self.w1(*s, c.size, c.subs).map(|r| r.delivered_per_s);
+                let _ = write!(md, " {} |", v.map_or("—".to_owned(), thousands));
+            }
+            let n = self
+                .w1(System::Netsvc, c.size, c.subs)
+                .map(|r| r.delivered_per_s);
+            for p in &peers {
+                let _ = write!(
+                    md,
+                    " {} |",
+                    ratio(n, self.w1(*p, c.size, c.subs).map(|r| r.delivered_per_s))
+                );
+            }
+            md.push('\n');
+        }
+        md.push_str("\nDetails (lost = sent × subscribers − delivered; coalesced = netsvc `Missed`):\n\n| system | payload | subs | sent | published msg/s | delivered msg/s | slowest subscriber msg/s | lost | duplicates | coalesced | window s |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for r in &self.w1 {
+            let _ = writeln!(
+                md,
+                "| {} | {} B | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} |",
+                r.system.label(),
+                r.case.size,
+                r.case.subs,
+                thousands(r.sent as f64),
+                thousands(r.published_per_s),
+                thousands(r.delivered_per_s),
+                thousands(r.slowest_sub_per_s),
+                thousands(r.lost as f64),
+                r.duplicates,
+                r.missed,
+                r.window_secs
+            );
+        }
+    }
+
+    fn w2_md(&self, md: &mut String) {
+        if self.w2.is_empty() {
+            return;
+        }
+        let _ = write!(
+            md,
+            "\n## W2 request/reply: {} B each way\n\nSequential (closed loop) round trips in µs, then {} calls in flight. For latency a ratio < 1 favours netsvc; for req/s > 1 does.\n\n| system | calls | p50 | p90 | p99 | p99.9 | max | {} in flight req/s | in flight p50 | in flight p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            w2::SIZE,
+            w2::IN_FLIGHT,
+            w2::IN_FLIGHT
+        );
+        for r in &self.w2 {
+            let s = &r.sequential;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} |",
+                r.system.label(),
+                thousands(s.count as f64),
+                s.p50_us,
+                s.p90_us,
+                s.p99_us,
+                s.p999_us,
+                s.max_us,
+                thousands(r.in_flight_rps),
+                r.in_flight.p50_us,
+                r.in_flight.p99_us
+            );
+        }
+        if let Some(n) = self.w2(System::Netsvc) {
+            for p in self.w2.iter().filter(|r| r.system != System::Netsvc) {
+                let q = |a: f64, b: f64| ratio(Some(a), Some(b));
+                let _ = writeln!(
+                    md,
+                    "| netsvc / {} | | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    p.system.label(),
+                    q(n.sequential.p50_us, p.sequential.p50_us),
+                    q(n.sequential.p90_us, p.sequential.p90_us),
+                    q(n.sequential.p99_us, p.sequential.p99_us),
+                    q(n.sequential.p999_us, p.sequential.p999_us),
+                    q(n.sequential.max_us, p.sequential.max_us),
+                    q(n.in_flight_rps, p.in_flight_rps),
+                    q(n.in_flight.p50_us, p.in_flight.p50_us),
+                    q(n.in_flight.p99_us, p.in_flight.p99_us)
+                );
+            }
+        }
+    }
+
+    fn w4_md(&self, md: &mut String) {
+        if self.w4.is_empty() {
+            return;
+        }
+        md.push_str("\n## W4 late join: snapshot of cached values, then one live update\n\nnetsvc `Lifetime::Forever` + `*`; mosquitto retained + `#` (QoS 0); NATS JetStream KV (history 1) + `watch_with_history(\">\")`. Snapshot time runs from the subscribe call to the last value. The live update (version 2 of `s.0`) is published after the snapshot is complete and must arrive exactly once.\n\n| system | subjects | load s | snapshot s | subjects/s | gaps | duplicates | wrong values | live copies | other after snapshot | live latency µs |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for r in &self.w4 {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.3} | {:.3} | {} | {} | {} | {} | {} | {} | {:.0} |",
+                r.system.label(),
+                thousands(r.subjects as f64),
+                r.load_secs,
+                r.snapshot_secs,
+                thousands(r.distinct as f64 / r.snapshot_secs.max(1e-9)),
+                r.gaps,
+                r.duplicates,
+                r.wrong_values,
+                r.live,
+                r.extra,
+                r.live_latency_us
+            );
+        }
+        if let Some(n) = self.w4(System::Netsvc) {
+            for p in self.w4.iter().filter(|r| r.system != System::Netsvc) {
+                let _ = writeln!(
+                    md,
+                    "| netsvc / {} (time, < 1 favours netsvc) | | {} | {} | | | | | | | |",
+                    p.system.label(),
+                    ratio(Some(n.load_secs), Some(p.load_secs)),
+                    ratio(Some(n.snapshot_secs), Some(p.snapshot_secs))
+                );
+            }
+        }
+    }
+
+    fn w5_md(&self, md: &mut String) {
+        if self.w5.is_empty() {
+            return;
+        }
+        md.push_str("\n## W5 reconnect storm: hub SIGKILLed, restarted on the same port after 1 s\n\nTimes in ms from the hub accepting connections again. netsvc resynced = `Resynced` event and the version cached during the outage received on all 5 subscriptions; NATS resynced = a message published after the kill received on all 5 subscriptions (core NATS caches nothing). Lost: netsvc, cached versions never delivered; NATS, outage messages missing from the sequence.\n\n| system | clients | set up before the kill | outage ms | reconnected p50 / p99 / 100% | resynced p50 / p99 / 100% | resynced ≤ 3 s | not resynced | duplicates | lost | hub registry before → after |\n|---|---:|---:|---:|---|---|---:|---:|---:|---:|---|\n");
+        for r in &self.w5 {
+            let reg = match (r.registry_before, r.registry_after) {
+                (Some(b), Some(a)) => format!(
+                    "{} ({} distinct, {} in group) → {} ({} distinct, {} in group)",
+                    b.services,
+                    b.distinct,
+                    b.group_members,
+                    a.services,
+                    a.distinct,
+                    a.group_members
+                ),
+                _ => "n/a (no registry)".to_owned(),
+            };
+            let three = |v: [f64; 3]| format!("{} / {} / {}", ms(v[0]), ms(v[1]), ms(v[2]));
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.0} | {} | {} | {:.1}% | {} | {} | {} | {} |",
+                r.system.label(),
+                r.clients,
+                r.set_up,
+                r.outage_ms,
+                three(r.reconnected_ms),
+                three(r.resynced_ms),
+                r.resynced_within_3s_pct,
+                r.not_resynced,
+                r.duplicates,
+                r.lost,
+                reg
+            );
+        }
+        let n = self.w5.iter().find(|r| r.system == System::Netsvc);
+        let p = self.w5.iter().find(|r| r.system == System::Nats);
+        if let (Some(n), Some(p)) = (n, p) {
+            let _ = writeln!(
+                md,
+                "| netsvc / nats-server (time, < 1 favours netsvc) | | | | {} / {} / {} | {} / {} / {} | | | | | |",
+                ratio(Some(n.reconnected_ms[0]), Some(p.reconnected_ms[0])),
+                ratio(Some(n.reconnected_ms[1]), Some(p.reconnected_ms[1])),
+                ratio(Some(n.reconnected_ms[2]), Some(p.reconnected_ms[2])),
+                ratio(Some(n.resynced_ms[0]), Some(p.resynced_ms[0])),
+                ratio(Some(n.resynced_ms[1]), Some(p.resynced_ms[1])),
+                ratio(Some(n.resynced_ms[2]), Some(p.resynced_ms[2]))
+            );
+        }
+    }
+
+    fn memory_md(&self, md: &mut String) {
+        if self.memory.is_empty() {
+            return;
+        }
+        let _ = write!(
+            md,
+            "\n## Hub memory (VmRSS)\n\nRSS with no clients, then with idle connections, then (netsvc only) with one subscriber service per connection, then with {} subscriptions per connection on distinct subjects. netsvc announces every service to every connected process, so the per-service figure includes that replication (it grows with the number of connections). For bytes a ratio < 1 favours netsvc.\n\n| system | connections | subscriptions | RSS empty KiB | RSS idle KiB | RSS with services KiB | RSS subscribed KiB | B per idle connection | B per service | B per subscription |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            memory::SUBS_PER_CONNECTION
+        );
+        for r in &self.memory {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.system.label(),
+                thousands(r.connections as f64),
+                thousands(r.subscriptions as f64),
+                thousands(r.rss0_kib as f64),
+                thousands(r.rss1_kib as f64),
+                thousands(r.rss_services_kib as f64),
+                thousands(r.rss2_kib as f64),
+                thousands(r.per_connection_b),
+                thousands(r.per_service_b),
+                thousands(r.per_subscription_b)
+            );
+        }
+        if let Some(n) = self.memory(System::Netsvc) {
+            for p in self.memory.iter().filter(|r| r.system != System::Netsvc) {
+                let _ = writeln!(
+                    md,
+                    "| netsvc / {} | | | | | | | {} | | {} |",
+                    p.system.label(),
+                    ratio(Some(n.per_connection_b), Some(p.per_connection_b)),
+                    ratio(Some(n.per_subscription_b), Some(p.per_subscription_b))
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(thousands(1_234_567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(-1234.0), "-1,234");
+        assert_eq!(ratio(Some(3.0), Some(2.0)), "1.50x");
+        assert_eq!(ratio(Some(3.0), None), "n/a");
+        assert_eq!(ms(f64::INFINITY), "never");
+    }
+
+    #[test]
+    fn empty_results_render() {
+        let md = Results::default().markdown();
+        assert!(md.contains("not measured"));
+    }
+}

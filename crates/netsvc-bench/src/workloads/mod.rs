@@ -1,0 +1,66 @@
+//! The workloads of anchors.md section 5.3. Each module has the orchestrator's side (start
+//! the hub and the role processes, collect their results) and the roles' side (the code
+//! that runs inside the spawned processes, generic over the adapter).
+
+pub(crate) mod memory;
+pub(crate) mod w1;
+pub(crate) mod w2;
+pub(crate) mod w4;
+pub(crate) mod w5;
+
+use clap::Args;
+
+use crate::adapters::System;
+
+/// Where a role connects.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Target {
+    /// The system.
+    #[arg(long, value_enum)]
+    pub(crate) system: System,
+    /// The hub's `HOST:PORT`.
+    #[arg(long)]
+    pub(crate) addr: String,
+}
+
+impl Target {
+    /// The arguments that give this target to a role.
+    pub(crate) fn args(system: System, addr: &str) -> Vec<String> {
+        vec![
+            "--system".to_owned(),
+            system.name().to_owned(),
+            "--addr".to_owned(),
+            addr.to_owned(),
+        ]
+    }
+}
+
+/// Runs `$f::<Adapter>($args...)` with the adapter type of `$system`.
+macro_rules! dispatch {
+    ($system:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
+        match $system {
+            $crate::adapters::System::Netsvc => $f::<$crate::adapters::netsvc::Netsvc>($($arg),*).await,
+            $crate::adapters::System::Nats => $f::<$crate::adapters::nats::Nats>($($arg),*).await,
+            $crate::adapters::System::Mqtt => $f::<$crate::adapters::mqtt::Mqtt>($($arg),*).await,
+            $crate::adapters::System::Tcp => $f::<$crate::adapters::tcp::Tcp<false>>($($arg),*).await,
+            $crate::adapters::System::TcpDirect => $f::<$crate::adapters::tcp::Tcp<true>>($($arg),*).await,
+        }
+    };
+}
+pub(crate) use dispatch;
+
+/// A case's outcome: its figures, or why it has none.
+pub(crate) fn record<T>(
+    what: &str,
+    outcome: anyhow::Result<T>,
+    notes: &mut Vec<String>,
+) -> Option<T> {
+    match outcome {
+        Ok(v) => Some(v),
+        Err(e) => {
+            eprintln!("!! {what} failed: {e:#}");
+            notes.push(format!("{what} failed: {e:#}"));
+            None
+        }
+    }
+}
