@@ -152,7 +152,14 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) -> usize {
     len
 }
 
-/// A close upper bound of the body size, so the output grows at most once per frame.
+/// A close upper bound of a frame's encoded size (body and length prefix), computed without
+/// encoding it: the encoder reserves this much so the output grows at most once per frame,
+/// and queues use it to account for frames they hold unencoded.
+pub fn size_bound(frame: &Frame) -> usize {
+    4 + estimate(frame)
+}
+
+/// A close upper bound of the body size.
 fn estimate(frame: &Frame) -> usize {
     // Per field: a 9-byte integer or a 5-byte string/bin header at most.
     const FIELD: usize = 9;

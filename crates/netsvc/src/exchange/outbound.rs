@@ -38,7 +38,7 @@ enum Item {
 impl Item {
     fn size(&self) -> usize {
         match self {
-            Self::Frame(f) => estimate(f),
+            Self::Frame(f) => wire::size_bound(f),
             Self::Raw(b) | Self::Report { raw: b, .. } => b.len(),
         }
     }
@@ -300,61 +300,4 @@ impl Outbound {
             self.notify.notified().await;
         }
     }
-}
-
-/// A frame's approximate encoded size, for queue accounting.
-fn estimate(frame: &Frame) -> usize {
-    const HEADER: usize = 24;
-    HEADER
-        + match frame {
-            Frame::Service {
-                address,
-                name,
-                audience,
-                groups,
-                path,
-                ..
-            } => {
-                address.len()
-                    + name.len()
-                    + audience.len()
-                    + groups
-                        .iter()
-                        .chain(path)
-                        .map(|t| t.len() + 2)
-                        .sum::<usize>()
-            }
-            Frame::Request {
-                to,
-                from,
-                method,
-                args,
-                ..
-            } => to.len() + from.as_ref().map_or(0, |f| f.len()) + method.len() + args.len(),
-            Frame::Response { result, .. } => result.len(),
-            Frame::Failure {
-                description,
-                origin,
-                details,
-                ..
-            } => description.len() + origin.len() + details.len(),
-            Frame::Subscribe {
-                publisher,
-                subscriber,
-                pattern,
-                ..
-            } => publisher.len() + subscriber.len() + pattern.len(),
-            Frame::Report {
-                publisher,
-                subject,
-                payload,
-                ..
-            } => publisher.len() + subject.len() + payload.len(),
-            Frame::Targeted {
-                subject, payload, ..
-            } => subject.len() + payload.len(),
-            Frame::Withdraw { address, .. } => address.len(),
-            Frame::Close { reason, .. } => reason.len(),
-            _ => 0,
-        }
 }
