@@ -50,7 +50,7 @@ impl std::fmt::Debug for Mqtt {
 impl Mqtt {
     async fn wait_ack(&self, want: fn(&Acked) -> bool) -> Result<()> {
         let mut acks = self.acks.lock().await;
-        tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::time::timeout(Duration::from_secs(60), async {
             loop {
                 match acks.recv().await {
                     Some(Acked::Failed(e)) => bail!("mqtt connection failed: {e}"),
@@ -121,6 +121,10 @@ impl Adapter for Mqtt {
         // rumqttc fails the connection when one socket flush takes longer than this (default
         // 5 s), which a publisher outrunning mosquitto's fan-out to 16 subscribers hits.
         network.set_connection_timeout(120);
+        // Bound what a fast publisher can queue in its socket ahead of mosquitto (autotuned
+        // loopback buffers hold hundreds of thousands of small publishes, which mosquitto
+        // then needs tens of seconds to work through before the flush barrier returns).
+        network.set_tcp_send_buffer_size(256 * 1024);
         events.set_network_options(network);
         let (pub_tx, pub_rx) = unbounded_channel();
         let (ack_tx, ack_rx) = unbounded_channel();

@@ -457,7 +457,9 @@ async fn netsvc_client(
             e = m4.recv() => (4, e),
             link = links.recv() => {
                 match link?.state {
-                    ConnectionState::Inactive => down = true,
+                    // Links can also drop during set-up (a slow client cut off by the hub
+                    // during the registry flood); only the kill starts the storm.
+                    ConnectionState::Inactive if now_ns() > counters.kill_ns.get() => down = true,
                     ConnectionState::Active if down && outcome.reconnected_ns == 0 => {
                         outcome.reconnected_ns = now_ns();
                     }
@@ -544,7 +546,9 @@ async fn nats_client(
             m = s4.next() => (4, m),
             e = events.recv() => {
                 match e {
-                    Some(async_nats::Event::Disconnected) => down = true,
+                    Some(async_nats::Event::Disconnected) if now_ns() > counters.kill_ns.get() => {
+                        down = true;
+                    }
                     Some(async_nats::Event::Connected) if down && outcome.reconnected_ns == 0 => {
                         outcome.reconnected_ns = now_ns();
                     }

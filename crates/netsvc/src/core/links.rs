@@ -315,6 +315,21 @@ impl Core {
         now: Instant,
         actions: &mut Vec<Action>,
     ) {
+        self.dispatch_frame(id, frame, raw, now, actions);
+        // Checked after every frame, not only after SYNCED and SUBSCRIBED: a subscription
+        // awaited for the resync can also end without an acknowledgement (its publisher
+        // withdrawn, its monitor dropped), and the link must still be declared resynced.
+        self.check_resynced(id, actions);
+    }
+
+    fn dispatch_frame(
+        &mut self,
+        id: u64,
+        frame: Frame,
+        raw: &Bytes,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
         match frame {
             Frame::Service {
                 address,
