@@ -78,14 +78,11 @@ pub(crate) async fn run(env: &Env, system: System, connections: usize) -> Result
     tokio::time::sleep(settle).await;
     let rss0 = hub.rss_kib()?;
 
-    let per = connections.div_ceil(PROCESSES);
     let mut procs = Vec::new();
-    for i in 0..PROCESSES {
-        let first = i * per;
-        let count = per.min(connections.saturating_sub(first));
-        if count == 0 {
-            break;
-        }
+    for (i, (first, count)) in super::client_batches(connections, PROCESSES)
+        .into_iter()
+        .enumerate()
+    {
         let mut args = vec!["mem-clients".to_owned()];
         args.extend(target.iter().cloned());
         args.extend([

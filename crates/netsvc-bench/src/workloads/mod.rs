@@ -64,3 +64,13 @@ pub(crate) fn record<T>(
         }
     }
 }
+
+/// Splits `total` clients into contiguous batches, one per client process (at most
+/// `processes`): `(first, count)` pairs, empty batches left out.
+pub(crate) fn client_batches(total: usize, processes: usize) -> Vec<(usize, usize)> {
+    let per = total.div_ceil(processes.max(1));
+    (0..processes)
+        .map(|i| (i * per, per.min(total.saturating_sub(i * per))))
+        .filter(|&(_, count)| count > 0)
+        .collect()
+}

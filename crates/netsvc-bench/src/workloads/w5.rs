@@ -131,14 +131,11 @@ pub(crate) async fn run(env: &Env, system: System, clients: usize) -> Result<Run
     publisher.expect("READY", Duration::from_secs(30)).await?;
     publisher.send("GO").await?;
 
-    let per = clients.div_ceil(PROCESSES);
     let mut procs = Vec::new();
-    for i in 0..PROCESSES {
-        let first = i * per;
-        let count = per.min(clients.saturating_sub(first));
-        if count == 0 {
-            break;
-        }
+    for (i, (first, count)) in super::client_batches(clients, PROCESSES)
+        .into_iter()
+        .enumerate()
+    {
         let mut args = vec!["w5-clients".to_owned()];
         args.extend(target.iter().cloned());
         args.extend([

@@ -351,7 +351,6 @@ impl Core {
                 if let Some(link) = self.links.get_mut(&id) {
                     link.peer_synced = true;
                 }
-                self.check_resynced(id, actions);
             }
             Frame::Request {
                 conv,
@@ -404,7 +403,7 @@ impl Core {
                 subscriber,
                 pattern,
             } => self.on_subscribe(id, sid, &publisher, &subscriber, &pattern, now),
-            Frame::Subscribed { sid } => self.on_subscribed(id, sid, actions),
+            Frame::Subscribed { sid } => self.on_subscribed(id, sid),
             Frame::Unsubscribe { sid } => {
                 let served = self.links.get_mut(&id).and_then(|l| l.served.remove(&sid));
                 if let Some(served) = served {
@@ -1012,7 +1011,7 @@ impl Core {
         }
     }
 
-    fn on_subscribed(&mut self, id: u64, sid: u64, actions: &mut Vec<Action>) {
+    fn on_subscribed(&mut self, id: u64, sid: u64) {
         let Some(sub) = self.remote_subs.get_mut(&sid) else {
             return;
         };
@@ -1035,7 +1034,6 @@ impl Core {
         if let Some(l) = self.links.get_mut(&id) {
             l.awaiting_acks.remove(&sid);
         }
-        self.check_resynced(id, actions);
     }
 
     fn on_report(
