@@ -44,6 +44,7 @@ mod endpoint;
 mod error;
 mod exchange;
 mod failure;
+mod fast;
 mod identity;
 mod payload;
 mod queue;

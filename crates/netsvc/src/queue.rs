@@ -12,13 +12,14 @@
 //!   each subject); past a hard limit of queued events a report for a subject not yet
 //!   queued is dropped. Either way the subscriber is told how many reports it missed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 
+use crate::fast::FastMap;
 use crate::report::{Report, ReportEvent};
 
 /// Why a receive found no event.
@@ -123,7 +124,7 @@ struct QueueState {
     head_seq: u64,
     /// Only while over capacity: (publisher address, subject) → sequence number of the queued
     /// report, so that a newer report can replace it in place.
-    coalesce: Option<HashMap<ReportKey, u64>>,
+    coalesce: Option<FastMap<ReportKey, u64>>,
     missed: u64,
     closed: bool,
 }
@@ -225,7 +226,7 @@ impl QueueState {
     /// Replaces the queued report of the same publisher and subject, if there is one.
     fn coalesce_into(&mut self, report: &Report, event: &ReportEvent) -> bool {
         if self.coalesce.is_none() {
-            let mut index = HashMap::new();
+            let mut index = FastMap::default();
             for (i, e) in self.events.iter().enumerate() {
                 if let ReportEvent::Report(r) = e {
                     index.insert(key_of(r), self.head_seq + i as u64);

@@ -534,7 +534,7 @@ impl ServiceHandle {
             queue: queue.clone(),
             publishers: Vec::new(),
             remote_sids: Vec::new(),
-            last_seq: HashMap::new(),
+            last_seq: crate::fast::FastMap::default(),
         };
         let now = tokio::time::Instant::now();
         let id = rt.core.lock().add_monitor(monitor, now);

@@ -6,7 +6,7 @@
 //! every route it hears of, using the shortest. This is loop-free on any topology, and a
 //! lost link only withdraws the services that have no other route.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -22,6 +22,7 @@ use crate::binding::{Audience, Binding, Location};
 use crate::call::{Reply, Responder, failure_frame};
 use crate::exchange::outbound::Outbound;
 use crate::failure::Failure;
+use crate::fast::{FastMap, FastSet};
 use crate::payload::Payload;
 use crate::report::{Report, ReportEvent};
 use crate::service::ServiceShared;
@@ -57,17 +58,17 @@ pub(crate) struct LinkState {
     pub(crate) info: LinkInfo,
     pub(crate) outbound: Arc<Outbound>,
     /// Services announced on this link (so that their withdrawal is too).
-    advertised: HashSet<Arc<str>>,
-    calls: HashMap<u64, Pending>,
+    advertised: FastSet<Arc<str>>,
+    calls: FastMap<u64, Pending>,
     /// Requests received on this link and relayed: their conv → (next link, conv there).
-    relayed: HashMap<u64, (u64, u64)>,
-    served: HashMap<u64, Served>,
+    relayed: FastMap<u64, (u64, u64)>,
+    served: FastMap<u64, Served>,
     /// Our subscription ids sent on this link.
-    out_subs: HashSet<u64>,
+    out_subs: FastSet<u64>,
     /// Whether the peer has sent its whole registry, and which of our subscriptions sent on
     /// this link before then still await their acknowledgement.
     peer_synced: bool,
-    awaiting_acks: HashSet<u64>,
+    awaiting_acks: FastSet<u64>,
     resynced: bool,
 }
 
@@ -145,7 +146,7 @@ pub(crate) struct RemotePublisher {
     /// Installed subscriptions (acknowledged), by pattern: what live reports are matched against.
     index: PatternIndex<u64>,
     /// Every subscription id toward it, installed or not.
-    sids: HashSet<u64>,
+    sids: FastSet<u64>,
 }
 
 /// Work a link's task does after releasing the state lock.
@@ -214,13 +215,13 @@ impl Core {
             LinkState {
                 info,
                 outbound,
-                advertised: HashSet::new(),
-                calls: HashMap::new(),
-                relayed: HashMap::new(),
-                served: HashMap::new(),
-                out_subs: HashSet::new(),
+                advertised: FastSet::default(),
+                calls: FastMap::default(),
+                relayed: FastMap::default(),
+                served: FastMap::default(),
+                out_subs: FastSet::default(),
                 peer_synced: false,
-                awaiting_acks: HashSet::new(),
+                awaiting_acks: FastSet::default(),
                 resynced: false,
             },
         );

@@ -13,7 +13,6 @@ mod publisher;
 mod registry;
 mod watchers;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use netsvc_proto::Pattern;
@@ -23,6 +22,7 @@ use tokio::time::Instant;
 
 use crate::announce::{Announcement, AnnouncementKind, RegistryScope, WithdrawReason};
 use crate::binding::Binding;
+use crate::fast::FastMap;
 use crate::queue::{EventReceiver, ReportQueue};
 use crate::report::{ReportEvent, SubscriptionEvent};
 use crate::service::ServiceShared;
@@ -74,7 +74,7 @@ pub(crate) struct Monitor {
     pub(crate) remote_sids: Vec<u64>,
     /// The highest report sequence number seen from each publisher, so that a cache
     /// delivered again after a re-subscription is not delivered twice.
-    pub(crate) last_seq: HashMap<Arc<str>, u64>,
+    pub(crate) last_seq: FastMap<Arc<str>, u64>,
 }
 
 impl Monitor {
@@ -113,13 +113,13 @@ pub(crate) struct Core {
     pub(crate) identity: Arc<str>,
     pub(crate) limits: Limits,
     pub(crate) registry: RegistryState,
-    pub(crate) locals: HashMap<Arc<str>, LocalService>,
-    monitors: HashMap<u64, Monitor>,
-    monitors_by_target: HashMap<Arc<str>, Vec<u64>>,
-    monitors_by_subscriber: HashMap<Arc<str>, Vec<u64>>,
+    pub(crate) locals: FastMap<Arc<str>, LocalService>,
+    monitors: FastMap<u64, Monitor>,
+    monitors_by_target: FastMap<Arc<str>, Vec<u64>>,
+    monitors_by_subscriber: FastMap<Arc<str>, Vec<u64>>,
     /// Subscriber address → (publisher address, subscription id) of its subscriptions on
     /// local publishers, so that a subscriber's disappearance can withdraw them all.
-    subscriptions_by_subscriber: HashMap<Arc<str>, Vec<(Arc<str>, u64)>>,
+    subscriptions_by_subscriber: FastMap<Arc<str>, Vec<(Arc<str>, u64)>>,
     watchers: Watchers,
     next_id: u64,
     /// When the expiry sweeper will next wake, if it is waiting for a deadline.
@@ -128,12 +128,12 @@ pub(crate) struct Core {
     /// when the runtime started, so that a restarted process's numbers are higher.
     seq_base: u64,
     // Exchange state: see `links.rs`.
-    links: HashMap<u64, links::LinkState>,
-    remote: HashMap<Arc<str>, links::RemoteService>,
-    remote_subs: HashMap<u64, links::RemoteSub>,
-    remote_publishers: HashMap<Arc<str>, links::RemotePublisher>,
+    links: FastMap<u64, links::LinkState>,
+    remote: FastMap<Arc<str>, links::RemoteService>,
+    remote_subs: FastMap<u64, links::RemoteSub>,
+    remote_publishers: FastMap<Arc<str>, links::RemotePublisher>,
     /// Encoded SERVICE frames, by address, until the service's state changes.
-    ads: HashMap<Arc<str>, links::ServiceAd>,
+    ads: FastMap<Arc<str>, links::ServiceAd>,
 }
 
 impl Core {
@@ -142,22 +142,22 @@ impl Core {
             identity,
             limits,
             registry: RegistryState::default(),
-            locals: HashMap::new(),
-            monitors: HashMap::new(),
-            monitors_by_target: HashMap::new(),
-            monitors_by_subscriber: HashMap::new(),
-            subscriptions_by_subscriber: HashMap::new(),
+            locals: FastMap::default(),
+            monitors: FastMap::default(),
+            monitors_by_target: FastMap::default(),
+            monitors_by_subscriber: FastMap::default(),
+            subscriptions_by_subscriber: FastMap::default(),
             watchers: Watchers::default(),
             next_id: 0,
             next_sweep: None,
             seq_base: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2)),
-            links: HashMap::new(),
-            remote: HashMap::new(),
-            remote_subs: HashMap::new(),
-            remote_publishers: HashMap::new(),
-            ads: HashMap::new(),
+            links: FastMap::default(),
+            remote: FastMap::default(),
+            remote_subs: FastMap::default(),
+            remote_publishers: FastMap::default(),
+            ads: FastMap::default(),
         }
     }
 
@@ -537,7 +537,7 @@ impl Core {
     }
 }
 
-fn remove_from<K, V>(map: &mut HashMap<K, Vec<V>>, key: &K, value: &V)
+fn remove_from<K, V>(map: &mut FastMap<K, Vec<V>>, key: &K, value: &V)
 where
     K: std::hash::Hash + Eq,
     V: PartialEq,

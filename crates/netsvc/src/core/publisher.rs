@@ -1,6 +1,6 @@
 //! One local publisher: its subscribers, indexed by pattern, and its report cache.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::binding::Binding;
 use crate::exchange::outbound::Outbound;
+use crate::fast::FastMap;
 use crate::payload::Payload;
 use crate::queue::{EventReceiver, EventSender, ReportQueue, event_queue};
 use crate::report::{Lifetime, Report, ReportEvent, SubscriptionEvent, SubscriptionStatus};
@@ -76,11 +77,11 @@ struct Cached {
 pub(crate) struct PublisherState {
     /// Sequence number of the last report published.
     seq: u64,
-    cache: HashMap<Arc<str>, Cached>,
+    cache: FastMap<Arc<str>, Cached>,
     /// Expiry instant → subjects, so expiry is exact and purging never scans the cache.
     expiries: BTreeMap<(Instant, Arc<str>), ()>,
     index: PatternIndex<u64>,
-    subscriptions: HashMap<u64, Subscription>,
+    subscriptions: FastMap<u64, Subscription>,
     watchers: Vec<EventSender<SubscriptionEvent>>,
     /// The subscriptions a publish matches, reused from one publish to the next.
     matched: Vec<u64>,
@@ -91,10 +92,10 @@ impl PublisherState {
     pub(crate) fn new(seq_base: u64) -> Self {
         Self {
             seq: seq_base,
-            cache: HashMap::new(),
+            cache: FastMap::default(),
             expiries: BTreeMap::new(),
             index: PatternIndex::new(),
-            subscriptions: HashMap::new(),
+            subscriptions: FastMap::default(),
             watchers: Vec::new(),
             matched: Vec::new(),
         }

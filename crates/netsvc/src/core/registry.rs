@@ -1,10 +1,11 @@
 //! The registry proper: which services this runtime can see, by address, name and group.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::announce::{Announcement, AnnouncementKind, RegistryScope};
 use crate::binding::Binding;
+use crate::fast::FastMap;
 
 pub(crate) struct Entry {
     pub(crate) binding: Binding,
@@ -18,9 +19,9 @@ pub(crate) struct Entry {
 /// "first service of a name" is the oldest one, as in the original.
 #[derive(Default)]
 pub(crate) struct RegistryState {
-    entries: HashMap<Arc<str>, Entry>,
-    by_name: HashMap<Arc<str>, Vec<Arc<str>>>,
-    by_group: HashMap<Arc<str>, Vec<Arc<str>>>,
+    entries: FastMap<Arc<str>, Entry>,
+    by_name: FastMap<Arc<str>, Vec<Arc<str>>>,
+    by_group: FastMap<Arc<str>, Vec<Arc<str>>>,
     next_seq: u64,
 }
 

@@ -1,17 +1,17 @@
 //! Registry watches: who wants to hear about which changes.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::announce::{Announcement, AnnouncementKind, RegistryScope};
+use crate::fast::FastMap;
 use crate::queue::{EventReceiver, EventSender, event_queue};
 
 /// Registry watches, indexed by what they watch so that a change reaches only the watches
 /// it concerns.
 #[derive(Default)]
 pub(crate) struct Watchers {
-    senders: HashMap<u64, (RegistryScope, EventSender<Announcement>)>,
-    by_scope: HashMap<RegistryScope, Vec<u64>>,
+    senders: FastMap<u64, (RegistryScope, EventSender<Announcement>)>,
+    by_scope: FastMap<RegistryScope, Vec<u64>>,
 }
 
 impl Watchers {

@@ -30,7 +30,6 @@
 mod link;
 pub(crate) mod outbound;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +43,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
 use crate::failure::{Failure, codes};
+use crate::fast::FastMap;
 use crate::queue::{EventReceiver, EventSender, RecvError, event_queue};
 use crate::runtime::{Runtime, RuntimeShared};
 
@@ -611,8 +611,8 @@ impl fmt::Debug for ExchangeShared {
 #[derive(Default)]
 struct ExchangeState {
     /// Active links by link id, as their Active event.
-    links: HashMap<u64, ConnectionEvent>,
-    outbounds: HashMap<u64, Arc<outbound::Outbound>>,
+    links: FastMap<u64, ConnectionEvent>,
+    outbounds: FastMap<u64, Arc<outbound::Outbound>>,
     watchers: Vec<EventSender<ConnectionEvent>>,
 }
 

@@ -12,12 +12,14 @@
 //!   subject (the peer ends up with the latest value of each subject); reports that cannot
 //!   be coalesced are dropped past the hard limit.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 use netsvc_proto::wire::{self, CloseCode, Frame, Text};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+
+use crate::fast::FastMap;
 
 /// Byte limits of an outbound queue.
 #[derive(Debug, Clone, Copy)]
@@ -57,11 +59,11 @@ struct State {
     head_seq: u64,
     bytes: usize,
     /// Only while over the soft limit: report key → sequence number of its queued report.
-    coalesce: Option<HashMap<ReportKey, u64>>,
+    coalesce: Option<FastMap<ReportKey, u64>>,
     coalesced: u64,
     dropped: u64,
     /// Reports lost per publisher since the peer was last told (with a MISSED frame).
-    untold: HashMap<Text, u64>,
+    untold: FastMap<Text, u64>,
     closing: Option<Closing>,
     close_sent: bool,
 }
