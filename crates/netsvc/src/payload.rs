@@ -25,22 +25,18 @@ impl Payload {
     /// Wraps a value after checking it against `limits` (nesting depth).
     pub(crate) fn from_value(value: Value, limits: &Limits) -> Result<Self, ValueError> {
         check_depth(&value, limits.max_depth)?;
-        let inner = Inner {
-            value: OnceLock::new(),
+        Ok(Self(Arc::new(Inner {
+            value: OnceLock::from(Ok(value)),
             bytes: OnceLock::new(),
-        };
-        let _ = inner.value.set(Ok(value));
-        Ok(Self(Arc::new(inner)))
+        })))
     }
 
     /// Wraps bytes received from an exchange; they are decoded on first access.
     pub(crate) fn from_bytes(bytes: Bytes) -> Self {
-        let inner = Inner {
+        Self(Arc::new(Inner {
             value: OnceLock::new(),
-            bytes: OnceLock::new(),
-        };
-        let _ = inner.bytes.set(Ok(bytes));
-        Self(Arc::new(inner))
+            bytes: OnceLock::from(Ok(bytes)),
+        }))
     }
 
     /// The content as a value, decoding it on first use.
@@ -80,6 +76,9 @@ impl fmt::Debug for Payload {
 
 /// Checks nesting depth without recursion, so a hostile value cannot overflow the stack.
 pub(crate) fn check_depth(value: &Value, limit: usize) -> Result<(), ValueError> {
+    if !matches!(value, Value::List(_) | Value::Map(_)) {
+        return Ok(()); // a scalar: nothing to walk (and no stack to allocate)
+    }
     let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
     while let Some((v, depth)) = stack.pop() {
         let children: Box<dyn Iterator<Item = &Value>> = match v {

@@ -144,6 +144,9 @@ impl ReportQueue {
         if s.closed {
             return;
         }
+        // The one consumer only waits after finding the queue empty, so only the push that
+        // ends emptiness needs to wake it.
+        let was_empty = s.events.is_empty() && s.missed == 0;
         if s.events.len() >= self.capacity {
             if let ReportEvent::Report(report) = &event {
                 if s.coalesce_into(report, &event) {
@@ -163,7 +166,9 @@ impl ReportQueue {
         }
         s.events.push_back(event);
         drop(s);
-        self.notify.notify_one();
+        if was_empty {
+            self.notify.notify_one();
+        }
     }
 
     /// Ends the queue: the consumer gets what is queued, then `None`.
@@ -172,24 +177,24 @@ impl ReportQueue {
         self.notify.notify_one();
     }
 
-    pub(crate) fn try_pop(&self) -> Option<ReportEvent> {
-        self.state.lock().pop()
+    /// Moves every queued event into `out` (which the consumer has emptied); whether any
+    /// moved.
+    pub(crate) fn try_pop_all(&self, out: &mut VecDeque<ReportEvent>) -> bool {
+        self.state.lock().take_all(out)
     }
 
     pub(crate) fn is_closed(&self) -> bool {
         self.state.lock().closed
     }
 
-    /// Waits for the next event; `None` once the queue is closed and drained.
-    pub(crate) async fn pop(&self) -> Option<ReportEvent> {
+    /// Waits for events and moves them all into `out`; leaves `out` empty once the queue is
+    /// closed and drained.
+    pub(crate) async fn pop_all(&self, out: &mut VecDeque<ReportEvent>) {
         loop {
             {
                 let mut s = self.state.lock();
-                if let Some(event) = s.pop() {
-                    return Some(event);
-                }
-                if s.closed {
-                    return None;
+                if s.take_all(out) || s.closed {
+                    return;
                 }
             }
             // A push between the check above and this wait leaves a permit in `notify`, so
@@ -207,20 +212,22 @@ fn key_of(report: &Report) -> ReportKey {
 }
 
 impl QueueState {
-    fn pop(&mut self) -> Option<ReportEvent> {
+    /// Hands every event to the consumer, the count of reports missed first.
+    fn take_all(&mut self, out: &mut VecDeque<ReportEvent>) -> bool {
         if self.missed > 0 {
-            let missed = std::mem::take(&mut self.missed);
-            return Some(ReportEvent::Missed(missed));
+            out.push_back(ReportEvent::Missed(std::mem::take(&mut self.missed)));
         }
-        let event = self.events.pop_front()?;
-        if let (Some(index), ReportEvent::Report(r)) = (&mut self.coalesce, &event) {
-            let key = key_of(r);
-            if index.get(&key) == Some(&self.head_seq) {
-                index.remove(&key);
+        if !self.events.is_empty() {
+            self.head_seq += self.events.len() as u64;
+            // Whatever the consumer holds can no longer be coalesced.
+            self.coalesce = None;
+            if out.is_empty() {
+                std::mem::swap(out, &mut self.events);
+            } else {
+                out.extend(self.events.drain(..));
             }
         }
-        self.head_seq += 1;
-        Some(event)
+        !out.is_empty()
     }
 
     /// Replaces the queued report of the same publisher and subject, if there is one.

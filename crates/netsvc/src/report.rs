@@ -1,5 +1,6 @@
 //! Reports: publish/subscribe on subjects, with a lifetime cache for late subscribers.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -166,18 +167,27 @@ pub enum ReportEvent {
 pub struct ReportMonitor {
     pub(crate) id: u64,
     pub(crate) queue: Arc<ReportQueue>,
+    /// Events taken from the queue in one go and not handed out yet: the queue's lock is
+    /// taken once per batch rather than once per report.
+    pub(crate) taken: VecDeque<ReportEvent>,
     pub(crate) runtime: Weak<RuntimeShared>,
 }
 
 impl ReportMonitor {
     /// The next event; `None` once the subscriber service is withdrawn or the runtime is gone.
     pub async fn recv(&mut self) -> Option<ReportEvent> {
-        self.queue.pop().await
+        if self.taken.is_empty() {
+            self.queue.pop_all(&mut self.taken).await;
+        }
+        self.taken.pop_front()
     }
 
     /// The next event if one is queued.
     pub fn try_recv(&mut self) -> Option<ReportEvent> {
-        self.queue.try_pop()
+        if self.taken.is_empty() {
+            self.queue.try_pop_all(&mut self.taken);
+        }
+        self.taken.pop_front()
     }
 
     /// The next report, skipping publisher notifications and missed counts.

@@ -1,6 +1,6 @@
 //! Services: named agents that export methods, publish reports and subscribe to them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -399,14 +399,19 @@ impl ServiceHandle {
         names::check_subject(subject)?;
         let lifetime = lifetime.validated()?;
         let rt = self.runtime()?;
-        let payload = Payload::from_value(content, &rt.config.value_limits)?;
         let now = tokio::time::Instant::now();
         let mut core = rt.core.lock();
         let publisher = core
             .publisher(self.address())
             .ok_or_else(|| self.withdrawn())?;
-        let published =
-            publisher.publish(self.binding(), subject.into(), payload, lifetime, now)?;
+        let published = publisher.publish(
+            self.binding(),
+            subject,
+            content,
+            lifetime,
+            &rt.config.value_limits,
+            now,
+        )?;
         if let Some(at) = published.expires {
             core.schedule_sweep(at, &rt.sweeper);
         }
@@ -534,13 +539,14 @@ impl ServiceHandle {
             queue: queue.clone(),
             publishers: Vec::new(),
             remote_sids: Vec::new(),
-            last_seq: crate::fast::FastMap::default(),
+            last_seq: Vec::new(),
         };
         let now = tokio::time::Instant::now();
         let id = rt.core.lock().add_monitor(monitor, now);
         Ok(ReportMonitor {
             id,
             queue,
+            taken: VecDeque::new(),
             runtime: Arc::downgrade(&rt),
         })
     }

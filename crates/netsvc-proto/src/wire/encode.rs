@@ -152,6 +152,31 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) -> usize {
     len
 }
 
+/// Appends a REPORT frame built from borrowed parts; the bytes are those [`encode`] writes
+/// for the equal [`Frame::Report`]. A publisher encodes each report once and copies the bytes
+/// to every link it goes to, so it skips building an owned frame (and its allocations).
+pub fn encode_report(
+    publisher: &str,
+    subject: &str,
+    seq: u64,
+    payload: &[u8],
+    out: &mut BytesMut,
+) -> usize {
+    let start = out.len();
+    out.reserve(4 + 16 + publisher.len() + subject.len() + payload.len());
+    out.put_u32(0);
+    let mut w = Writer(out);
+    w.header(super::kind::REPORT, 4);
+    w.str(publisher.as_bytes());
+    w.str(subject.as_bytes());
+    w.uint(seq);
+    w.bin(payload);
+    let len = out.len() - start;
+    let body = u32::try_from(len - 4).expect("frame body longer than u32::MAX bytes");
+    out[start..start + 4].copy_from_slice(&body.to_be_bytes());
+    len
+}
+
 /// A close upper bound of a frame's encoded size (body and length prefix), computed without
 /// encoding it: the encoder reserves this much so the output grows at most once per frame,
 /// and queues use it to account for frames they hold unencoded.

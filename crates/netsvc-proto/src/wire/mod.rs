@@ -48,7 +48,7 @@ mod text;
 mod tests;
 
 pub use decode::{Decoder, decode_body};
-pub use encode::{encode, size_bound};
+pub use encode::{encode, encode_report, size_bound};
 pub use frame::{CloseCode, Frame, Hello, Role, WireError, kind};
 pub use text::Text;
 

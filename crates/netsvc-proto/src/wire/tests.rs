@@ -635,3 +635,29 @@ fn text_behaves_like_a_str() {
     map.insert(Text::from("key"), 1);
     assert_eq!(map.get("key"), Some(&1));
 }
+
+#[test]
+fn encode_report_writes_the_bytes_of_the_equal_frame() {
+    let long = "s".repeat(300);
+    let big = vec![7u8; 70_000];
+    for (publisher, subject, seq, payload) in [
+        ("1@h:1!pub", "bench", 1u64, &b"\x01\x02"[..]),
+        ("", "", 0, &b""[..]),
+        ("1@h:1!p", long.as_str(), u64::MAX, &big[..]),
+    ] {
+        let mut expected = BytesMut::new();
+        let n = encode(
+            &Frame::Report {
+                publisher: Text::from(publisher),
+                subject: Text::from(subject),
+                seq,
+                payload: Bytes::copy_from_slice(payload),
+            },
+            &mut expected,
+        );
+        let mut out = BytesMut::from(&b"prefix"[..]);
+        let m = encode_report(publisher, subject, seq, payload, &mut out);
+        assert_eq!(n, m);
+        assert_eq!(&out[6..], &expected[..]);
+    }
+}

@@ -147,6 +147,22 @@ pub(crate) struct RemotePublisher {
     index: PatternIndex<u64>,
     /// Every subscription id toward it, installed or not.
     sids: FastSet<u64>,
+    /// The subject of the last report received, shared by the reports that repeat it (a
+    /// publisher mostly reports on the same few subjects again and again).
+    last_subject: Option<Arc<str>>,
+}
+
+impl RemotePublisher {
+    fn subject(&mut self, subject: &str) -> Arc<str> {
+        match &self.last_subject {
+            Some(last) if **last == *subject => last.clone(),
+            _ => {
+                let new: Arc<str> = Arc::from(subject);
+                self.last_subject = Some(new.clone());
+                new
+            }
+        }
+    }
 }
 
 /// Work a link's task does after releasing the state lock.
@@ -162,6 +178,9 @@ pub(crate) enum Action {
     },
     /// The peer's registry is fully known and our subscriptions through it are in place.
     Resynced,
+    /// A report from this link went to a congested link: stop reading until it drains
+    /// (bounded by `ExchangeConfig::backpressure_limit`).
+    Backpressure(Arc<Outbound>),
 }
 
 /// Why a link could not be established.
@@ -416,7 +435,7 @@ impl Core {
                 subject,
                 seq,
                 payload,
-            } => self.on_report(id, &publisher, &subject, seq, payload, raw),
+            } => self.on_report(id, &publisher, &subject, seq, payload, raw, actions),
             Frame::Targeted {
                 sid,
                 subject,
@@ -611,7 +630,7 @@ impl Core {
         });
         match exportable {
             Some(ad) => {
-                link.outbound.push_raw(ad.raw);
+                link.outbound.push_raw(&ad.raw);
                 link.advertised.insert(address.clone());
             }
             None => {
@@ -1037,6 +1056,7 @@ impl Core {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_report(
         &mut self,
         id: u64,
@@ -1045,12 +1065,14 @@ impl Core {
         seq: u64,
         payload: Bytes,
         raw: &Bytes,
+        actions: &mut Vec<Action>,
     ) {
-        let Some(remote) = self.remote_publishers.get(publisher.as_str()) else {
+        let Some(remote) = self.remote_publishers.get_mut(publisher.as_str()) else {
             return;
         };
-        let mut monitors: Vec<(u64, Arc<Pattern>)> = Vec::new();
-        let mut downstream: Vec<u64> = Vec::new();
+        // Reused from one report to the next: routing a report allocates nothing.
+        let mut monitors = std::mem::take(&mut self.report_monitors);
+        let mut downstream = std::mem::take(&mut self.report_links);
         let subs = &self.remote_subs;
         remote.index.for_each_match(subject, |_, sid| {
             let Some(sub) = subs.get(sid) else { return };
@@ -1066,36 +1088,39 @@ impl Core {
                 }
             }
         });
-        for link in downstream {
-            if let Some(l) = self.links.get(&link) {
-                l.outbound
-                    .push_report(raw.clone(), (publisher.clone(), subject.clone()));
+        for link in downstream.drain(..) {
+            if let Some(l) = self.links.get(&link)
+                && l.outbound
+                    .push_report(raw, || (publisher.clone(), subject.clone()))
+                && l.outbound.applies_backpressure()
+                && !actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Backpressure(o) if Arc::ptr_eq(o, &l.outbound)))
+            {
+                actions.push(Action::Backpressure(l.outbound.clone()));
             }
         }
-        if monitors.is_empty() {
-            return;
-        }
-        let Some(binding) = self
-            .remote
-            .get(publisher.as_str())
-            .map(|s| s.binding.clone())
-        else {
-            return;
-        };
-        let content = Payload::from_bytes(payload);
-        let subject: Arc<str> = Arc::from(subject.as_str());
-        for (m, pattern) in monitors {
-            if let Some(monitor) = self.monitors.get_mut(&m) {
-                monitor.note_seq(binding.address_arc(), seq);
-                monitor.queue.push(ReportEvent::Report(Report::new(
-                    binding.clone(),
-                    subject.clone(),
-                    content.clone(),
-                    Some(pattern),
-                    false,
-                )));
+        if !monitors.is_empty()
+            && let Some(binding) = self.remote.get(publisher.as_str()).map(|s| &s.binding)
+        {
+            let content = Payload::from_bytes(payload);
+            let subject = remote.subject(subject);
+            for (m, pattern) in monitors.drain(..) {
+                if let Some(monitor) = self.monitors.get_mut(&m) {
+                    monitor.note_seq(binding.address_arc(), seq);
+                    monitor.queue.push(ReportEvent::Report(Report::new(
+                        binding.clone(),
+                        subject.clone(),
+                        content.clone(),
+                        Some(pattern),
+                        false,
+                    )));
+                }
             }
         }
+        monitors.clear();
+        self.report_monitors = monitors;
+        self.report_links = downstream;
     }
 
     /// Reports of `publisher` were lost on the way here: tell every subscription that

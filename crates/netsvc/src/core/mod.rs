@@ -73,21 +73,31 @@ pub(crate) struct Monitor {
     /// Its subscription ids toward remote publishers.
     pub(crate) remote_sids: Vec<u64>,
     /// The highest report sequence number seen from each publisher, so that a cache
-    /// delivered again after a re-subscription is not delivered twice.
-    pub(crate) last_seq: FastMap<Arc<str>, u64>,
+    /// delivered again after a re-subscription is not delivered twice. A monitor follows
+    /// one publisher, or a few services of one name: a short list, searched by pointer
+    /// first, beats hashing an address per report.
+    pub(crate) last_seq: Vec<(Arc<str>, u64)>,
 }
 
 impl Monitor {
     /// Records a report's sequence number; false if it was seen already.
     pub(crate) fn note_seq(&mut self, publisher: &Arc<str>, seq: u64) -> bool {
-        match self.last_seq.get_mut(publisher) {
-            Some(last) if *last >= seq => false,
-            Some(last) => {
-                *last = seq;
+        let found = match self
+            .last_seq
+            .iter()
+            .position(|(p, _)| Arc::ptr_eq(p, publisher))
+        {
+            Some(i) => Some(i),
+            None => self.last_seq.iter().position(|(p, _)| p == publisher),
+        };
+        match found {
+            Some(i) if self.last_seq[i].1 >= seq => false,
+            Some(i) => {
+                self.last_seq[i].1 = seq;
                 true
             }
             None => {
-                self.last_seq.insert(publisher.clone(), seq);
+                self.last_seq.push((publisher.clone(), seq));
                 true
             }
         }
@@ -134,6 +144,9 @@ pub(crate) struct Core {
     remote_publishers: FastMap<Arc<str>, links::RemotePublisher>,
     /// Encoded SERVICE frames, by address, until the service's state changes.
     ads: FastMap<Arc<str>, links::ServiceAd>,
+    /// Scratch space of report routing (see `links::on_report`).
+    report_monitors: Vec<(u64, Arc<Pattern>)>,
+    report_links: Vec<u64>,
 }
 
 impl Core {
@@ -158,6 +171,8 @@ impl Core {
             remote_subs: FastMap::default(),
             remote_publishers: FastMap::default(),
             ads: FastMap::default(),
+            report_monitors: Vec::new(),
+            report_links: Vec::new(),
         }
     }
 

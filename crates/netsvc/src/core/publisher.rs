@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use netsvc_proto::value::ValueError;
+use netsvc_proto::value::{self, Limits, Value, ValueError};
 use netsvc_proto::wire::{self, Frame, Text};
 use netsvc_proto::{Pattern, PatternIndex};
 use tokio::time::Instant;
@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::binding::Binding;
 use crate::exchange::outbound::Outbound;
 use crate::fast::FastMap;
-use crate::payload::Payload;
+use crate::payload::{Payload, check_depth};
 use crate::queue::{EventReceiver, EventSender, ReportQueue, event_queue};
 use crate::report::{Lifetime, Report, ReportEvent, SubscriptionEvent, SubscriptionStatus};
 
@@ -83,8 +83,13 @@ pub(crate) struct PublisherState {
     index: PatternIndex<u64>,
     subscriptions: FastMap<u64, Subscription>,
     watchers: Vec<EventSender<SubscriptionEvent>>,
-    /// The subscriptions a publish matches, reused from one publish to the next.
+    /// Scratch space reused from one publish to the next, so that publishing does not
+    /// allocate: the subscriptions it matches, the links it goes to, its encoded content
+    /// and its encoded REPORT frame.
     matched: Vec<u64>,
+    links: Vec<(u64, Arc<Outbound>)>,
+    encoded: Vec<u8>,
+    frame: BytesMut,
 }
 
 impl PublisherState {
@@ -98,6 +103,9 @@ impl PublisherState {
             subscriptions: FastMap::default(),
             watchers: Vec::new(),
             matched: Vec::new(),
+            links: Vec::new(),
+            encoded: Vec::new(),
+            frame: BytesMut::new(),
         }
     }
 
@@ -184,49 +192,69 @@ impl PublisherState {
     /// Caches (or uncaches) the report per its lifetime and delivers it to every matching
     /// subscription, once per matching pattern. Returns the number of deliveries, the
     /// report's expiry if it has one, and the links it was queued on that are congested.
+    ///
+    /// The common case of a report that only crosses links allocates nothing: the content
+    /// is encoded straight into a reused buffer, the frame into another, and each link
+    /// copies the frame's bytes into its own write buffer.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn publish(
         &mut self,
         publisher: &Binding,
-        subject: Arc<str>,
-        payload: Payload,
+        subject: &str,
+        content: Value,
         lifetime: Lifetime,
+        limits: &Limits,
         now: Instant,
     ) -> Result<Published, ValueError> {
-        // Who receives it, found before anything changes: a report that is to cross a link
-        // must be encodable, and one that is not (over the size limit) fails the publish as
-        // a whole rather than after it was cached and delivered here.
         let mut matched = std::mem::take(&mut self.matched);
         matched.clear();
         self.index
-            .for_each_match(&subject, |_, id| matched.push(*id));
-        let crosses_links = matched.iter().any(|id| {
-            matches!(
-                self.subscriptions.get(id).map(|s| &s.delivery),
-                Some(Delivery::Link { .. })
-            )
-        });
-        if crosses_links && let Err(e) = payload.bytes() {
-            self.matched = matched;
-            return Err(e);
+            .for_each_match(subject, |_, id| matched.push(*id));
+        let (mut local, mut remote) = (false, false);
+        for id in &matched {
+            match self.subscriptions.get(id).map(|s| &s.delivery) {
+                Some(Delivery::Local(_)) => local = true,
+                Some(Delivery::Link { .. }) => remote = true,
+                None => {}
+            }
         }
+        // The content is checked (and encoded, if it is to cross a link) before anything
+        // changes: a report that cannot be sent fails the publish as a whole rather than
+        // after it was cached and delivered here.
+        let cached = lifetime != Lifetime::None;
+        self.encoded.clear();
+        let payload =
+            match encode_content(content, local || cached, remote, limits, &mut self.encoded) {
+                Ok(payload) => payload,
+                Err(e) => {
+                    self.matched = matched;
+                    return Err(e);
+                }
+            };
         self.seq += 1;
         let seq = self.seq;
-        if let Some(old) = self.cache.remove(&subject)
+        let mut subject_arc: Option<Arc<str>> = None;
+        let mut subject_arc = || {
+            subject_arc
+                .get_or_insert_with(|| Arc::from(subject))
+                .clone()
+        };
+        if !self.cache.is_empty()
+            && let Some((old_subject, old)) = self.cache.remove_entry(subject)
             && let Some(at) = old.expires
         {
-            self.expiries.remove(&(at, subject.clone()));
+            self.expiries.remove(&(at, old_subject));
         }
         let expires = match lifetime {
-            Lifetime::None => None,
             Lifetime::For(d) => Some(now + d),
-            Lifetime::Forever => None,
+            Lifetime::None | Lifetime::Forever => None,
         };
-        if lifetime != Lifetime::None {
+        if let Some(payload) = payload.as_ref().filter(|_| cached) {
             if let Some(at) = expires {
-                self.expiries.insert((at, subject.clone()), ());
+                self.expiries.insert((at, subject_arc()), ());
             }
             self.cache.insert(
-                subject.clone(),
+                subject_arc(),
                 Cached {
                     payload: payload.clone(),
                     posted: now,
@@ -237,48 +265,49 @@ impl PublisherState {
         }
         let mut delivered = 0;
         // Subscribers behind one link share one copy: the next process fans it out.
-        let mut links: Vec<(u64, &Arc<Outbound>)> = Vec::new();
+        let mut links = std::mem::take(&mut self.links);
         for id in &matched {
             let Some(sub) = self.subscriptions.get(id) else {
                 continue;
             };
             match &sub.delivery {
                 Delivery::Local(queue) => {
-                    queue.push(ReportEvent::Report(Report::new(
-                        publisher.clone(),
-                        subject.clone(),
-                        payload.clone(),
-                        Some(sub.pattern.clone()),
-                        false,
-                    )));
-                    delivered += 1;
+                    if let Some(payload) = &payload {
+                        queue.push(ReportEvent::Report(Report::new(
+                            publisher.clone(),
+                            subject_arc(),
+                            payload.clone(),
+                            Some(sub.pattern.clone()),
+                            false,
+                        )));
+                        delivered += 1;
+                    }
                 }
                 Delivery::Link { link, outbound, .. } => {
                     if !links.iter().any(|(l, _)| l == link) {
-                        links.push((*link, outbound));
+                        links.push((*link, outbound.clone()));
                     }
                 }
             }
         }
         let mut congested = Vec::new();
         if !links.is_empty() {
-            let key = (Text::from(publisher.address()), Text::from(&*subject));
-            let frame = Frame::Report {
-                publisher: key.0.clone(),
-                subject: key.1.clone(),
+            self.frame.clear();
+            wire::encode_report(
+                publisher.address(),
+                subject,
                 seq,
-                payload: payload.bytes()?,
-            };
-            let mut buf = BytesMut::new();
-            wire::encode(&frame, &mut buf);
-            let raw = buf.freeze();
-            for (_, outbound) in links {
-                outbound.push_report(raw.clone(), key.clone());
-                if outbound.is_congested() {
-                    congested.push(outbound.clone());
+                &self.encoded,
+                &mut self.frame,
+            );
+            for (_, outbound) in links.drain(..) {
+                let key = || (Text::from(publisher.address()), Text::from(subject));
+                if outbound.push_report(&self.frame, key) {
+                    congested.push(outbound);
                 }
             }
         }
+        self.links = links;
         self.matched = matched;
         Ok(Published {
             delivered,
@@ -376,6 +405,36 @@ impl PublisherState {
         subjects.sort();
         subjects
     }
+}
+
+/// Checks `content` and puts it in the forms the publish needs: a shared [`Payload`] if it
+/// is cached or delivered in this runtime, its wire encoding (appended to `encoded`) if it
+/// crosses a link.
+fn encode_content(
+    content: Value,
+    shared: bool,
+    remote: bool,
+    limits: &Limits,
+    encoded: &mut Vec<u8>,
+) -> Result<Option<Payload>, ValueError> {
+    if shared {
+        let payload = Payload::from_value(content, limits)?;
+        if remote {
+            encoded.extend_from_slice(&payload.bytes()?);
+        }
+        return Ok(Some(payload));
+    }
+    if remote {
+        // What crosses a link obeys the wire's limits as well as the runtime's.
+        let wire = Limits {
+            max_depth: limits.max_depth.min(Limits::DEFAULT.max_depth),
+            max_size: Limits::DEFAULT.max_size,
+        };
+        value::encode_into(&content, encoded, &wire)?;
+    } else {
+        check_depth(&content, limits.max_depth)?;
+    }
+    Ok(None)
 }
 
 /// A cached report is live until the instant it expires (exclusive): exact expiry even

@@ -1,6 +1,7 @@
 //! One task per link: the handshake, then reading frames into the runtime's state and
 //! writing the link's outbound queue to the socket, with heartbeats both ways.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -71,6 +72,10 @@ impl AsyncWrite for Stream {
 /// CLOSE frame: a peer that does not read must not keep the link (and everything routed
 /// through it) alive.
 const FLUSH_ON_CLOSE: Duration = Duration::from_millis(200);
+
+/// The read buffer's size bounds: it starts small and doubles while reads fill it.
+const READ_MIN: usize = 4 * 1024;
+const READ_MAX: usize = 64 * 1024;
 
 /// How a link ended.
 #[derive(Debug)]
@@ -270,7 +275,7 @@ async fn run(
     let rt = &exchange.runtime;
     let config = &exchange.config;
     let decoder = Decoder::new(config.max_frame);
-    let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    let mut rbuf = BytesMut::with_capacity(READ_MIN);
     let hello = Hello {
         version: wire::PROTOCOL_VERSION,
         role: exchange.role,
@@ -414,13 +419,19 @@ async fn drive(
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut stop = exchange.stop.subscribe();
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut pending = BytesMut::with_capacity(64 * 1024);
-    let mut next = BytesMut::with_capacity(64 * 1024);
+    // Empty until there is something to write: idle links cost little memory.
+    let mut pending = BytesMut::new();
+    let mut next = BytesMut::new();
+    let mut read_size = READ_MIN;
+    let mut read_since_tick = false;
     let mut last_rx = Instant::now();
     let mut last_tx = Instant::now();
-    let mut frames = Vec::new();
+    let mut frames = VecDeque::new();
     let mut actions = Vec::new();
     let mut stopping = false;
+    // Congested links this link's reports go to: reading pauses until they drain.
+    let mut held: Vec<Arc<Outbound>> = Vec::new();
+    let mut held_until = Instant::now();
 
     // Frames that arrived with the HELLO.
     if let Err((code, reason)) = take_frames(decoder, &mut rbuf, &mut frames) {
@@ -433,23 +444,56 @@ async fn drive(
         return reason;
     }
     loop {
-        if !frames.is_empty() {
+        if !frames.is_empty() && held.is_empty() {
             {
                 let now = Instant::now();
                 let mut core = rt.core.lock();
-                for (frame, raw) in frames.drain(..) {
+                while let Some((frame, raw)) = frames.pop_front() {
                     if let Frame::Close { code, reason } = &frame {
                         return format!("closed by peer: {code}: {reason}");
                     }
                     core.handle_frame(id, frame, &raw, now, &mut actions);
+                    // The rest of the batch waits until the congested link has drained:
+                    // forwarding it now would only coalesce it.
+                    if actions.iter().any(|a| matches!(a, Action::Backpressure(_))) {
+                        break;
+                    }
                 }
             }
             for action in actions.drain(..) {
-                perform(exchange, id, action);
+                match action {
+                    Action::Backpressure(downstream) => {
+                        if !exchange.config.backpressure_limit.is_zero() {
+                            held.push(downstream);
+                        }
+                    }
+                    action => perform(exchange, id, action),
+                }
             }
+            if !held.is_empty() {
+                held_until = Instant::now() + exchange.config.backpressure_limit;
+            }
+            // Let the links this batch fed write before reading more: on a single-threaded
+            // runtime a busy reader would otherwise fill their queues up to the soft limit
+            // before they ever ran.
+            tokio::task::yield_now().await;
+        }
+        // Read in chunks that grow while the peer fills them, so a busy link makes few
+        // system calls and an idle one keeps a small buffer.
+        if rbuf.capacity() - rbuf.len() < read_size {
+            rbuf.reserve(read_size);
         }
         tokio::select! {
-            read = reader.read_buf(&mut rbuf) => match read {
+            () = drained(held.clone(), held_until), if !held.is_empty() => {
+                for downstream in held.drain(..) {
+                    if downstream.applies_backpressure() {
+                        downstream.mark_slow();
+                    }
+                }
+                // The peer's frames waited in the socket meanwhile: it was not silent.
+                last_rx = Instant::now();
+            }
+            read = reader.read_buf(&mut rbuf), if held.is_empty() => match read {
                 Ok(0) if rbuf.is_empty() => return "connection closed by peer".to_owned(),
                 Ok(0) => {
                     // The peer stopped sending in the middle of a frame; it may still read.
@@ -461,8 +505,12 @@ async fn drive(
                     let _ = tokio::time::timeout(FLUSH_ON_CLOSE, flush_close(&mut writer, outbound, &mut pending)).await;
                     return reason;
                 }
-                Ok(_) => {
+                Ok(n) => {
                     last_rx = Instant::now();
+                    read_since_tick = true;
+                    if n >= read_size && read_size < READ_MAX {
+                        read_size *= 2;
+                    }
                     if let Err((code, reason)) = take_frames(decoder, &mut rbuf, &mut frames) {
                         outbound.close(code, reason.clone(), false);
                         // Bounded: a peer that does not read must not keep the link alive.
@@ -477,6 +525,7 @@ async fn drive(
                     let closing = outbound.closing().map(|c| format!("closed: {}: {}", c.code, c.reason));
                     return closing.unwrap_or_else(|| "closed".to_owned());
                 }
+                // Both empty buffers keep their capacity for the next turn.
                 std::mem::swap(&mut pending, &mut next);
             }
             written = writer.write_buf(&mut pending), if !pending.is_empty() => match written {
@@ -486,7 +535,7 @@ async fn drive(
             },
             _ = tick.tick() => {
                 let now = Instant::now();
-                if now.duration_since(last_rx) > silence_limit {
+                if held.is_empty() && now.duration_since(last_rx) > silence_limit {
                     let reason = format!("no frame from the peer for {:.1} s", silence_limit.as_secs_f64());
                     outbound.close(CloseCode::HeartbeatTimeout, reason.clone(), false);
                     let _ = tokio::time::timeout(FLUSH_ON_CLOSE, flush_close(&mut writer, outbound, &mut pending)).await;
@@ -495,6 +544,11 @@ async fn drive(
                 if now.duration_since(last_tx) >= heartbeat && pending.is_empty() {
                     outbound.push(Frame::Heartbeat);
                 }
+                if !read_since_tick && rbuf.is_empty() && rbuf.capacity() > READ_MIN {
+                    rbuf = BytesMut::new();
+                    read_size = READ_MIN;
+                }
+                read_since_tick = false;
             }
             _ = stopped(&mut stop), if !stopping => {
                 stopping = true;
@@ -504,16 +558,26 @@ async fn drive(
     }
 }
 
+/// Completes when every link in `held` is back under its soft limit, or at `until`.
+async fn drained(held: Vec<Arc<Outbound>>, until: Instant) {
+    let _ = tokio::time::timeout_at(until, async {
+        for downstream in &held {
+            downstream.uncongested().await;
+        }
+    })
+    .await;
+}
+
 /// Decodes every whole frame in `rbuf`; on error, how to close the link (PROTOCOL.md §2: an
 /// oversized frame is `FrameTooLarge`, anything else undecodable a protocol error).
 fn take_frames(
     decoder: &Decoder,
     rbuf: &mut BytesMut,
-    frames: &mut Vec<(Frame, bytes::Bytes)>,
+    frames: &mut VecDeque<(Frame, bytes::Bytes)>,
 ) -> Result<(), (CloseCode, String)> {
     loop {
         match decoder.decode(rbuf) {
-            Ok(Some(frame)) => frames.push(frame),
+            Ok(Some(frame)) => frames.push_back(frame),
             Ok(None) => return Ok(()),
             Err(e @ WireError::FrameTooLarge { .. }) => {
                 return Err((CloseCode::FrameTooLarge, e.to_string()));
@@ -574,6 +638,7 @@ fn perform(exchange: &ExchangeShared, id: u64, action: Action) {
             };
             service.dispatch(request, responder, rt);
         }
+        Action::Backpressure(_) => {} // the link's loop handles it
         Action::Resynced => {
             let event = exchange.state.lock().links.get(&id).cloned();
             if let Some(mut event) = event {

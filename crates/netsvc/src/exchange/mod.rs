@@ -69,6 +69,13 @@ pub struct ExchangeConfig {
     pub queue_hard_limit: usize,
     /// Most links a server accepts at once (default 10,000).
     pub max_connections: usize,
+    /// How long a link may stop reading while a link it forwards reports to is over its
+    /// soft limit (default 500 ms). Backpressure so carries a slow subscriber's pace back,
+    /// hop by hop, to the publisher, whose own link then fills (`publish_paced` waits,
+    /// `publish` coalesces at the source). A link that stays congested longer is treated as
+    /// a slow consumer: it no longer holds others back, and its reports coalesce, until it
+    /// has drained to half its soft limit. Zero turns backpressure off.
+    pub backpressure_limit: Duration,
 }
 
 impl Default for ExchangeConfig {
@@ -81,6 +88,7 @@ impl Default for ExchangeConfig {
             queue_soft_limit: 8 << 20,
             queue_hard_limit: 64 << 20,
             max_connections: 10_000,
+            backpressure_limit: Duration::from_millis(500),
         }
     }
 }

@@ -10,7 +10,14 @@
 //! - requests are refused past the soft limit: the caller gets failure 51 at once;
 //! - reports past the soft limit replace the queued report of the same publisher and
 //!   subject (the peer ends up with the latest value of each subject); reports that cannot
-//!   be coalesced are dropped past the hard limit.
+//!   be coalesced are dropped past the hard limit. The peer is told how many reports of each
+//!   publisher it lost with a MISSED frame.
+//!
+//! While the peer keeps up, frames are encoded straight into one contiguous buffer that the
+//! link task takes whole (a pointer swap) and writes with one system call: no allocation,
+//! no per-frame bookkeeping. Only once the soft limit is passed do new frames queue one by
+//! one in a backlog, where reports can still be coalesced; the backlog is written after the
+//! buffer, so the order of frames on the link never changes.
 
 use std::collections::VecDeque;
 
@@ -31,17 +38,23 @@ pub(crate) struct QueueLimits {
 /// (publisher address, subject): reports with the same key may be coalesced.
 pub(crate) type ReportKey = (Text, Text);
 
+/// Buffers that grew past this while the peer was behind are freed once written, so a
+/// burst does not pin its peak memory on every link for the link's lifetime.
+const KEEP_CAPACITY: usize = 256 * 1024;
+
+/// The most the link task takes from the backlog at once (the buffer is taken whole).
+const BACKLOG_BATCH: usize = 256 * 1024;
+
+/// A frame queued in the backlog.
 enum Item {
-    Frame(Frame),
-    Raw(Bytes),
+    Control(Bytes),
     Report { raw: Bytes, key: ReportKey },
 }
 
 impl Item {
     fn size(&self) -> usize {
         match self {
-            Self::Frame(f) => wire::size_bound(f),
-            Self::Raw(b) | Self::Report { raw: b, .. } => b.len(),
+            Self::Control(b) | Self::Report { raw: b, .. } => b.len(),
         }
     }
 }
@@ -55,17 +68,80 @@ pub(crate) struct Closing {
 
 #[derive(Default)]
 struct State {
-    items: VecDeque<Item>,
+    /// Encoded frames, in order, ahead of everything in `backlog`.
+    flat: BytesMut,
+    /// Frames queued since the soft limit was passed, until the link task has caught up.
+    backlog: VecDeque<Item>,
+    /// Sequence number of the backlog's front item.
     head_seq: u64,
-    bytes: usize,
-    /// Only while over the soft limit: report key → sequence number of its queued report.
-    coalesce: Option<FastMap<ReportKey, u64>>,
+    backlog_bytes: usize,
+    /// Report key → sequence number of its newest report in the backlog.
+    coalesce: FastMap<ReportKey, u64>,
     coalesced: u64,
     dropped: u64,
     /// Reports lost per publisher since the peer was last told (with a MISSED frame).
     untold: FastMap<Text, u64>,
     closing: Option<Closing>,
     close_sent: bool,
+    /// Set when this link stayed congested past the backpressure limit: links feeding it
+    /// stop waiting for it until it has drained to half its soft limit.
+    slow: bool,
+}
+
+impl State {
+    fn queued(&self) -> usize {
+        self.flat.len() + self.backlog_bytes
+    }
+
+    fn push_backlog(&mut self, item: Item) {
+        if let Item::Report { key, .. } = &item {
+            let seq = self.head_seq + self.backlog.len() as u64;
+            self.coalesce.insert(key.clone(), seq);
+        }
+        self.backlog_bytes += item.size();
+        self.backlog.push_back(item);
+    }
+
+    /// Moves queued frames to `out` (at least everything in `flat`); whether any moved.
+    fn take(&mut self, out: &mut BytesMut) -> bool {
+        let mut any = false;
+        if !self.flat.is_empty() {
+            if out.is_empty() {
+                std::mem::swap(out, &mut self.flat);
+            } else {
+                out.extend_from_slice(&self.flat);
+                self.flat.clear();
+            }
+            any = true;
+        }
+        while out.len() < BACKLOG_BATCH {
+            let Some(item) = self.backlog.pop_front() else {
+                break;
+            };
+            self.backlog_bytes -= item.size();
+            let seq = self.head_seq;
+            self.head_seq += 1;
+            match item {
+                Item::Control(raw) => out.extend_from_slice(&raw),
+                Item::Report { raw, key } => {
+                    out.extend_from_slice(&raw);
+                    if self.coalesce.get(&key) == Some(&seq) {
+                        self.coalesce.remove(&key);
+                    }
+                }
+            }
+            any = true;
+        }
+        if self.backlog.is_empty() && self.coalesce.capacity() > 64 {
+            self.coalesce = FastMap::default();
+        }
+        // Tell the peer what it lost, after the reports that replaced them.
+        for (publisher, count) in self.untold.drain() {
+            wire::encode(&Frame::Missed { publisher, count }, out);
+            any = true;
+        }
+        any
+    }
 }
 
 /// One link's outbound queue.
@@ -81,8 +157,8 @@ impl std::fmt::Debug for Outbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = self.state.lock();
         f.debug_struct("Outbound")
-            .field("queued", &s.items.len())
-            .field("bytes", &s.bytes)
+            .field("bytes", &s.queued())
+            .field("backlog", &s.backlog.len())
             .finish()
     }
 }
@@ -100,7 +176,22 @@ impl Outbound {
     /// Whether the queue is over its soft limit (reports are being coalesced).
     pub(crate) fn is_congested(&self) -> bool {
         let s = self.state.lock();
-        s.bytes > self.limits.soft && s.closing.is_none()
+        s.queued() > self.limits.soft && s.closing.is_none()
+    }
+
+    /// Whether links that forward reports to this one should wait for it: it is congested
+    /// and has not been declared a slow consumer.
+    pub(crate) fn applies_backpressure(&self) -> bool {
+        let s = self.state.lock();
+        s.queued() > self.limits.soft && s.closing.is_none() && !s.slow
+    }
+
+    /// Declares the peer a slow consumer (it stayed congested past the backpressure limit).
+    pub(crate) fn mark_slow(&self) {
+        let mut s = self.state.lock();
+        if s.queued() > self.limits.soft {
+            s.slow = true;
+        }
     }
 
     /// Waits until the queue is back under its soft limit, or closed.
@@ -118,23 +209,31 @@ impl Outbound {
 
     /// Queues a control frame.
     pub(crate) fn push(&self, frame: Frame) {
-        self.push_item(Item::Frame(frame));
+        self.push_control(|out| {
+            wire::encode(&frame, out);
+        });
     }
 
-    /// Queues already-encoded control bytes.
-    pub(crate) fn push_raw(&self, raw: Bytes) {
-        self.push_item(Item::Raw(raw));
+    /// Queues already-encoded control frames.
+    pub(crate) fn push_raw(&self, raw: &[u8]) {
+        self.push_control(|out| out.extend_from_slice(raw));
     }
 
-    fn push_item(&self, item: Item) {
+    fn push_control(&self, encode: impl FnOnce(&mut BytesMut)) {
         let mut s = self.state.lock();
         if s.closing.is_some() {
             return;
         }
-        s.bytes += item.size();
-        s.items.push_back(item);
-        if s.bytes > self.limits.hard {
-            let queued = s.bytes;
+        let was_empty = s.queued() == 0;
+        if s.backlog.is_empty() {
+            encode(&mut s.flat);
+        } else {
+            let mut buf = BytesMut::new();
+            encode(&mut buf);
+            s.push_backlog(Item::Control(buf.freeze()));
+        }
+        let queued = s.queued();
+        if queued > self.limits.hard {
             self.close_locked(
                 &mut s,
                 CloseCode::SlowConsumer,
@@ -146,14 +245,16 @@ impl Outbound {
             );
         }
         drop(s);
-        self.notify.notify_one();
+        if was_empty {
+            self.notify.notify_one();
+        }
     }
 
     /// Queues a request unless the queue is over its soft limit.
     pub(crate) fn try_push_request(&self, frame: Frame) -> bool {
         {
             let s = self.state.lock();
-            if s.closing.is_some() || s.bytes > self.limits.soft {
+            if s.closing.is_some() || s.queued() > self.limits.soft {
                 return false;
             }
         }
@@ -162,57 +263,52 @@ impl Outbound {
     }
 
     /// Queues an encoded REPORT frame, coalescing or dropping it when the peer is behind.
-    pub(crate) fn push_report(&self, raw: Bytes, key: ReportKey) {
+    /// `key` is only asked for then. Returns whether the queue is now congested (over its
+    /// soft limit), for publishers that pace themselves.
+    pub(crate) fn push_report(&self, raw: &[u8], key: impl FnOnce() -> ReportKey) -> bool {
         let mut s = self.state.lock();
         if s.closing.is_some() {
-            return;
+            return false;
         }
-        if s.bytes > self.limits.soft {
-            if s.coalesce.is_none() {
-                let head = s.head_seq;
-                let index = s
-                    .items
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, item)| match item {
-                        Item::Report { key, .. } => Some((key.clone(), head + i as u64)),
-                        _ => None,
-                    })
-                    .collect();
-                s.coalesce = Some(index);
-            }
-            let found = s
-                .coalesce
-                .as_ref()
-                .and_then(|index| index.get(&key).copied());
-            if let Some(seq) = found {
+        let queued = s.queued();
+        let was_empty = queued == 0;
+        if queued > self.limits.soft {
+            let key = key();
+            if let Some(&seq) = s.coalesce.get(&key) {
                 let pos = (seq - s.head_seq) as usize;
-                let new_size = raw.len();
-                if let Some(Item::Report { raw: old, .. }) = s.items.get_mut(pos) {
+                if let Some(Item::Report { raw: old, .. }) = s.backlog.get_mut(pos) {
                     let old_size = old.len();
-                    *old = raw;
-                    s.bytes = s.bytes - old_size + new_size;
+                    *old = Bytes::copy_from_slice(raw);
+                    s.backlog_bytes = s.backlog_bytes - old_size + raw.len();
                     s.coalesced += 1;
                     *s.untold.entry(key.0).or_default() += 1;
-                    return;
+                    return true;
                 }
             }
-            if s.bytes > self.limits.hard {
+            if queued > self.limits.hard {
                 s.dropped += 1;
                 *s.untold.entry(key.0).or_default() += 1;
-                return;
+                return true;
             }
+            s.push_backlog(Item::Report {
+                raw: Bytes::copy_from_slice(raw),
+                key,
+            });
+        } else if s.backlog.is_empty() {
+            s.flat.extend_from_slice(raw);
         } else {
-            s.coalesce = None;
+            let key = key();
+            s.push_backlog(Item::Report {
+                raw: Bytes::copy_from_slice(raw),
+                key,
+            });
         }
-        let seq = s.head_seq + s.items.len() as u64;
-        if let Some(index) = &mut s.coalesce {
-            index.insert(key.clone(), seq);
-        }
-        s.bytes += raw.len();
-        s.items.push_back(Item::Report { raw, key });
+        let congested = s.queued() > self.limits.soft;
         drop(s);
-        self.notify.notify_one();
+        if was_empty {
+            self.notify.notify_one();
+        }
+        congested
     }
 
     /// Ends the link: with `drain`, after the queued frames; otherwise at once. A CLOSE
@@ -230,9 +326,10 @@ impl Outbound {
     fn close_locked(&self, s: &mut State, code: CloseCode, reason: String, drain: bool) {
         s.closing = Some(Closing { code, reason });
         if !drain {
-            s.items.clear();
-            s.bytes = 0;
-            s.coalesce = None;
+            s.flat = BytesMut::new();
+            s.backlog.clear();
+            s.backlog_bytes = 0;
+            s.coalesce.clear();
         }
     }
 
@@ -248,41 +345,23 @@ impl Outbound {
         (s.coalesced, s.dropped)
     }
 
-    /// Waits for queued frames and encodes a batch of them into `out`. Returns false when
-    /// the queue is closed and nothing is left to send (the CLOSE frame included).
+    /// Waits for queued frames and moves a batch of them into `out` (taking the queue's
+    /// buffer whole when `out` is empty). Returns false when the queue is closed and nothing
+    /// is left to send (the CLOSE frame included).
     pub(crate) async fn next_batch(&self, out: &mut BytesMut) -> bool {
-        const BATCH_BYTES: usize = 256 * 1024;
+        if out.is_empty() && out.capacity() > KEEP_CAPACITY {
+            *out = BytesMut::new();
+        }
         loop {
             {
                 let mut s = self.state.lock();
-                let mut any = false;
-                while out.len() < BATCH_BYTES {
-                    let Some(item) = s.items.pop_front() else {
-                        break;
-                    };
-                    s.bytes -= item.size();
-                    let head = s.head_seq;
-                    if let (Some(index), Item::Report { key, .. }) = (&mut s.coalesce, &item)
-                        && index.get(key) == Some(&head)
-                    {
-                        index.remove(key);
-                    }
-                    s.head_seq += 1;
-                    match item {
-                        Item::Frame(f) => {
-                            wire::encode(&f, out);
-                        }
-                        Item::Raw(b) | Item::Report { raw: b, .. } => out.extend_from_slice(&b),
-                    }
-                    any = true;
-                }
-                if any {
-                    // Tell the peer what it lost, after the reports that replaced them.
-                    for (publisher, count) in s.untold.drain() {
-                        wire::encode(&Frame::Missed { publisher, count }, out);
-                    }
-                    if s.bytes <= self.limits.soft {
+                if s.take(out) {
+                    let queued = s.queued();
+                    if queued <= self.limits.soft {
                         self.drained.notify_waiters();
+                    }
+                    if queued <= self.limits.soft / 2 {
+                        s.slow = false;
                     }
                     return true;
                 }
@@ -301,5 +380,93 @@ impl Outbound {
             }
             self.notify.notified().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> QueueLimits {
+        QueueLimits {
+            soft: 100,
+            hard: 1000,
+        }
+    }
+
+    fn key(subject: &str) -> ReportKey {
+        (Text::from("p"), Text::from(subject))
+    }
+
+    async fn drain(q: &Outbound) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        assert!(q.next_batch(&mut out).await);
+        out.to_vec()
+    }
+
+    #[tokio::test]
+    async fn frames_keep_their_order_across_the_soft_limit() {
+        let q = Outbound::new(limits());
+        q.push_raw(&[1; 60]);
+        assert!(!q.push_report(&[2; 30], || key("a")));
+        // Over the soft limit now: these go to the backlog, after the buffer.
+        assert!(q.push_report(&[3; 30], || key("b")));
+        q.push_raw(&[4; 10]);
+        let out = drain(&q).await;
+        let mut expected = vec![1; 60];
+        expected.extend([2; 30]);
+        expected.extend([3; 30]);
+        expected.extend([4; 10]);
+        assert_eq!(out, expected);
+        assert!(!q.is_congested());
+    }
+
+    #[tokio::test]
+    async fn congested_reports_replace_the_queued_one_of_their_subject() {
+        let q = Outbound::new(limits());
+        q.push_raw(&[0; 101]);
+        assert!(q.push_report(&[1; 10], || key("a")));
+        assert!(q.push_report(&[2; 10], || key("b")));
+        assert!(q.push_report(&[3; 10], || key("a")));
+        assert_eq!(q.report_losses(), (1, 0));
+        let out = drain(&q).await;
+        assert_eq!(&out[101..111], &[3; 10]);
+        assert_eq!(&out[111..121], &[2; 10]);
+        // Then the MISSED frame telling the peer that one report of `p` was lost.
+        let mut missed = BytesMut::new();
+        wire::encode(
+            &Frame::Missed {
+                publisher: Text::from("p"),
+                count: 1,
+            },
+            &mut missed,
+        );
+        assert_eq!(&out[121..], &missed[..]);
+    }
+
+    #[tokio::test]
+    async fn control_frames_past_the_hard_limit_close_the_link() {
+        let q = Outbound::new(limits());
+        q.push_raw(&[0; 1001]);
+        let closing = q.closing().expect("closed");
+        assert_eq!(closing.code, CloseCode::SlowConsumer);
+        // Nothing but the CLOSE frame is sent, then the queue is done.
+        let mut out = BytesMut::new();
+        assert!(q.next_batch(&mut out).await);
+        out.clear();
+        assert!(!q.next_batch(&mut out).await);
+    }
+
+    #[tokio::test]
+    async fn uncoalescable_reports_past_the_hard_limit_are_dropped_and_counted() {
+        let q = Outbound::new(limits());
+        q.push_raw(&[0; 101]);
+        for i in 0..200 {
+            q.push_report(&[1; 10], || key(&format!("s{i}")));
+        }
+        let (coalesced, dropped) = q.report_losses();
+        assert_eq!(coalesced, 0);
+        assert!(dropped > 0);
+        assert!(q.closing().is_none());
     }
 }

@@ -333,3 +333,85 @@ async fn congested_links_coalesce_unless_the_publisher_paces_itself() {
     assert_eq!(last_burst, n, "the latest value always arrives");
     println!("unpaced burst: {received} of {n} delivered, {missed} coalesced and reported missed");
 }
+
+/// Backpressure crosses the hub: while a subscriber's process stops reading, the hub stops
+/// reading the publisher's link, the publisher's own link fills, and `publish_paced` waits.
+/// Nothing is coalesced anywhere, although far more than every queue's soft limit (and the
+/// kernel's socket buffers) is published meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_publisher_waits_for_a_stalled_subscriber_behind_the_hub() {
+    // Default heartbeats: the frozen subscriber must not be taken for dead.
+    let mut small = netsvc::ExchangeConfig::default();
+    small.queue_soft_limit = 64 * 1024;
+    small.backpressure_limit = Duration::from_secs(30);
+    let hrt = Runtime::new();
+    let hex = Exchange::server(&hrt)
+        .config(small.clone())
+        .build()
+        .unwrap();
+    let address = hex.listen("127.0.0.1:0").await.unwrap().to_string();
+    let prt = Runtime::new();
+    let pex = Exchange::client(&prt).config(small).build().unwrap();
+    pex.connect(&address, quick()).unwrap();
+    let publisher = prt.service("fast").build().unwrap();
+
+    // The subscriber's runtime runs on a thread of its own, which the test can freeze.
+    let n: i64 = 20_000;
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (freeze_tx, freeze_rx) = std::sync::mpsc::channel::<Duration>();
+    let subscriber = std::thread::spawn(move || {
+        let tokio_rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio_rt.block_on(async move {
+            let mut config = netsvc::RuntimeConfig::default();
+            config.report_capacity = 1 << 20;
+            let srt = Runtime::with_config(config).unwrap();
+            let sex = Exchange::client(&srt).build().unwrap();
+            sex.connect(&address, quick()).unwrap();
+            let sub = srt.service("slow").build().unwrap();
+            let mut m = sub.monitor_reports("fast", "*").unwrap();
+            reports(&mut m, 1).await;
+            ready_tx.send(()).unwrap();
+            // Stop everything this runtime does (its link task included) for a while.
+            std::thread::sleep(freeze_rx.recv().unwrap());
+            let (mut last, mut missed) = (0, 0);
+            within(async {
+                while last < n {
+                    match m.recv().await.unwrap() {
+                        ReportEvent::Report(r) if r.subject() == "count" => {
+                            let v = r.value().unwrap().as_list().unwrap()[0].as_i64().unwrap();
+                            assert_eq!(v, last + 1, "every report, in order");
+                            last = v;
+                        }
+                        ReportEvent::Missed(count) => missed += count,
+                        _ => {}
+                    }
+                }
+            })
+            .await;
+            missed
+        })
+    });
+    publisher.publish("ready", 0, Lifetime::Forever).unwrap();
+    within(ready_rx).await.unwrap();
+    freeze_tx.send(Duration::from_millis(1500)).unwrap();
+    let padding = netsvc::Value::Bytes(vec![0; 1024]);
+    let started = std::time::Instant::now();
+    for i in 1..=n {
+        let report = netsvc::Value::List(vec![i.into(), padding.clone()]);
+        publisher
+            .publish_paced("count", report, Lifetime::None)
+            .await
+            .unwrap();
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "20 MiB cannot all have been queued while the subscriber was frozen"
+    );
+    let missed = tokio::task::spawn_blocking(move || subscriber.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(missed, 0, "nothing coalesced on the way");
+}
