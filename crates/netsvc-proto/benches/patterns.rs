@@ -72,5 +72,42 @@ fn bench_matching(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_matching);
+/// The hub's common case: every subscription is a literal subject (`bench`, `mem.<i>.<j>`),
+/// so no wildcard state exists and a report should cost one exact lookup.
+fn bench_literal_only(c: &mut Criterion) {
+    let mut index = PatternIndex::new();
+    for i in 0..1_000u64 {
+        for j in 0..10 {
+            let pattern = Pattern::new(&format!("mem.{i}.{j}")).expect("valid pattern");
+            index.insert(&pattern, i * 10 + j);
+        }
+    }
+    let single = {
+        let mut single = PatternIndex::new();
+        single.insert(&Pattern::new("bench").expect("valid pattern"), 1u64);
+        single
+    };
+    let mut group = c.benchmark_group("match_literals_only");
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for (name, index, subject, expected) in [
+        ("10k-hit", &index, "mem.123.4", 1),
+        ("10k-miss", &index, "mem.123.45", 0),
+        ("1-bench", &single, "bench", 1),
+    ] {
+        assert_eq!(index.matches(subject).len(), expected, "{subject}");
+        group.bench_with_input(BenchmarkId::new("index", name), subject, |b, subject| {
+            b.iter(|| {
+                let mut hits = 0u64;
+                index.for_each_match(black_box(subject), |_, key| hits += *key);
+                hits
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_matching, bench_literal_only);
 criterion_main!(benches);

@@ -17,14 +17,18 @@
 //!
 //! A service that forwards reports holds thousands of subscriptions; testing each one against
 //! every report would make the cost of a report grow with the number of subscribers.
-//! [`PatternIndex`] instead keeps the patterns in a character trie and runs the subject through
-//! it once, so the cost depends on the subject and on how many patterns are "still alive" while
-//! reading it, not on how many patterns are stored.
+//! [`PatternIndex`] instead looks literal patterns up by the subject in a hash map and keeps
+//! the wildcard patterns in a character trie that it runs the subject through once, so the cost
+//! depends on the subject and on how many wildcard patterns are "still alive" while reading it,
+//! not on how many patterns are stored.
 
-use std::collections::HashSet;
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
+
+use foldhash::fast::RandomState;
 
 use crate::names::{NameError, check_pattern};
 
@@ -34,7 +38,9 @@ use crate::names::{NameError, check_pattern};
 /// are the same subscription) and keeps the trie in [`PatternIndex`] free of redundant states.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pattern {
-    text: String,
+    // A box rather than a String: patterns never change, and the index stores one copy per
+    // pattern, so the capacity word is pure overhead.
+    text: Box<str>,
     // Cached because the routing layer asks on every subscription and the answer never changes.
     literal: bool,
 }
@@ -56,7 +62,7 @@ impl Pattern {
         }
         let literal = !normalised.contains(['*', '?']);
         Ok(Self {
-            text: normalised,
+            text: normalised.into_boxed_str(),
             literal,
         })
     }
@@ -78,7 +84,7 @@ impl Pattern {
     /// `O(len(pattern) × len(subject))` without allocating.
     pub fn matches(&self, subject: &str) -> bool {
         if self.literal {
-            return self.text == subject;
+            return &*self.text == subject;
         }
         glob_match(&self.text, subject)
     }
@@ -165,11 +171,11 @@ impl TryFrom<String> for Pattern {
 
 impl From<Pattern> for String {
     fn from(pattern: Pattern) -> Self {
-        pattern.text
+        pattern.text.into_string()
     }
 }
 
-/// Index of a trie node in [`PatternIndex::nodes`].
+/// Index of a trie node in [`Trie::nodes`].
 type NodeId = u32;
 
 /// "No such child"; `u32` ids keep nodes small, and no index holds four billion nodes.
@@ -188,7 +194,7 @@ struct Node<K> {
     literals: Vec<(char, NodeId)>,
     any_one: NodeId,
     star: NodeId,
-    /// Present exactly when some pattern ends here; never holds an empty key set.
+    /// Present exactly when some pattern ends here.
     terminal: Option<Box<Terminal<K>>>,
 }
 
@@ -216,22 +222,109 @@ impl<K> Node<K> {
     }
 }
 
-/// The pattern ending at a node and every key registered for it.
+/// The pattern ending at a trie node and every key registered for it.
 #[derive(Clone)]
 struct Terminal<K> {
     pattern: Pattern,
-    // A set rather than a Vec so that a pattern with many subscribers (`*` for a logger on
-    // every node, say) does not make insert and remove quadratic.
-    keys: HashSet<K>,
+    keys: Keys<K>,
+}
+
+/// The keys stored under one pattern; never empty.
+#[derive(Clone)]
+enum Keys<K> {
+    /// Nearly every pattern has a single subscriber, so that case costs no allocation.
+    One(K),
+    /// Always two keys or more. A set rather than a Vec so that a pattern with many
+    /// subscribers (`*` for a logger on every node, say) does not make insert and remove
+    /// quadratic; boxed so that it does not widen the common case.
+    #[allow(
+        clippy::box_collection,
+        reason = "an inline set would make every entry 24 bytes wider for the rare case"
+    )]
+    Many(Box<HashSet<K, RandomState>>),
+}
+
+impl<K> Keys<K> {
+    fn iter(&self) -> impl Iterator<Item = &K> {
+        let (one, many) = match self {
+            Self::One(key) => (Some(key), None),
+            Self::Many(set) => (None, Some(set.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
+
+impl<K: Eq + Hash> Keys<K> {
+    /// Adds `key`; returns `false` if it was already present.
+    fn insert(&mut self, key: K) -> bool {
+        match self {
+            Self::Many(set) => set.insert(key),
+            Self::One(existing) => {
+                if *existing == key {
+                    return false;
+                }
+                let mut set = HashSet::with_capacity_and_hasher(2, RandomState::default());
+                set.insert(key);
+                if let Self::One(first) = std::mem::replace(self, Self::Many(Box::new(set)))
+                    && let Self::Many(set) = self
+                {
+                    set.insert(first);
+                }
+                true
+            }
+        }
+    }
+
+    /// Removes `key`: `None` if it was absent, otherwise whether no key is left (the caller
+    /// then drops the whole entry, which is why `One` never has to become empty).
+    fn remove(&mut self, key: &K) -> Option<bool> {
+        match self {
+            Self::One(existing) => (existing == key).then_some(true),
+            Self::Many(set) => {
+                if !set.remove(key) {
+                    return None;
+                }
+                if set.len() == 1 {
+                    // Back to the compact form, so that churn does not leave sets behind.
+                    let last = set.drain().next();
+                    if let Some(last) = last {
+                        *self = Self::One(last);
+                    }
+                }
+                Some(false)
+            }
+        }
+    }
+}
+
+/// A literal pattern as a map key that can be looked up by the subject it matches.
+///
+/// `Pattern` equality is text equality (its other field is derived from the text), so hashing
+/// the text alone keeps `Borrow<str>` consistent with `Eq`.
+#[derive(Clone, PartialEq, Eq)]
+struct LiteralKey(Pattern);
+
+impl Hash for LiteralKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.as_str().hash(state);
+    }
+}
+
+impl Borrow<str> for LiteralKey {
+    fn borrow(&self) -> &str {
+        self.0.as_str()
+    }
 }
 
 /// Finds every stored pattern that matches a subject without testing each pattern in turn.
 ///
 /// Each pattern is stored with one or more keys (a subscriber id, a connection handle…); the
-/// index holds a set of `(pattern, key)` pairs. Matching a subject reads it once, following
-/// all trie paths that are still consistent with the characters read so far, so its cost is
-/// `O(len(subject) × live states)`: patterns that diverge from the subject early cost nothing
-/// afterwards.
+/// index holds a set of `(pattern, key)` pairs. Literal patterns (no wildcard), by far the
+/// most common kind, live in a hash map keyed by the one subject they match, so they cost a
+/// single lookup per subject. Wildcard patterns live in a character trie that matching runs
+/// as an NFA, reading the subject once and following all paths still consistent with the
+/// characters read so far; that costs `O(len(subject) × live states)`, and nothing at all
+/// when no wildcard pattern is stored.
 ///
 /// ```
 /// use netsvc_proto::{Pattern, PatternIndex};
@@ -240,27 +333,28 @@ struct Terminal<K> {
 /// index.insert(&Pattern::new("sensor.*").unwrap(), "all sensors");
 /// index.insert(&Pattern::new("*.temp").unwrap(), "temperatures");
 /// index.insert(&Pattern::new("room?.light").unwrap(), "lights");
+/// index.insert(&Pattern::new("sensor.7.temp").unwrap(), "sensor 7");
 ///
 /// let mut hits = index.matches("sensor.7.temp");
 /// hits.sort();
-/// assert_eq!(hits, ["all sensors", "temperatures"]);
+/// assert_eq!(hits, ["all sensors", "sensor 7", "temperatures"]);
 /// assert!(!index.any_match("room12.light"));
 /// ```
 #[derive(Clone)]
 pub struct PatternIndex<K> {
-    /// Arena of trie nodes; node 0 is the root and is never freed.
-    nodes: Vec<Node<K>>,
-    /// Freed node slots, reused before the arena grows.
-    free: Vec<NodeId>,
-    /// Number of `(pattern, key)` pairs.
+    /// Literal patterns by their text.
+    literals: HashMap<LiteralKey, Keys<K>, RandomState>,
+    /// Patterns with a wildcard.
+    trie: Trie<K>,
+    /// Number of `(pattern, key)` pairs, in both parts.
     len: usize,
 }
 
 impl<K> Default for PatternIndex<K> {
     fn default() -> Self {
         Self {
-            nodes: vec![Node::new(NIL, '\0')],
-            free: Vec::new(),
+            literals: HashMap::default(),
+            trie: Trie::default(),
             len: 0,
         }
     }
@@ -269,10 +363,19 @@ impl<K> Default for PatternIndex<K> {
 impl<K: fmt::Debug> fmt::Debug for PatternIndex<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut map = f.debug_map();
-        for (pattern, keys) in self.terminals() {
-            map.entry(pattern, keys);
+        for (pattern, keys) in self.entries() {
+            map.entry(pattern, &DebugKeys(keys));
         }
         map.finish()
+    }
+}
+
+/// Shows a key set like a set, whichever form it has.
+struct DebugKeys<'a, K>(&'a Keys<K>);
+
+impl<K: fmt::Debug> fmt::Debug for DebugKeys<'_, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.iter()).finish()
     }
 }
 
@@ -289,17 +392,170 @@ impl<K> PatternIndex<K> {
 
     /// Every stored `(pattern, key)` pair, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&Pattern, &K)> {
-        self.terminals()
+        self.entries()
             .flat_map(|(pattern, keys)| keys.iter().map(move |key| (pattern, key)))
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&Pattern, &Keys<K>)> {
+        self.literals
+            .iter()
+            .map(|(literal, keys)| (&literal.0, keys))
+            .chain(self.trie.terminals())
     }
 
     /// Number of trie nodes in use, root included; lets tests check that removal prunes.
     #[cfg(test)]
     fn live_nodes(&self) -> usize {
-        self.nodes.len() - self.free.len()
+        self.trie.nodes.len() - self.trie.free.len()
+    }
+}
+
+impl<K: Clone + Eq + Hash> PatternIndex<K> {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    fn terminals(&self) -> impl Iterator<Item = (&Pattern, &HashSet<K>)> {
+    /// Adds the pair `(pattern, key)`; returns `false` if it was already present.
+    ///
+    /// # Panics
+    ///
+    /// Only if the trie would need more than `u32::MAX - 1` nodes, which takes millions of
+    /// long, distinct wildcard patterns.
+    pub fn insert(&mut self, pattern: &Pattern, key: K) -> bool {
+        let added = if pattern.is_literal() {
+            // Look up by `&str` first so that adding a key to an existing pattern does not
+            // clone the pattern just to build an owned map key.
+            if let Some(keys) = self.literals.get_mut(pattern.as_str()) {
+                keys.insert(key)
+            } else {
+                self.literals
+                    .insert(LiteralKey(pattern.clone()), Keys::One(key));
+                true
+            }
+        } else {
+            self.trie.insert(pattern, key)
+        };
+        if added {
+            self.len += 1;
+        }
+        added
+    }
+
+    /// Removes the pair `(pattern, key)`; returns whether it was present.
+    ///
+    /// Trie nodes that no longer lead to any pattern are freed, and the literal map shrinks
+    /// when it is mostly empty, so an index that churns through subscriptions does not keep
+    /// the memory of its peak.
+    pub fn remove(&mut self, pattern: &Pattern, key: &K) -> bool {
+        let removed = if pattern.is_literal() {
+            match self
+                .literals
+                .get_mut(pattern.as_str())
+                .and_then(|keys| keys.remove(key))
+            {
+                None => false,
+                Some(now_empty) => {
+                    if now_empty {
+                        self.literals.remove(pattern.as_str());
+                        self.shrink_literals();
+                    }
+                    true
+                }
+            }
+        } else {
+            self.trie.remove(pattern, key)
+        };
+        if removed {
+            self.len -= 1;
+        }
+        removed
+    }
+
+    /// Gives memory back once the literal map is a quarter full; shrinking to half full
+    /// leaves room to grow again, so alternating inserts and removes cannot rehash each time.
+    fn shrink_literals(&mut self) {
+        let len = self.literals.len();
+        if len == 0 {
+            self.literals = HashMap::default();
+        } else if len * 4 < self.literals.capacity() && self.literals.capacity() > 64 {
+            self.literals.shrink_to(len * 2);
+        }
+    }
+
+    /// Calls `f` once for every stored `(pattern, key)` pair whose pattern matches `subject`,
+    /// in no particular order.
+    pub fn for_each_match(&self, subject: &str, mut f: impl FnMut(&Pattern, &K)) {
+        if !self.literals.is_empty()
+            && let Some((literal, keys)) = self.literals.get_key_value(subject)
+        {
+            for key in keys.iter() {
+                f(&literal.0, key);
+            }
+        }
+        if self.trie.is_empty() {
+            return;
+        }
+        let mut run = Run::new(&self.trie, subject);
+        for &id in run.finish() {
+            if let Some(t) = self.trie.node(id).terminal.as_deref() {
+                for key in t.keys.iter() {
+                    f(&t.pattern, key);
+                }
+            }
+        }
+    }
+
+    /// The keys of every pair whose pattern matches `subject`, one entry per pair (a key
+    /// stored under two matching patterns appears twice), in no particular order.
+    pub fn matches(&self, subject: &str) -> Vec<K> {
+        let mut out = Vec::new();
+        self.for_each_match(subject, |_, key| out.push(key.clone()));
+        out
+    }
+
+    /// Whether any stored pattern matches `subject`; cheaper than [`matches`](Self::matches)
+    /// when only the yes/no answer is needed, as in deciding whether to send a report at all.
+    pub fn any_match(&self, subject: &str) -> bool {
+        if !self.literals.is_empty() && self.literals.contains_key(subject) {
+            return true;
+        }
+        if self.trie.is_empty() {
+            return false;
+        }
+        let mut run = Run::new(&self.trie, subject);
+        run.finish()
+            .iter()
+            .any(|&id| self.trie.node(id).terminal.is_some())
+    }
+}
+
+/// The wildcard patterns of a [`PatternIndex`] as a character trie.
+#[derive(Clone)]
+struct Trie<K> {
+    /// Arena of trie nodes; node 0 is the root and is never freed.
+    nodes: Vec<Node<K>>,
+    /// Freed node slots, reused before the arena grows.
+    free: Vec<NodeId>,
+}
+
+impl<K> Default for Trie<K> {
+    fn default() -> Self {
+        Self {
+            nodes: vec![Node::new(NIL, '\0')],
+            free: Vec::new(),
+        }
+    }
+}
+
+impl<K> Trie<K> {
+    /// Whether no pattern is stored; pruning guarantees that a root without children means
+    /// exactly that, since the empty pattern does not exist.
+    fn is_empty(&self) -> bool {
+        self.node(ROOT).is_leaf()
+    }
+
+    fn terminals(&self) -> impl Iterator<Item = (&Pattern, &Keys<K>)> {
         self.nodes
             .iter()
             .filter_map(|node| node.terminal.as_deref())
@@ -398,92 +654,46 @@ impl<K> PatternIndex<K> {
     }
 }
 
-impl<K: Clone + Eq + Hash> PatternIndex<K> {
-    /// An empty index.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds the pair `(pattern, key)`; returns `false` if it was already present.
-    ///
-    /// # Panics
-    ///
-    /// Only if the trie would need more than `u32::MAX - 1` nodes, which takes millions of
-    /// long, distinct patterns.
-    pub fn insert(&mut self, pattern: &Pattern, key: K) -> bool {
+impl<K: Eq + Hash> Trie<K> {
+    fn insert(&mut self, pattern: &Pattern, key: K) -> bool {
         let mut id = ROOT;
         for c in pattern.as_str().chars() {
             id = self.child_or_insert(id, c);
         }
-        let terminal = self.node_mut(id).terminal.get_or_insert_with(|| {
-            Box::new(Terminal {
-                pattern: pattern.clone(),
-                keys: HashSet::new(),
-            })
-        });
-        let added = terminal.keys.insert(key);
-        if added {
-            self.len += 1;
+        let node = self.node_mut(id);
+        match node.terminal.as_mut() {
+            Some(terminal) => terminal.keys.insert(key),
+            None => {
+                node.terminal = Some(Box::new(Terminal {
+                    pattern: pattern.clone(),
+                    keys: Keys::One(key),
+                }));
+                true
+            }
         }
-        added
     }
 
-    /// Removes the pair `(pattern, key)`; returns whether it was present.
-    ///
-    /// Trie nodes that no longer lead to any pattern are freed, and removing the last pair
-    /// releases the whole arena, so an index that churns through subscriptions does not keep
-    /// the memory of its peak.
-    pub fn remove(&mut self, pattern: &Pattern, key: &K) -> bool {
+    /// Removes the pair, pruning the nodes it alone needed; once the last pattern is gone
+    /// the whole arena is released.
+    fn remove(&mut self, pattern: &Pattern, key: &K) -> bool {
         let Some(id) = self.find(pattern) else {
             return false;
         };
         let Some(terminal) = self.node_mut(id).terminal.as_mut() else {
             return false;
         };
-        if !terminal.keys.remove(key) {
-            return false;
-        }
-        let now_unused = terminal.keys.is_empty();
-        self.len -= 1;
-        if now_unused {
-            self.node_mut(id).terminal = None;
-            if self.len == 0 {
-                *self = Self::default();
-            } else {
+        match terminal.keys.remove(key) {
+            None => false,
+            Some(false) => true,
+            Some(true) => {
+                self.node_mut(id).terminal = None;
                 self.prune(id);
-            }
-        }
-        true
-    }
-
-    /// Calls `f` once for every stored `(pattern, key)` pair whose pattern matches `subject`,
-    /// in no particular order.
-    pub fn for_each_match(&self, subject: &str, mut f: impl FnMut(&Pattern, &K)) {
-        let mut run = Run::new(self, subject);
-        for &id in run.finish() {
-            if let Some(t) = self.node(id).terminal.as_deref() {
-                for key in &t.keys {
-                    f(&t.pattern, key);
+                if self.is_empty() {
+                    *self = Self::default();
                 }
+                true
             }
         }
-    }
-
-    /// The keys of every pair whose pattern matches `subject`, one entry per pair (a key
-    /// stored under two matching patterns appears twice), in no particular order.
-    pub fn matches(&self, subject: &str) -> Vec<K> {
-        let mut out = Vec::new();
-        self.for_each_match(subject, |_, key| out.push(key.clone()));
-        out
-    }
-
-    /// Whether any stored pattern matches `subject`; cheaper than [`matches`](Self::matches)
-    /// when only the yes/no answer is needed, as in deciding whether to send a report at all.
-    pub fn any_match(&self, subject: &str) -> bool {
-        let mut run = Run::new(self, subject);
-        run.finish()
-            .iter()
-            .any(|&id| self.node(id).terminal.is_some())
     }
 }
 
@@ -554,7 +764,7 @@ impl States {
 /// re-entering its parent, whose `*` child is entered for free because `*` matches nothing
 /// too. Only `*` nodes are therefore checked before being added.
 struct Run<'a, K> {
-    index: &'a PatternIndex<K>,
+    trie: &'a Trie<K>,
     subject: &'a str,
     current: States,
     next: States,
@@ -566,9 +776,9 @@ struct Run<'a, K> {
 }
 
 impl<'a, K> Run<'a, K> {
-    fn new(index: &'a PatternIndex<K>, subject: &'a str) -> Self {
+    fn new(trie: &'a Trie<K>, subject: &'a str) -> Self {
         let mut run = Self {
-            index,
+            trie,
             subject,
             current: States::new(),
             next: States::new(),
@@ -592,11 +802,11 @@ impl<'a, K> Run<'a, K> {
     }
 
     fn step(&mut self, c: char) {
-        let index = self.index;
+        let trie = self.trie;
         // Index rather than iterate: the loop body pushes into `self.next`.
         for i in 0..self.current.len {
             let id = self.current.get(i);
-            let node = index.node(id);
+            let node = trie.node(id);
             if node.label == '*' {
                 self.add_star(id);
             }
@@ -615,7 +825,7 @@ impl<'a, K> Run<'a, K> {
     /// the empty string from here).
     fn enter(&mut self, id: NodeId) {
         self.push(id);
-        let star = self.index.node(id).star;
+        let star = self.trie.node(id).star;
         if star != NIL {
             self.add_star(star);
         }
@@ -624,7 +834,7 @@ impl<'a, K> Run<'a, K> {
     fn add_star(&mut self, id: NodeId) {
         if !self.seen_live && self.next.len >= INLINE_STATES {
             if self.seen.is_empty() {
-                self.seen = vec![0; self.index.nodes.len().div_ceil(64)];
+                self.seen = vec![0; self.trie.nodes.len().div_ceil(64)];
             }
             for &n in self.next.as_slice() {
                 self.seen[n as usize / 64] |= 1 << (n % 64);
@@ -833,7 +1043,7 @@ mod tests {
         assert!(index.remove(&p("a.b"), &2));
         assert!(index.is_empty());
         assert_eq!(index.live_nodes(), 1);
-        assert_eq!(index.nodes.len(), 1, "the arena is released");
+        assert_eq!(index.trie.nodes.len(), 1, "the arena is released");
         assert!(index.matches("a.b").is_empty());
         assert!(index.insert(&p("a.b"), 1));
         assert_eq!(index.matches("a.b"), [1]);
@@ -842,18 +1052,84 @@ mod tests {
     #[test]
     fn pruning_keeps_shared_prefixes_and_reuses_slots() {
         let mut index = PatternIndex::new();
-        index.insert(&p("abc"), 1);
-        index.insert(&p("abd"), 1);
-        index.insert(&p("x"), 1);
+        index.insert(&p("a?c"), 1);
+        index.insert(&p("a?d"), 1);
+        index.insert(&p("x*"), 1);
+        assert_eq!(index.live_nodes(), 7);
+        assert!(index.remove(&p("a?c"), &1));
         assert_eq!(index.live_nodes(), 6);
-        assert!(index.remove(&p("abc"), &1));
-        assert_eq!(index.live_nodes(), 5);
-        assert_eq!(index.matches("abd"), [1]);
-        assert!(index.remove(&p("abd"), &1));
-        assert_eq!(index.live_nodes(), 2);
-        index.insert(&p("abe"), 1);
-        assert_eq!(index.nodes.len(), 6, "freed slots are reused");
+        assert_eq!(index.matches("a.d"), [1]);
+        assert!(index.remove(&p("a?d"), &1));
+        assert_eq!(index.live_nodes(), 3);
+        index.insert(&p("a?e"), 1);
+        assert_eq!(index.trie.nodes.len(), 7, "freed slots are reused");
         assert_eq!(index.matches("abe"), [1]);
+    }
+
+    #[test]
+    fn literal_patterns_bypass_the_trie() {
+        let mut index = PatternIndex::new();
+        for n in 0..100 {
+            assert!(index.insert(&p(&format!("mem.{n}.4")), n));
+        }
+        assert!(index.insert(&p("mem.7.4"), 1_000));
+        assert!(!index.insert(&p("mem.7.4"), 1_000));
+        assert_eq!(index.live_nodes(), 1, "no trie node for a literal");
+        assert_eq!(sorted(index.matches("mem.7.4")), [7, 1_000]);
+        assert!(index.matches("mem.7").is_empty());
+        // A wildcard that matches the same subject adds to the literal's keys.
+        assert!(index.insert(&p("mem.7.?"), 7));
+        assert_eq!(sorted(index.matches("mem.7.4")), [7, 7, 1_000]);
+        let mut seen = Vec::new();
+        index.for_each_match("mem.7.4", |pat, key| seen.push((pat.to_string(), *key)));
+        assert_eq!(
+            sorted(seen),
+            [
+                ("mem.7.4".to_owned(), 7),
+                ("mem.7.4".to_owned(), 1_000),
+                ("mem.7.?".to_owned(), 7)
+            ]
+        );
+        assert!(index.remove(&p("mem.7.?"), &7));
+        assert_eq!(index.live_nodes(), 1, "the trie is pruned back to its root");
+        assert!(index.remove(&p("mem.7.4"), &7));
+        assert!(!index.remove(&p("mem.7.4"), &7));
+        assert_eq!(index.matches("mem.7.4"), [1_000]);
+        assert_eq!(index.len(), 100);
+        for n in 0..100 {
+            assert_eq!(index.remove(&p(&format!("mem.{n}.4")), &n), n != 7);
+        }
+        assert!(index.remove(&p("mem.7.4"), &1_000));
+        assert!(index.is_empty());
+        assert_eq!(index.literals.capacity(), 0, "the map is released");
+    }
+
+    #[test]
+    fn literal_map_shrinks_after_mass_removal() {
+        let mut index = PatternIndex::new();
+        for n in 0..10_000 {
+            index.insert(&p(&format!("s.{n}")), n);
+        }
+        let peak = index.literals.capacity();
+        for n in 10..10_000 {
+            assert!(index.remove(&p(&format!("s.{n}")), &n));
+        }
+        assert!(index.literals.capacity() * 16 < peak, "{peak}");
+        assert_eq!(sorted(index.matches("s.3")), [3]);
+    }
+
+    #[test]
+    fn debug_shows_every_pattern_and_key() {
+        let mut index = PatternIndex::new();
+        index.insert(&p("a"), 1);
+        index.insert(&p("b*"), 2);
+        index.insert(&p("b*"), 3);
+        let text = format!("{index:?}");
+        assert!(text.contains("Pattern(\"a\"): {1}"), "{text}");
+        assert!(
+            text.contains("Pattern(\"b*\"): {2, 3}") || text.contains("Pattern(\"b*\"): {3, 2}"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -884,9 +1160,36 @@ mod tests {
         check::<Pattern>();
     }
 
-    fn pattern_text() -> impl Strategy<Value = String> {
+    fn wildcard_text() -> impl Strategy<Value = String> {
         proptest::collection::vec(prop::sample::select(vec!['a', 'b', '.', '*', '?']), 0..8)
             .prop_map(|cs| cs.into_iter().collect())
+    }
+
+    /// Short texts over a tiny alphabet, so that duplicates and subjects equal to a stored
+    /// literal are common.
+    fn literal_text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(prop::sample::select(vec!['a', 'b', '.', 'é']), 1..4)
+            .prop_map(|cs| cs.into_iter().collect())
+    }
+
+    /// A mix in which literal patterns (the index's map) and wildcard ones (its trie) both
+    /// occur often; plain `wildcard_text` yields a literal only about one time in eight.
+    fn pattern_text() -> impl Strategy<Value = String> {
+        prop_oneof![wildcard_text(), literal_text()]
+    }
+
+    /// The random subjects plus every stored literal, so that the map's hits are exercised
+    /// and not just its misses.
+    fn with_literals<'a>(
+        subjects: &'a [String],
+        model: &'a HashSet<(Pattern, u8)>,
+    ) -> impl Iterator<Item = &'a str> {
+        subjects.iter().map(String::as_str).chain(
+            model
+                .iter()
+                .filter(|(pat, _)| pat.is_literal())
+                .map(|(pat, _)| pat.as_str()),
+        )
     }
 
     fn subject_text() -> impl Strategy<Value = String> {
@@ -908,7 +1211,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
         #[test]
-        fn pattern_matches_like_naive(text in pattern_text(), subject in subject_text()) {
+        fn pattern_matches_like_naive(text in wildcard_text(), subject in subject_text()) {
             if let Ok(pat) = Pattern::new(&text) {
                 prop_assert_eq!(pat.matches(&subject), naive(&text, &subject));
             }
@@ -926,7 +1229,7 @@ mod tests {
                 prop_assert_eq!(index.insert(&pat, key), model.insert((pat, key)));
             }
             prop_assert_eq!(index.len(), model.len());
-            for subject in &subjects {
+            for subject in with_literals(&subjects, &model) {
                 let want = expected(&model, subject);
                 prop_assert_eq!(sorted(index.matches(subject)), want.clone(), "{:?}", subject);
                 prop_assert_eq!(index.any_match(subject), !want.is_empty());
@@ -935,7 +1238,7 @@ mod tests {
 
         #[test]
         fn index_survives_interleaved_insert_and_remove(
-            ops in proptest::collection::vec((any::<bool>(), pattern_text(), 0u8..3), 0..64),
+            ops in proptest::collection::vec((any::<bool>(), pattern_text(), 0u8..3), 0..96),
             subjects in proptest::collection::vec(subject_text(), 1..6),
         ) {
             let mut index = PatternIndex::new();
@@ -949,8 +1252,14 @@ mod tests {
                 }
                 prop_assert_eq!(index.len(), model.len());
             }
-            for subject in &subjects {
+            for subject in with_literals(&subjects, &model) {
                 prop_assert_eq!(sorted(index.matches(subject)), expected(&model, subject));
+                let mut pairs = Vec::new();
+                index.for_each_match(subject, |pat, &key| pairs.push((pat.clone(), key)));
+                let want: Vec<(Pattern, u8)> = sorted(
+                    model.iter().filter(|(pat, _)| naive(pat.as_str(), subject)).cloned().collect(),
+                );
+                prop_assert_eq!(sorted(pairs), want, "{:?}", subject);
             }
             let stored: HashSet<(Pattern, u8)> =
                 index.iter().map(|(pat, &key)| (pat.clone(), key)).collect();

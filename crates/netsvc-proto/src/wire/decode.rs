@@ -464,10 +464,9 @@ impl Reader<'_> {
 
     fn text(&mut self) -> Result<Text, Fault> {
         let range = self.str_range()?;
-        if std::str::from_utf8(&self.data[range.clone()]).is_err() {
-            return Err(Fault::InvalidUtf8);
-        }
-        Ok(Text::from_validated(self.data.slice(range)))
+        // The one UTF-8 check of this field's life: `Text` keeps the result, so `as_str`
+        // never repeats it.
+        Text::try_from_bytes(self.data.slice(range)).map_err(|_| Fault::InvalidUtf8)
     }
 
     fn bin(&mut self) -> Result<Bytes, Fault> {
