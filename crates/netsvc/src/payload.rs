@@ -16,52 +16,56 @@ use netsvc_proto::value::{self, Limits, Value, ValueError};
 #[derive(Clone)]
 pub struct Payload(Arc<Inner>);
 
-struct Inner {
-    value: OnceLock<Result<Value, ValueError>>,
-    bytes: OnceLock<Result<Bytes, ValueError>>,
+/// The form a payload was made from, and the other form once it was needed. (Only the
+/// derived form sits behind a `OnceLock`: making one costs no synchronisation.)
+enum Inner {
+    Value {
+        value: Value,
+        bytes: OnceLock<Result<Bytes, ValueError>>,
+    },
+    Bytes {
+        bytes: Bytes,
+        value: OnceLock<Result<Value, ValueError>>,
+    },
 }
 
 impl Payload {
     /// Wraps a value after checking it against `limits` (nesting depth).
     pub(crate) fn from_value(value: Value, limits: &Limits) -> Result<Self, ValueError> {
         check_depth(&value, limits.max_depth)?;
-        Ok(Self(Arc::new(Inner {
-            value: OnceLock::from(Ok(value)),
+        Ok(Self(Arc::new(Inner::Value {
+            value,
             bytes: OnceLock::new(),
         })))
     }
 
     /// Wraps bytes received from an exchange; they are decoded on first access.
     pub(crate) fn from_bytes(bytes: Bytes) -> Self {
-        Self(Arc::new(Inner {
+        Self(Arc::new(Inner::Bytes {
+            bytes,
             value: OnceLock::new(),
-            bytes: OnceLock::from(Ok(bytes)),
         }))
     }
 
     /// The content as a value, decoding it on first use.
     pub fn value(&self) -> Result<&Value, ValueError> {
-        self.0
-            .value
-            .get_or_init(|| match self.0.bytes.get() {
-                Some(Ok(bytes)) => value::decode(bytes, &Limits::default()),
-                Some(Err(e)) => Err(e.clone()),
-                None => Err(ValueError::Truncated),
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+        match &*self.0 {
+            Inner::Value { value, .. } => Ok(value),
+            Inner::Bytes { bytes, value } => value
+                .get_or_init(|| value::decode(bytes, &Limits::default()))
+                .as_ref()
+                .map_err(Clone::clone),
+        }
     }
 
     /// The content in its wire encoding (MessagePack), encoding it on first use.
     pub(crate) fn bytes(&self) -> Result<Bytes, ValueError> {
-        self.0
-            .bytes
-            .get_or_init(|| match self.0.value.get() {
-                Some(Ok(v)) => value::encode(v, &Limits::default()).map(Bytes::from),
-                Some(Err(e)) => Err(e.clone()),
-                None => Err(ValueError::Truncated),
-            })
-            .clone()
+        match &*self.0 {
+            Inner::Value { value, bytes } => bytes
+                .get_or_init(|| value::encode(value, &Limits::default()).map(Bytes::from))
+                .clone(),
+            Inner::Bytes { bytes, .. } => Ok(bytes.clone()),
+        }
     }
 }
 

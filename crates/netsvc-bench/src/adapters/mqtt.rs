@@ -258,7 +258,7 @@ impl Subscription for MqttSub {
     async fn next(&mut self) -> Result<Option<Msg>> {
         Ok(self.rx.recv().await.map(|p| Msg {
             subject: self.with_subjects.then_some(p.topic),
-            payload: p.payload,
+            header: crate::payload::parse(&p.payload),
         }))
     }
 }

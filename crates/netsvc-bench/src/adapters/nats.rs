@@ -207,14 +207,14 @@ impl Subscription for NatsSub {
         match self {
             Self::Core(sub, with_subjects) => Ok(sub.next().await.map(|m| Msg {
                 subject: with_subjects.then(|| m.subject.to_string()),
-                payload: m.payload,
+                header: crate::payload::parse(&m.payload),
             })),
             Self::Kv(watch) => match watch.next().await {
                 Some(entry) => {
                     let entry = entry?;
                     Ok(Some(Msg {
                         subject: Some(entry.key),
-                        payload: entry.value,
+                        header: crate::payload::parse(&entry.value),
                     }))
                 }
                 None => Ok(None),

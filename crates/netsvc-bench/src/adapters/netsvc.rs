@@ -251,7 +251,10 @@ impl Subscription for NetsvcSub {
                 Some(ReportEvent::Report(r)) => {
                     return Ok(Some(Msg {
                         subject: self.with_subjects.then(|| r.subject().to_owned()),
-                        payload: bytes_of(r.value()?)?,
+                        header: match r.value()? {
+                            Value::Bytes(b) => crate::payload::parse(b),
+                            _ => None,
+                        },
                     }));
                 }
                 Some(ReportEvent::Missed(n)) => self.missed += n,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -286,12 +286,9 @@ impl Subscription for TcpSub {
         let Self::Reading { reader, .. } = self else {
             unreachable!("set above")
         };
-        Ok(reader.next().await?.map(|mut frame| {
-            frame.advance(4);
-            Msg {
-                subject: None,
-                payload: frame,
-            }
+        Ok(reader.next().await?.map(|frame| Msg {
+            subject: None,
+            header: frame.get(4..).and_then(crate::payload::parse),
         }))
     }
 }

@@ -305,7 +305,7 @@ async fn subscriber<A: Adapter>(target: &Target) -> Result<()> {
             biased;
             m = sub.next() => {
                 let Some(m) = m? else { break };
-                let Some(h) = payload::parse(&m.payload) else { continue };
+                let Some(h) = m.header else { continue };
                 if h.is_warmup() {
                     warm_ns = now_ns();
                     warm_seen = warm_seen.max(h.seq & !WARMUP);

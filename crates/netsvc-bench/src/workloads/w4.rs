@@ -180,7 +180,7 @@ async fn subscriber<A: Adapter>(args: &W4Args) -> Result<()> {
         let Some(i) = index(m.subject.as_deref()) else {
             continue;
         };
-        if payload::parse(&m.payload).map(|h| h.seq) != Some(1) {
+        if m.header.map(|h| h.seq) != Some(1) {
             wrong_values += 1;
         }
         seen.insert(i);
@@ -200,7 +200,7 @@ async fn subscriber<A: Adapter>(args: &W4Args) -> Result<()> {
         tokio::select! {
             m = sub.next() => {
                 let Some(m) = m? else { break };
-                let h = payload::parse(&m.payload);
+                let h = m.header;
                 if index(m.subject.as_deref()) == Some(0) && h.is_some_and(|h| h.seq == 2) {
                     live += 1;
                     if let Some(h) = h {

@@ -661,3 +661,26 @@ fn encode_report_writes_the_bytes_of_the_equal_frame() {
         assert_eq!(&out[6..], &expected[..]);
     }
 }
+
+#[test]
+fn reports_in_other_shapes_than_ours_still_decode() {
+    // A newer peer's extra trailing field, and a seq written as a signed 64-bit integer:
+    // neither is the straight-pass shape, both are valid REPORT frames.
+    let mut body = BytesMut::new();
+    body.put_slice(&[0x96, 0x33, 0xa1, b'p', 0xa1, b's', 0xd3]);
+    body.put_i64(7);
+    body.put_slice(&[0xc4, 0x01, 0x2a, 0xc0]);
+    let frame = decode_body(body.freeze()).unwrap();
+    assert_eq!(
+        frame,
+        Frame::Report {
+            publisher: t("p"),
+            subject: t("s"),
+            seq: 7,
+            payload: Bytes::from_static(&[0x2a]),
+        }
+    );
+    // And a broken one still gets the general path's precise error.
+    let err = decode_body(Bytes::from_static(&[0x95, 0x33, 0xa1, b'p', 0x01])).unwrap_err();
+    assert!(err.to_string().contains("subject"), "{err}");
+}
