@@ -26,6 +26,7 @@ fn reports() -> Vec<Frame> {
                 // Counting up from a large value exercises the 8-byte integer form.
                 seq: (1 << 40) + seq,
                 payload: Bytes::from(payload),
+                paced: false,
             }
         })
         .collect()

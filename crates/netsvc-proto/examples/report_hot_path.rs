@@ -28,6 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             subject: subject.clone(),
             seq: (1 << 40) + seq,
             payload: Bytes::from(payload),
+            paced: false,
         };
         encode(&frame, &mut input);
     }

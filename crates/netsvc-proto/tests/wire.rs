@@ -209,6 +209,19 @@ fn vectors() -> Vec<(&'static str, &'static str, Frame)> {
                 subject: t("quote.ACME"),
                 seq: 42,
                 payload: payload(&quote),
+                paced: false,
+            },
+        ),
+        (
+            "report-paced",
+            "REPORT from a publisher that waits for congestion (`publish_paced`): a fifth \
+             element, true.",
+            Frame::Report {
+                publisher: t("host-a:4242/2"),
+                subject: t("quote.ACME"),
+                seq: 43,
+                payload: payload(&quote),
+                paced: true,
             },
         ),
         (
@@ -352,12 +365,18 @@ fn frame_json(frame: &Frame) -> String {
             subject,
             seq,
             payload,
-        } => fields.extend([
-            ("publisher", text(publisher)),
-            ("subject", text(subject)),
-            ("seq", Json::from(*seq)),
-            ("payload", bin(payload)),
-        ]),
+            paced,
+        } => {
+            fields.extend([
+                ("publisher", text(publisher)),
+                ("subject", text(subject)),
+                ("seq", Json::from(*seq)),
+                ("payload", bin(payload)),
+            ]);
+            if *paced {
+                fields.push(("paced", Json::from(true)));
+            }
+        }
         Frame::Targeted {
             sid,
             subject,
@@ -602,6 +621,7 @@ fn frame() -> impl Strategy<Value = Frame> {
                 subject,
                 seq,
                 payload,
+                paced: false,
             }
         }),
         (

@@ -370,7 +370,7 @@ impl ServiceHandle {
         lifetime: Lifetime,
     ) -> Result<usize, Error> {
         Ok(self
-            .publish_inner(subject, content.into(), lifetime)?
+            .publish_inner(subject, content.into(), lifetime, false)?
             .delivered)
     }
 
@@ -383,7 +383,7 @@ impl ServiceHandle {
         content: impl Into<Value>,
         lifetime: Lifetime,
     ) -> Result<usize, Error> {
-        let published = self.publish_inner(subject, content.into(), lifetime)?;
+        let published = self.publish_inner(subject, content.into(), lifetime, true)?;
         for link in &published.congested {
             link.uncongested().await;
         }
@@ -395,6 +395,7 @@ impl ServiceHandle {
         subject: &str,
         content: Value,
         lifetime: Lifetime,
+        paced: bool,
     ) -> Result<Published, Error> {
         names::check_subject(subject)?;
         let lifetime = lifetime.validated()?;
@@ -409,6 +410,7 @@ impl ServiceHandle {
             subject,
             content,
             lifetime,
+            paced,
             &rt.config.value_limits,
             now,
         )?;

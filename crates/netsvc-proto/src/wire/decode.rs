@@ -167,6 +167,7 @@ fn parse(data: &Bytes, start: usize) -> Result<Frame, WireError> {
             subject: f.text("subject")?,
             seq: f.int("seq")?,
             payload: f.bin("payload")?,
+            paced: f.next < f.count && f.bool("paced")?,
         },
         kind::TARGETED => Frame::Targeted {
             sid: f.int("sid")?,
@@ -187,13 +188,18 @@ fn parse(data: &Bytes, start: usize) -> Result<Frame, WireError> {
     Ok(frame)
 }
 
-/// A REPORT exactly as encoders write it (four fields, nothing appended), read in one
+/// A REPORT exactly as encoders write it (four fields, or five when paced), read in one
 /// straight pass: most of a link's traffic is REPORT frames, and the general path's
 /// per-field bookkeeping (names for errors, skipping unknown fields) costs more than the
 /// reading. Anything else, errors included, is left to the general path.
 fn plain_report(data: &Bytes, start: usize) -> Option<Frame> {
     let mut r = Reader { data, pos: start };
-    if r.u8().ok()? != 0x95 || r.u8().ok()? != kind::REPORT {
+    let paced = match r.u8().ok()? {
+        0x95 => false,
+        0x96 => true,
+        _ => return None,
+    };
+    if r.u8().ok()? != kind::REPORT {
         return None;
     }
     let publisher = r.text().ok()?;
@@ -207,11 +213,15 @@ fn plain_report(data: &Bytes, start: usize) -> Option<Frame> {
         _ => return None,
     };
     let payload = r.bin().ok()?;
+    if paced && r.u8().ok()? != 0xc3 {
+        return None;
+    }
     (r.remaining() == 0).then_some(Frame::Report {
         publisher,
         subject,
         seq,
         payload,
+        paced,
     })
 }
 

@@ -114,13 +114,14 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) -> usize {
             subject,
             seq,
             payload,
-        } => {
-            w.header(frame.kind(), 4);
-            w.text(publisher);
-            w.text(subject);
-            w.uint(*seq);
-            w.bin(payload);
-        }
+            paced,
+        } => w.report(
+            publisher.as_bytes(),
+            subject.as_bytes(),
+            *seq,
+            payload,
+            *paced,
+        ),
         Frame::Targeted {
             sid,
             subject,
@@ -160,17 +161,19 @@ pub fn encode_report(
     subject: &str,
     seq: u64,
     payload: &[u8],
+    paced: bool,
     out: &mut BytesMut,
 ) -> usize {
     let start = out.len();
-    out.reserve(4 + 16 + publisher.len() + subject.len() + payload.len());
+    out.reserve(4 + 17 + publisher.len() + subject.len() + payload.len());
     out.put_u32(0);
-    let mut w = Writer(out);
-    w.header(super::kind::REPORT, 4);
-    w.str(publisher.as_bytes());
-    w.str(subject.as_bytes());
-    w.uint(seq);
-    w.bin(payload);
+    Writer(out).report(
+        publisher.as_bytes(),
+        subject.as_bytes(),
+        seq,
+        payload,
+        paced,
+    );
     let len = out.len() - start;
     let body = u32::try_from(len - 4).expect("frame body longer than u32::MAX bytes");
     out[start..start + 4].copy_from_slice(&body.to_be_bytes());
@@ -346,6 +349,19 @@ impl Writer<'_> {
 
     fn nil(&mut self) {
         self.0.put_u8(0xc0);
+    }
+
+    fn report(&mut self, publisher: &[u8], subject: &[u8], seq: u64, payload: &[u8], paced: bool) {
+        // `paced` is a trailing element, present only when true: readers that predate it
+        // skip it, and unpaced reports stay a byte shorter.
+        self.header(super::kind::REPORT, if paced { 5 } else { 4 });
+        self.str(publisher);
+        self.str(subject);
+        self.uint(seq);
+        self.bin(payload);
+        if paced {
+            self.bool(true);
+        }
     }
 
     fn bool(&mut self, b: bool) {

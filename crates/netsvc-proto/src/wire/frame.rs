@@ -305,6 +305,11 @@ pub enum Frame {
         seq: u64,
         /// The MessagePack-encoded report content.
         payload: Bytes,
+        /// The publisher waits for congestion instead of having its reports coalesced
+        /// (`publish_paced`): a hub stops reading the link this came on while a link it
+        /// forwards it to is congested. On the wire, a fifth element `true` when set and
+        /// nothing otherwise (absent means false).
+        paced: bool,
     },
     /// A report for one subscription: a cached report replayed on subscription, or a report
     /// sent to one subscriber only (kind 0x34).

@@ -125,6 +125,7 @@ fn samples() -> Vec<Frame> {
             subject: t("a.b"),
             seq: 42,
             payload: Bytes::from_static(&[0xc0]),
+            paced: false,
         },
         Frame::Missed {
             publisher: t("p"),
@@ -209,6 +210,7 @@ fn decoded_fields_share_the_frame_buffer() {
         subject: t("a.b"),
         seq: 1,
         payload: Bytes::from_static(b"\x92\x01\x02"),
+        paced: false,
     };
     let mut buf = encoded(&frame);
     let (decoded, raw) = decode_one(&mut buf).unwrap().unwrap();
@@ -217,6 +219,7 @@ fn decoded_fields_share_the_frame_buffer() {
         publisher,
         subject,
         payload,
+        paced: false,
         ..
     } = decoded
     else {
@@ -388,6 +391,7 @@ fn any_integer_form_is_accepted() {
             subject: t("s"),
             seq: 1,
             payload: Bytes::from_static(&[0xc0]),
+            paced: false,
         }
     );
 }
@@ -640,10 +644,11 @@ fn text_behaves_like_a_str() {
 fn encode_report_writes_the_bytes_of_the_equal_frame() {
     let long = "s".repeat(300);
     let big = vec![7u8; 70_000];
-    for (publisher, subject, seq, payload) in [
-        ("1@h:1!pub", "bench", 1u64, &b"\x01\x02"[..]),
-        ("", "", 0, &b""[..]),
-        ("1@h:1!p", long.as_str(), u64::MAX, &big[..]),
+    for (publisher, subject, seq, payload, paced) in [
+        ("1@h:1!pub", "bench", 1u64, &b"\x01\x02"[..], false),
+        ("1@h:1!pub", "bench", 2u64, &b"\x01\x02"[..], true),
+        ("", "", 0, &b""[..], false),
+        ("1@h:1!p", long.as_str(), u64::MAX, &big[..], true),
     ] {
         let mut expected = BytesMut::new();
         let n = encode(
@@ -652,13 +657,17 @@ fn encode_report_writes_the_bytes_of_the_equal_frame() {
                 subject: Text::from(subject),
                 seq,
                 payload: Bytes::copy_from_slice(payload),
+                paced,
             },
             &mut expected,
         );
         let mut out = BytesMut::from(&b"prefix"[..]);
-        let m = encode_report(publisher, subject, seq, payload, &mut out);
+        let m = encode_report(publisher, subject, seq, payload, paced, &mut out);
         assert_eq!(n, m);
         assert_eq!(&out[6..], &expected[..]);
+        let mut both = BytesMut::from(&out[6..]);
+        let (decoded, _) = Decoder::default().decode(&mut both).unwrap().unwrap();
+        assert!(matches!(decoded, Frame::Report { paced: p, .. } if p == paced));
     }
 }
 
@@ -667,9 +676,9 @@ fn reports_in_other_shapes_than_ours_still_decode() {
     // A newer peer's extra trailing field, and a seq written as a signed 64-bit integer:
     // neither is the straight-pass shape, both are valid REPORT frames.
     let mut body = BytesMut::new();
-    body.put_slice(&[0x96, 0x33, 0xa1, b'p', 0xa1, b's', 0xd3]);
+    body.put_slice(&[0x97, 0x33, 0xa1, b'p', 0xa1, b's', 0xd3]);
     body.put_i64(7);
-    body.put_slice(&[0xc4, 0x01, 0x2a, 0xc0]);
+    body.put_slice(&[0xc4, 0x01, 0x2a, 0xc2, 0xc0]);
     let frame = decode_body(body.freeze()).unwrap();
     assert_eq!(
         frame,
@@ -678,6 +687,7 @@ fn reports_in_other_shapes_than_ours_still_decode() {
             subject: t("s"),
             seq: 7,
             payload: Bytes::from_static(&[0x2a]),
+            paced: false,
         }
     );
     // And a broken one still gets the general path's precise error.

@@ -178,8 +178,8 @@ pub(crate) enum Action {
     },
     /// The peer's registry is fully known and our subscriptions through it are in place.
     Resynced,
-    /// A report from this link went to a congested link: stop reading until it drains
-    /// (bounded by `ExchangeConfig::backpressure_limit`).
+    /// A paced report from this link went to a congested link: stop reading until it
+    /// drains (bounded by `ExchangeConfig::backpressure_limit`).
     Backpressure(Arc<Outbound>),
 }
 
@@ -435,7 +435,8 @@ impl Core {
                 subject,
                 seq,
                 payload,
-            } => self.on_report(id, &publisher, &subject, seq, payload, raw, actions),
+                paced,
+            } => self.on_report(id, &publisher, &subject, seq, payload, paced, raw, actions),
             Frame::Targeted {
                 sid,
                 subject,
@@ -1064,6 +1065,7 @@ impl Core {
         subject: &Text,
         seq: u64,
         payload: Bytes,
+        paced: bool,
         raw: &Bytes,
         actions: &mut Vec<Action>,
     ) {
@@ -1092,6 +1094,7 @@ impl Core {
             if let Some(l) = self.links.get(&link)
                 && l.outbound
                     .push_report(raw, || (publisher.clone(), subject.clone()))
+                && paced
                 && l.outbound.applies_backpressure()
                 && !actions
                     .iter()

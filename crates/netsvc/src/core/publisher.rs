@@ -203,6 +203,7 @@ impl PublisherState {
         subject: &str,
         content: Value,
         lifetime: Lifetime,
+        paced: bool,
         limits: &Limits,
         now: Instant,
     ) -> Result<Published, ValueError> {
@@ -298,6 +299,7 @@ impl PublisherState {
                 subject,
                 seq,
                 &self.encoded,
+                paced,
                 &mut self.frame,
             );
             for (_, outbound) in links.drain(..) {

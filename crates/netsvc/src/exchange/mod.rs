@@ -69,12 +69,14 @@ pub struct ExchangeConfig {
     pub queue_hard_limit: usize,
     /// Most links a server accepts at once (default 10,000).
     pub max_connections: usize,
-    /// How long a link may stop reading while a link it forwards reports to is over its
-    /// soft limit (default 500 ms). Backpressure so carries a slow subscriber's pace back,
-    /// hop by hop, to the publisher, whose own link then fills (`publish_paced` waits,
-    /// `publish` coalesces at the source). A link that stays congested longer is treated as
-    /// a slow consumer: it no longer holds others back, and its reports coalesce, until it
-    /// has drained to half its soft limit. Zero turns backpressure off.
+    /// How long a link may stop reading while a link it forwards *paced* reports to (from
+    /// `publish_paced`) is over its soft limit (default 500 ms). Backpressure so carries a
+    /// slow subscriber's pace back, hop by hop, to a paced publisher, whose own link then
+    /// fills and makes it wait: nothing is coalesced anywhere on the way. Unpaced reports
+    /// never hold a link back (they coalesce at the congested link instead). A link that
+    /// stays congested past this limit is treated as a slow consumer: it no longer holds
+    /// others back, and reports to it coalesce, until it has drained to half its soft
+    /// limit. Zero turns backpressure off.
     pub backpressure_limit: Duration,
 }
 
