@@ -468,32 +468,33 @@ impl Core {
         path: &[Text],
         now: Instant,
     ) {
+        // `Text::as_str` checks the UTF-8 again on every call (about a hundred instructions
+        // for an address): identities are compared as bytes, and only what is kept is
+        // turned into a string, once.
         let address = address.as_str();
-        let Some(origin) = path.first().map(Text::as_str) else {
+        if path.is_empty() {
             tracing::warn!(%address, "SERVICE without a path ignored");
             return;
-        };
-        if path.iter().any(|p| p.as_str() == &*self.identity) || self.locals.contains_key(address) {
+        }
+        if path
+            .iter()
+            .any(|p| p.as_bytes() == self.identity.as_bytes())
+        {
             return; // it went around a loop back to us
         }
         let Some(info) = self.link(link).map(|l| &l.info) else {
             return;
         };
         let (link_group, peer) = (info.group.clone(), info.peer.clone());
-        let origin: Arc<str> = if origin == &*peer {
-            peer.clone()
-        } else {
-            Arc::from(origin)
-        };
         let route_path: Arc<[Arc<str>]> = path
             .iter()
-            .enumerate()
-            .map(|(i, p)| match p.as_str() {
-                _ if i == 0 => origin.clone(),
-                p if p == &*peer => peer.clone(),
-                p => Arc::from(p),
+            .map(|p| match p.as_bytes() == peer.as_bytes() {
+                true => peer.clone(),
+                false => Arc::from(p.as_str()),
             })
             .collect();
+        let origin = route_path[0].clone();
+        let path = route_path.clone();
         let route_groups: Few<Arc<str>> = groups
             .iter()
             .map(Text::as_str)
@@ -507,6 +508,8 @@ impl Core {
             version,
             groups: route_groups,
         };
+        // A known remote service cannot be local: the remote map is asked first, and only a
+        // new service costs a second lookup.
         if let Some(service) = self.remote.get_mut(address) {
             let before = (
                 service.best().map(|(l, r)| (l, r.clone())),
@@ -518,6 +521,9 @@ impl Core {
             }
             self.after_route_change(address, before);
             return;
+        }
+        if self.locals.contains_key(address) {
+            return; // it went around a loop back to us
         }
         let name = name.as_str();
         let (Ok(audience), Ok(())) = (
@@ -553,7 +559,14 @@ impl Core {
             },
         );
         self.add_binding(binding.clone(), &groups, now);
-        self.advertise(binding.address_arc());
+        // What `current_ad` would find, without looking it up again.
+        let ad = ServiceAd {
+            raw: None,
+            learned_from: Some(link),
+            path,
+            audience: binding.audience().clone(),
+        };
+        self.announce_ad(binding.address_arc(), None, ad, true);
     }
 
     /// Applies a change in a remote service's routes: group changes to the registry, a new
@@ -632,12 +645,24 @@ impl Core {
     /// frame is unchanged and only links whose eligibility changed hear of it.
     fn reannounce(&mut self, address: &Arc<str>, resend: bool) {
         let old = self.ads.remove(address);
-        let Some(mut new) = self.current_ad(address) else {
-            if let Some(old) = old {
-                self.withdraw_ad(address, &old, 2);
+        match self.current_ad(address) {
+            Some(new) => self.announce_ad(address, old, new, resend),
+            None => {
+                if let Some(old) = old {
+                    self.withdraw_ad(address, &old, 2);
+                }
             }
-            return;
-        };
+        }
+    }
+
+    /// Moves every link from a service's `old` announced state (if any) to `new`.
+    fn announce_ad(
+        &mut self,
+        address: &Arc<str>,
+        old: Option<ServiceAd>,
+        mut new: ServiceAd,
+        resend: bool,
+    ) {
         if !resend {
             new.raw = old.as_ref().and_then(|o| o.raw.clone());
         }

@@ -270,12 +270,15 @@ impl Core {
     /// Adds a binding to the registry, announces it and its groups, and subscribes the
     /// monitors waiting for it.
     fn add_binding(&mut self, binding: Binding, groups: &[Arc<str>], now: Instant) {
-        if !self.registry.insert(binding.clone()) {
+        if !self.registry.insert(binding.clone(), groups) {
             return;
         }
-        self.emit(&binding, || AnnouncementKind::Available);
-        for group in groups {
-            self.registry_join(binding.address(), group.clone());
+        if !self.watchers.is_idle() {
+            let joined: Vec<Arc<str>> = self.registry.groups_of(binding.address());
+            self.emit(&binding, || AnnouncementKind::Available);
+            for group in joined {
+                self.emit(&binding, || AnnouncementKind::GroupJoined(group));
+            }
         }
         let waiting: Vec<u64> = [binding.name_arc(), binding.address_arc()]
             .into_iter()

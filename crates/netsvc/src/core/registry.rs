@@ -129,8 +129,8 @@ pub(crate) struct RegistryState {
 }
 
 impl RegistryState {
-    /// Adds a binding; false if its address is already present.
-    pub(crate) fn insert(&mut self, binding: Binding) -> bool {
+    /// Adds a binding, a member of `groups`; false if its address is already present.
+    pub(crate) fn insert(&mut self, binding: Binding, groups: &[Arc<str>]) -> bool {
         let address = binding.address_arc().clone();
         let std::collections::hash_map::Entry::Vacant(slot) = self.entries.entry(address.clone())
         else {
@@ -142,10 +142,22 @@ impl RegistryState {
             .entry(binding.name_arc().clone())
             .or_default()
             .push(address.clone());
+        let mut joined = Few::Zero;
+        for group in groups {
+            if joined.iter().any(|(g, _)| g == group) {
+                continue;
+            }
+            self.next_seq += 1;
+            joined.push((group.clone(), self.next_seq));
+            self.by_group
+                .entry(group.clone())
+                .or_default()
+                .insert(self.next_seq, address.clone());
+        }
         self.order.insert(seq, address);
         slot.insert(Entry {
             binding,
-            groups: Few::Zero,
+            groups: joined,
             seq,
         });
         true
