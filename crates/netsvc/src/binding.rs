@@ -93,7 +93,9 @@ pub struct Binding(Arc<BindingInner>);
 struct BindingInner {
     name: Arc<str>,
     audience: Audience,
-    agent_identity: Arc<str>,
+    /// The agent identity is the address up to the `!` before the name: not allocated
+    /// again (a registry sync makes a binding per service in the network).
+    agent_len: usize,
     process_identity: Arc<str>,
     address: Arc<str>,
     location: Location,
@@ -113,7 +115,31 @@ impl Binding {
         Self(Arc::new(BindingInner {
             name,
             audience,
-            agent_identity,
+            agent_len: agent_identity.len(),
+            process_identity,
+            address,
+            location,
+            network_group,
+        }))
+    }
+
+    /// A binding whose address is already known to be `<agent>!<name>` with a non-empty
+    /// agent (from a SERVICE frame): saves formatting it again for each of the many
+    /// services a registry sync brings.
+    pub(crate) fn with_address(
+        address: Arc<str>,
+        name: Arc<str>,
+        audience: Audience,
+        process_identity: Arc<str>,
+        location: Location,
+        network_group: Option<Arc<str>>,
+    ) -> Self {
+        let agent_len = address.len().saturating_sub(name.len() + 1);
+        debug_assert!(agent_len > 0 && address[agent_len..].strip_prefix('!') == Some(&*name));
+        Self(Arc::new(BindingInner {
+            name,
+            audience,
+            agent_len,
             process_identity,
             address,
             location,
@@ -133,7 +159,7 @@ impl Binding {
 
     /// The agent identity: `"<n>@<process identity>"`, unique and stable for the service's life.
     pub fn agent_identity(&self) -> &str {
-        &self.0.agent_identity
+        self.0.address.get(..self.0.agent_len).unwrap_or_default()
     }
 
     /// The identity of the process (runtime) hosting the service.

@@ -33,11 +33,7 @@ impl Registry {
     /// Every visible service, oldest first.
     pub fn services(&self) -> Vec<Binding> {
         let core = self.runtime.core.lock();
-        core.registry
-            .entries()
-            .into_iter()
-            .map(|e| e.binding.clone())
-            .collect()
+        core.registry.entries().map(|e| e.binding.clone()).collect()
     }
 
     /// The services with this name, oldest first.

@@ -6,8 +6,7 @@
 //! every route it hears of, using the shortest. This is loop-free on any topology, and a
 //! lost link only withdraws the services that have no other route.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 use netsvc_proto::names;
@@ -16,6 +15,7 @@ use netsvc_proto::{Pattern, PatternIndex};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use super::registry::Few;
 use super::{Core, Delivery, Route};
 use crate::announce::WithdrawReason;
 use crate::binding::{Audience, Binding, Location};
@@ -57,8 +57,6 @@ enum Served {
 pub(crate) struct LinkState {
     pub(crate) info: LinkInfo,
     pub(crate) outbound: Arc<Outbound>,
-    /// Services announced on this link (so that their withdrawal is too).
-    advertised: FastSet<Arc<str>>,
     calls: FastMap<u64, Pending>,
     /// Requests received on this link and relayed: their conv → (next link, conv there).
     relayed: FastMap<u64, (u64, u64)>,
@@ -72,21 +70,24 @@ pub(crate) struct LinkState {
     resynced: bool,
 }
 
-/// One route to a remote service.
+/// One route to a remote service. Cheap to clone: a registry sync creates one per service
+/// and link, and route changes compare the state before and after.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct RouteInfo {
-    path: Vec<Arc<str>>,
+    /// As received: the origin first, the peer of the link last.
+    path: Arc<[Arc<str>]>,
     version: u64,
-    groups: Vec<Arc<str>>,
+    groups: Few<Arc<str>>,
 }
 
 /// A service learned through links.
 pub(crate) struct RemoteService {
     binding: Binding,
-    /// Routes by link id.
-    routes: BTreeMap<u64, RouteInfo>,
-    /// Dropped when the service is removed: callers waiting on it fail at once.
-    liveness: watch::Sender<()>,
+    /// Routes by link id, one per link; nearly always just one, so a list.
+    routes: Few<(u64, RouteInfo)>,
+    /// Dropped when the service is removed: callers waiting on it fail at once. Made by the
+    /// first caller: most of the services a registry sync brings are never called.
+    liveness: OnceLock<watch::Sender<()>>,
 }
 
 impl RemoteService {
@@ -94,7 +95,7 @@ impl RemoteService {
     fn best(&self) -> Option<(u64, &RouteInfo)> {
         self.routes
             .iter()
-            .min_by_key(|(id, r)| (r.path.len(), **id))
+            .min_by_key(|(id, r)| (r.path.len(), *id))
             .map(|(id, r)| (*id, r))
     }
 
@@ -103,22 +104,52 @@ impl RemoteService {
         let best = self.best()?;
         Some(
             self.routes
-                .values()
+                .iter()
+                .map(|(_, r)| r)
                 .filter(|r| r.version > best.1.version)
                 .max_by_key(|r| r.version)
                 .unwrap_or(best.1),
         )
     }
+
+    fn route(&self, link: u64) -> Option<usize> {
+        self.routes.iter().position(|(id, _)| *id == link)
+    }
 }
 
-/// A service's encoded SERVICE frame and what decides where it may go.
+/// How a service was last announced: what decides which links have it, and its SERVICE
+/// frame, encoded once per state and shared by every link (a thousand clients reconnecting
+/// would otherwise cost a million encodings).
+///
+/// Every change of a service's state is announced to every link (`reannounce`), and a new
+/// link gets every service as it stands (`link_up`), so a link has been told of a service
+/// exactly when `exports_to` says so. That answers "was it announced there?" (for a
+/// withdrawal) without a set per link of every service announced on it: at a hub, one
+/// entry per service and client.
 #[derive(Clone)]
 pub(crate) struct ServiceAd {
-    raw: Bytes,
+    /// Encoded when a link first needs it: a client, with one link, never does for what it
+    /// learned from the hub.
+    raw: Option<Bytes>,
     /// The link of the route it was learned over (none for a local service).
     learned_from: Option<u64>,
+    /// The path of that route (empty for a local service).
     path: Arc<[Arc<str>]>,
     audience: Audience,
+}
+
+impl ServiceAd {
+    /// Whether the service may be exported on the link: not on a link of a group its
+    /// audience excludes, not back where it was learned from, not to a process it has
+    /// already been through.
+    fn exports_to(&self, id: u64, link: &LinkInfo) -> bool {
+        self.audience.admits(&link.group)
+            && self.learned_from != Some(id)
+            && !self
+                .path
+                .iter()
+                .any(|p| Arc::ptr_eq(p, &link.peer) || *p == link.peer)
+    }
 }
 
 /// Where a subscription toward a remote publisher comes from.
@@ -234,7 +265,6 @@ impl Core {
             LinkState {
                 info,
                 outbound,
-                advertised: FastSet::default(),
                 calls: FastMap::default(),
                 relayed: FastMap::default(),
                 served: FastMap::default(),
@@ -244,18 +274,7 @@ impl Core {
                 resynced: false,
             },
         );
-        let addresses: Vec<Arc<str>> = self
-            .registry
-            .entries()
-            .iter()
-            .map(|e| e.binding.address_arc().clone())
-            .collect();
-        for address in addresses {
-            self.advertise_on(&address, id);
-        }
-        if let Some(link) = self.links.get(&id) {
-            link.outbound.push(Frame::Synced);
-        }
+        self.send_registry(id);
         Ok((id, replaced))
     }
 
@@ -296,7 +315,7 @@ impl Core {
         let affected: Vec<Arc<str>> = self
             .remote
             .iter()
-            .filter(|(_, s)| s.routes.contains_key(&id))
+            .filter(|(_, s)| s.route(id).is_some())
             .map(|(a, _)| a.clone())
             .collect();
         for address in affected {
@@ -453,6 +472,10 @@ impl Core {
 
     // ----- registry sync ------------------------------------------------------------------------
 
+    /// A SERVICE frame: a new service, or a new or changed route to a known one. At a client
+    /// taking back its hub this runs once per service in the whole network, so it avoids
+    /// allocating what it can share (the peer's identity, group names) and encoding what no
+    /// link will be sent.
     #[allow(clippy::too_many_arguments)]
     fn on_service(
         &mut self,
@@ -465,73 +488,105 @@ impl Core {
         path: &[Text],
         now: Instant,
     ) {
-        let Some(origin) = path.first() else {
+        // `Text::as_str` checks the UTF-8 again on every call (about a hundred instructions
+        // for an address): identities are compared as bytes, and only what is kept is
+        // turned into a string, once.
+        let address = address.as_str();
+        if path.is_empty() {
             tracing::warn!(%address, "SERVICE without a path ignored");
             return;
-        };
-        if path.iter().any(|p| p.as_str() == &*self.identity)
-            || self.locals.contains_key(address.as_str())
+        }
+        if path
+            .iter()
+            .any(|p| p.as_bytes() == self.identity.as_bytes())
         {
             return; // it went around a loop back to us
         }
-        let Some(link_group) = self.link(link).map(|l| l.info.group.clone()) else {
+        let Some(info) = self.link(link).map(|l| &l.info) else {
             return;
         };
+        let (link_group, peer) = (info.group.clone(), info.peer.clone());
+        let route_path: Arc<[Arc<str>]> = path
+            .iter()
+            .map(|p| match p.as_bytes() == peer.as_bytes() {
+                true => peer.clone(),
+                false => Arc::from(p.as_str()),
+            })
+            .collect();
+        let origin = route_path[0].clone();
+        let path = route_path.clone();
+        let route_groups: Few<Arc<str>> = groups
+            .iter()
+            .map(Text::as_str)
+            .filter_map(|g| match self.registry.group_name(g) {
+                Some(known) => Some(known),
+                None => names::check_group_name(g).ok().map(|()| Arc::from(g)),
+            })
+            .collect();
         let route = RouteInfo {
-            path: path.iter().map(|p| Arc::from(p.as_str())).collect(),
+            path: route_path,
             version,
-            groups: groups
-                .iter()
-                .filter(|g| names::check_group_name(g).is_ok())
-                .map(|g| Arc::from(g.as_str()))
-                .collect(),
+            groups: route_groups,
         };
-        if let Some(service) = self.remote.get_mut(address.as_str()) {
+        // A known remote service cannot be local: the remote map is asked first, and only a
+        // new service costs a second lookup.
+        if let Some(service) = self.remote.get_mut(address) {
             let before = (
                 service.best().map(|(l, r)| (l, r.clone())),
                 service.newest().cloned(),
             );
-            service.routes.insert(link, route);
-            self.after_route_change(address.as_str(), before);
+            match service.route(link) {
+                Some(i) => service.routes[i].1 = route,
+                None => service.routes.push((link, route)),
+            }
+            self.after_route_change(address, before);
             return;
         }
+        if self.locals.contains_key(address) {
+            return; // it went around a loop back to us
+        }
+        let name = name.as_str();
         let (Ok(audience), Ok(())) = (
-            audience.parse::<Audience>(),
+            audience.as_str().parse::<Audience>(),
             names::check_service_name(name),
         ) else {
             tracing::warn!(%address, "SERVICE with an invalid name or audience ignored");
             return;
         };
-        let Some(agent) = address
-            .strip_suffix(name.as_str())
+        let Some(_agent) = address
+            .strip_suffix(name)
             .and_then(|a| a.strip_suffix('!'))
             .filter(|a| !a.is_empty())
         else {
             tracing::warn!(%address, %name, "SERVICE whose address does not end in its name ignored");
             return;
         };
-        let binding = Binding::new(
-            Arc::from(name.as_str()),
+        let binding = Binding::with_address(
+            Arc::from(address),
+            Arc::from(name),
             audience,
-            Arc::from(agent),
-            Arc::from(origin.as_str()),
+            origin,
             Location::Remote,
             Some(link_group),
         );
         let groups = route.groups.clone();
-        let (liveness, _) = watch::channel(());
-        let mut routes = BTreeMap::new();
-        routes.insert(link, route);
         self.remote.insert(
             binding.address_arc().clone(),
             RemoteService {
                 binding: binding.clone(),
-                routes,
-                liveness,
+                routes: Few::One((link, route)),
+                liveness: OnceLock::new(),
             },
         );
-        self.add_binding(binding.clone(), groups, now);
-        self.advertise(binding.address_arc());
+        self.add_binding(binding.clone(), &groups, now);
+        // What `current_ad` would find, without looking it up again.
+        let ad = ServiceAd {
+            raw: None,
+            learned_from: Some(link),
+            path,
+            audience: binding.audience().clone(),
+        };
+        self.announce_ad(binding.address_arc(), None, ad, true);
     }
 
     /// Applies a change in a remote service's routes: group changes to the registry, a new
@@ -547,15 +602,8 @@ impl Core {
         let best = service.best().map(|(l, r)| (l, r.clone()));
         let newest = service.newest().cloned();
         let address: Arc<str> = service.binding.address_arc().clone();
-        let old_groups = before
-            .1
-            .as_ref()
-            .map(|r| r.groups.clone())
-            .unwrap_or_default();
-        let new_groups = newest
-            .as_ref()
-            .map(|r| r.groups.clone())
-            .unwrap_or_default();
+        let old_groups: &[Arc<str>] = before.1.as_ref().map_or(&[], |r| &r.groups);
+        let new_groups: &[Arc<str>] = newest.as_ref().map_or(&[], |r| &r.groups);
         for g in old_groups.iter().filter(|g| !new_groups.contains(g)) {
             self.registry_leave(&address, g);
         }
@@ -568,11 +616,9 @@ impl Core {
         let changed = before.0.as_ref().map(|b| &b.1.path) != best.as_ref().map(|b| &b.1.path)
             || before.1.as_ref().map(|r| r.version) != newest.as_ref().map(|r| r.version)
             || old_groups != new_groups;
-        if changed {
-            self.advertise(&address);
-        } else {
-            self.ads.remove(&address);
-        }
+        // Unchanged, the SERVICE frame is the same, but the route it was learned over may
+        // be another: links that may now have it (or no longer) must hear of it.
+        self.reannounce(&address, changed);
     }
 
     /// Removes the route via `link` to a remote service; withdraws the service if it was
@@ -581,14 +627,15 @@ impl Core {
         let Some(service) = self.remote.get_mut(address) else {
             return;
         };
-        let before = (
-            service.best().map(|(l, r)| (l, r.clone())),
-            service.newest().cloned(),
-        );
-        if service.routes.remove(&link).is_none() {
+        let Some(i) = service.route(link) else {
             return;
-        }
-        if !service.routes.is_empty() {
+        };
+        if service.routes.len() > 1 {
+            let before = (
+                service.best().map(|(l, r)| (l, r.clone())),
+                service.newest().cloned(),
+            );
+            service.routes.remove(i);
             self.after_route_change(address, before);
             return;
         }
@@ -610,91 +657,181 @@ impl Core {
     /// Announces a visible service on every link it may be exported to, and withdraws it
     /// from links it may no longer be exported to. Call on every change of its state.
     pub(crate) fn advertise(&mut self, address: &Arc<str>) {
-        self.ads.remove(address);
-        let ids: Vec<u64> = self.links.keys().copied().collect();
-        for id in ids {
-            self.advertise_on(address, id);
-        }
+        self.reannounce(address, true);
     }
 
-    fn advertise_on(&mut self, address: &Arc<str>, id: u64) {
-        let ad = self.ad(address);
-        let Some(link) = self.links.get_mut(&id) else {
-            return;
-        };
-        // Not on a link of a group its audience excludes, not back where it was learned
-        // from, not to a process it has already been through.
-        let exportable = ad.filter(|ad| {
-            ad.audience.admits(&link.info.group)
-                && ad.learned_from != Some(id)
-                && !ad.path.contains(&link.info.peer)
-        });
-        match exportable {
-            Some(ad) => {
-                link.outbound.push_raw(&ad.raw);
-                link.advertised.insert(address.clone());
-            }
+    /// Brings every link up to date with a service's current state. With `resend`, the
+    /// state changed and every link that may have it hears it again; without, the SERVICE
+    /// frame is unchanged and only links whose eligibility changed hear of it.
+    fn reannounce(&mut self, address: &Arc<str>, resend: bool) {
+        let old = self.ads.remove(address);
+        match self.current_ad(address) {
+            Some(new) => self.announce_ad(address, old, new, resend),
             None => {
-                if link.advertised.remove(address) {
-                    link.outbound.push(Frame::Withdraw {
-                        address: Text::from(&**address),
-                        reason: 2,
-                    });
+                if let Some(old) = old {
+                    self.withdraw_ad(address, &old, 2);
                 }
             }
         }
     }
 
-    /// The service's SERVICE frame, encoded once per state and shared by every link (a
-    /// thousand clients reconnecting would otherwise cost a million encodings).
-    fn ad(&mut self, address: &Arc<str>) -> Option<ServiceAd> {
-        if let Some(ad) = self.ads.get(address) {
-            return Some(ad.clone());
+    /// Moves every link from a service's `old` announced state (if any) to `new`.
+    fn announce_ad(
+        &mut self,
+        address: &Arc<str>,
+        old: Option<ServiceAd>,
+        mut new: ServiceAd,
+        resend: bool,
+    ) {
+        if !resend {
+            new.raw = old.as_ref().and_then(|o| o.raw.clone());
         }
+        let mut exported = false;
+        for (&id, link) in &self.links {
+            let was = old.as_ref().is_some_and(|o| o.exports_to(id, &link.info));
+            if new.exports_to(id, &link.info) {
+                exported = true;
+                if resend || !was {
+                    let raw = match &new.raw {
+                        Some(raw) => raw.clone(),
+                        None => {
+                            let Some(raw) = self.encode_ad(address) else {
+                                continue;
+                            };
+                            new.raw.insert(raw).clone()
+                        }
+                    };
+                    link.outbound.push_raw(&raw);
+                }
+            } else if was {
+                link.outbound.push(Frame::Withdraw {
+                    address: Text::from(&**address),
+                    reason: 2,
+                });
+            }
+        }
+        // Kept only where it went: most services a client learns go nowhere, and a service
+        // with no ad is then one that no link has.
+        if exported {
+            self.ads.insert(address.clone(), new);
+        }
+    }
+
+    /// What decides where a visible service may be announced, as it stands now.
+    fn current_ad(&self, address: &str) -> Option<ServiceAd> {
+        let entry = self.registry.get(address)?;
+        let (learned_from, path) = if self.locals.contains_key(address) {
+            (None, Arc::from([]))
+        } else {
+            let (link, best) = self.remote.get(address)?.best()?;
+            (Some(link), best.path.clone())
+        };
+        Some(ServiceAd {
+            raw: None,
+            learned_from,
+            path,
+            audience: entry.binding.audience().clone(),
+        })
+    }
+
+    /// The service's SERVICE frame as this process sends it.
+    fn encode_ad(&self, address: &str) -> Option<Bytes> {
         let entry = self.registry.get(address)?;
         let binding = &entry.binding;
-        let (version, path, learned_from) = if let Some(local) = self.locals.get(address) {
-            (local.version, vec![self.identity.clone()], None)
-        } else {
-            let remote = self.remote.get(address)?;
-            let (best_link, best) = remote.best()?;
-            let mut path = best.path.clone();
-            path.push(self.identity.clone());
-            (remote.newest()?.version, path, Some(best_link))
+        let (version, path): (u64, Vec<Text>) = match self.locals.get(address) {
+            Some(local) => (local.version, Vec::new()),
+            None => {
+                let remote = self.remote.get(address)?;
+                let (_, best) = remote.best()?;
+                (
+                    remote.newest()?.version,
+                    best.path.iter().map(Text::from).collect(),
+                )
+            }
         };
+        let mut path = path;
+        path.push(Text::from(&self.identity));
         let frame = Frame::Service {
-            address: Text::from(&**address),
+            address: Text::from(address),
             name: Text::from(binding.service_name()),
             audience: Text::from(binding.audience().as_str()),
-            groups: entry.groups.iter().map(Text::from).collect(),
+            groups: entry.groups().map(Text::from).collect(),
             version,
-            path: path.iter().map(Text::from).collect(),
+            path,
         };
         let mut buf = BytesMut::new();
         netsvc_proto::wire::encode(&frame, &mut buf);
-        let ad = ServiceAd {
-            raw: buf.freeze(),
-            learned_from,
-            // The path as sent ends with us; a peer in it has seen the service already.
-            path: path.into(),
-            audience: binding.audience().clone(),
+        Some(buf.freeze())
+    }
+
+    /// Sends a new link every service it may see, oldest first, then SYNCED: as one queued
+    /// item, since a hub taking back a thousand clients queues a thousand services on each.
+    fn send_registry(&mut self, id: u64) {
+        let Some(info) = self.link(id).map(|l| l.info.clone()) else {
+            return;
         };
-        self.ads.insert(address.clone(), ad.clone());
-        Some(ad)
+        // SERVICE frames are some 100 bytes: one allocation, nearly always.
+        let mut batch = BytesMut::with_capacity((self.registry.len() * 128).min(1 << 22));
+        let mut fresh = Vec::new();
+        for address in self.registry.addresses() {
+            let made;
+            let ad = match self.ads.get(address) {
+                Some(ad) => ad,
+                None => match self.current_ad(address) {
+                    Some(ad) => {
+                        made = ad;
+                        &made
+                    }
+                    None => continue,
+                },
+            };
+            if !ad.exports_to(id, &info) {
+                continue;
+            }
+            match &ad.raw {
+                Some(raw) => batch.extend_from_slice(raw),
+                None => {
+                    let Some(raw) = self.encode_ad(address) else {
+                        continue;
+                    };
+                    batch.extend_from_slice(&raw);
+                    fresh.push((
+                        address.clone(),
+                        ServiceAd {
+                            raw: Some(raw),
+                            ..ad.clone()
+                        },
+                    ));
+                }
+            }
+        }
+        // Announced now, or encoded for the first time: kept for the next links.
+        for (address, ad) in fresh {
+            self.ads.insert(address, ad);
+        }
+        netsvc_proto::wire::encode(&Frame::Synced, &mut batch);
+        if let Some(link) = self.links.get(&id) {
+            link.outbound.push_raw(&batch);
+        }
     }
 
     /// Sends WITHDRAW for a service to every link it was announced on.
     pub(crate) fn withdraw_everywhere(&mut self, address: &Arc<str>, reason: WithdrawReason) {
-        self.ads.remove(address);
         let code = match reason {
             WithdrawReason::Owner => 0,
             WithdrawReason::ProcessExit => 1,
             WithdrawReason::ConnectionLost => 2,
         };
-        for link in self.links.values_mut() {
-            if link.advertised.remove(address) {
+        if let Some(ad) = self.ads.remove(address) {
+            self.withdraw_ad(address, &ad, code);
+        }
+    }
+
+    fn withdraw_ad(&self, address: &str, ad: &ServiceAd, code: u8) {
+        for (&id, link) in &self.links {
+            if ad.exports_to(id, &link.info) {
                 link.outbound.push(Frame::Withdraw {
-                    address: Text::from(&**address),
+                    address: Text::from(address),
                     reason: code,
                 });
             }
@@ -722,7 +859,10 @@ impl Core {
         Some(Route::Remote {
             link,
             outbound,
-            liveness: service.liveness.subscribe(),
+            liveness: service
+                .liveness
+                .get_or_init(|| watch::channel(()).0)
+                .subscribe(),
         })
     }
 

@@ -211,7 +211,7 @@ impl Core {
         }
         local.visible = true;
         let groups = std::mem::take(&mut local.hidden_groups);
-        self.add_binding(binding.clone(), groups, now);
+        self.add_binding(binding.clone(), &groups, now);
         self.advertise(binding.address_arc());
     }
 
@@ -284,25 +284,22 @@ impl Core {
 
     /// Adds a binding to the registry, announces it and its groups, and subscribes the
     /// monitors waiting for it.
-    fn add_binding(&mut self, binding: Binding, groups: Vec<Arc<str>>, now: Instant) {
-        if !self.registry.insert(binding.clone()) {
+    fn add_binding(&mut self, binding: Binding, groups: &[Arc<str>], now: Instant) {
+        if !self.registry.insert(binding.clone(), groups) {
             return;
         }
-        self.watchers.emit(&Announcement::new(
-            binding.clone(),
-            AnnouncementKind::Available,
-        ));
-        for group in groups {
-            self.registry_join(binding.address(), group);
+        if !self.watchers.is_idle() {
+            let joined: Vec<Arc<str>> = self.registry.groups_of(binding.address());
+            self.emit(&binding, || AnnouncementKind::Available);
+            for group in joined {
+                self.emit(&binding, || AnnouncementKind::GroupJoined(group));
+            }
         }
         let waiting: Vec<u64> = [binding.name_arc(), binding.address_arc()]
             .into_iter()
-            .flat_map(|key| {
-                self.monitors_by_target
-                    .get(key)
-                    .cloned()
-                    .unwrap_or_default()
-            })
+            .filter_map(|key| self.monitors_by_target.get(key))
+            .flatten()
+            .copied()
             .collect();
         for id in waiting {
             self.subscribe_to(id, &binding, now);
@@ -312,29 +309,28 @@ impl Core {
     /// Removes a binding: group-left for each group, then withdrawn; its subscribers and the
     /// publishers it subscribed to are told.
     fn remove_binding(&mut self, address: &str, reason: WithdrawReason) {
-        let Some(entry) = self.registry.get(address) else {
+        // The entry goes with its memberships at once; nothing can observe the registry
+        // until the lock is released, so announcing the leaves afterwards is the same.
+        let Some(entry) = self.registry.remove(address) else {
             return;
         };
         let binding = entry.binding.clone();
-        let groups = entry.groups.clone();
-        for group in groups.iter().rev() {
-            self.registry_leave(address, group);
+        if !self.watchers.is_idle() {
+            for group in entry.groups().rev() {
+                self.watchers.emit(&Announcement::new(
+                    binding.clone(),
+                    AnnouncementKind::GroupLeft(group.clone()),
+                ));
+            }
         }
-        self.registry.remove(address);
-        self.watchers.emit(&Announcement::new(
-            binding.clone(),
-            AnnouncementKind::Withdrawn(reason),
-        ));
+        self.emit(&binding, || AnnouncementKind::Withdrawn(reason));
         // Monitors subscribed to it as a publisher.
         let targets = [binding.name_arc(), binding.address_arc()];
         let ids: Vec<u64> = targets
             .into_iter()
-            .flat_map(|key| {
-                self.monitors_by_target
-                    .get(key)
-                    .cloned()
-                    .unwrap_or_default()
-            })
+            .filter_map(|key| self.monitors_by_target.get(key))
+            .flatten()
+            .copied()
             .collect();
         for id in ids {
             if let Some(monitor) = self.monitors.get_mut(&id)
@@ -349,21 +345,24 @@ impl Core {
         self.drop_subscriber(address);
     }
 
+    /// Tells the registry watches of a change; the announcement is only made if someone
+    /// watches (most processes never do, and each change would cost reference counting).
+    fn emit(&mut self, binding: &Binding, kind: impl FnOnce() -> AnnouncementKind) {
+        if !self.watchers.is_idle() {
+            self.watchers
+                .emit(&Announcement::new(binding.clone(), kind()));
+        }
+    }
+
     fn registry_join(&mut self, address: &str, group: Arc<str>) {
         if let Some(binding) = self.registry.join(address, group.clone()) {
-            self.watchers.emit(&Announcement::new(
-                binding,
-                AnnouncementKind::GroupJoined(group),
-            ));
+            self.emit(&binding, || AnnouncementKind::GroupJoined(group));
         }
     }
 
     fn registry_leave(&mut self, address: &str, group: &str) {
         if let Some((binding, group)) = self.registry.leave(address, group) {
-            self.watchers.emit(&Announcement::new(
-                binding,
-                AnnouncementKind::GroupLeft(group),
-            ));
+            self.emit(&binding, || AnnouncementKind::GroupLeft(group));
         }
     }
 

@@ -1,54 +1,170 @@
 //! The registry proper: which services this runtime can see, by address, name and group.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::announce::{Announcement, AnnouncementKind, RegistryScope};
 use crate::binding::Binding;
 use crate::fast::FastMap;
 
+/// A list that nearly always holds one element, kept inline then: a registry sync makes
+/// several per service (its groups, the services of its name, its routes), and allocating
+/// each was a good part of the cost of learning a service.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Few<T> {
+    #[default]
+    Zero,
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> Few<T> {
+    pub(crate) fn push(&mut self, item: T) {
+        *self = match std::mem::take(self) {
+            Self::Zero => Self::One(item),
+            Self::One(first) => Self::Many(vec![first, item]),
+            Self::Many(mut all) => {
+                all.push(item);
+                Self::Many(all)
+            }
+        };
+    }
+
+    pub(crate) fn remove(&mut self, i: usize) -> Option<T> {
+        match self {
+            Self::Many(all) => (i < all.len()).then(|| all.remove(i)),
+            Self::One(_) if i == 0 => match std::mem::take(self) {
+                Self::One(item) => Some(item),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        match self {
+            Self::Zero => {}
+            Self::One(item) => {
+                if !keep(item) {
+                    *self = Self::Zero;
+                }
+            }
+            Self::Many(all) => all.retain(keep),
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Few<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        match self {
+            Self::Zero => &[],
+            Self::One(item) => std::slice::from_ref(item),
+            Self::Many(all) => all,
+        }
+    }
+}
+
+impl<T> std::ops::DerefMut for Few<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        match self {
+            Self::Zero => &mut [],
+            Self::One(item) => std::slice::from_mut(item),
+            Self::Many(all) => all,
+        }
+    }
+}
+
+impl<T: PartialEq> PartialEq for Few<T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Eq> Eq for Few<T> {}
+
+impl<T> FromIterator<T> for Few<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let mut few = Self::Zero;
+        for item in iter {
+            few.push(item);
+        }
+        few
+    }
+}
+
 pub(crate) struct Entry {
     pub(crate) binding: Binding,
-    /// Groups in the order they were joined.
-    pub(crate) groups: Vec<Arc<str>>,
+    /// Groups in the order they were joined, each with the sequence number of the join (its
+    /// key in the group's member index).
+    groups: Few<(Arc<str>, u64)>,
     /// Insertion order, so lookups list services oldest first.
     seq: u64,
 }
 
+impl Entry {
+    /// The groups, in the order they were joined.
+    pub(crate) fn groups(&self) -> impl DoubleEndedIterator<Item = &Arc<str>> + ExactSizeIterator {
+        self.groups.iter().map(|(g, _)| g)
+    }
+}
+
 /// Visible services, indexed by address, name and group. Lists keep insertion order, so the
 /// "first service of a name" is the oldest one, as in the original.
+///
+/// Insertion and removal cost O(log n), never O(n): a lost link withdraws every service
+/// learned through it, and with a linear member list per group, a client losing its hub
+/// spent O(n²) on it (a thousand services in one group: half a million comparisons).
 #[derive(Default)]
 pub(crate) struct RegistryState {
     entries: FastMap<Arc<str>, Entry>,
-    by_name: FastMap<Arc<str>, Vec<Arc<str>>>,
-    by_group: FastMap<Arc<str>, Vec<Arc<str>>>,
+    /// Addresses by insertion sequence: every service, oldest first, without sorting.
+    order: BTreeMap<u64, Arc<str>>,
+    /// Names are nearly always unique, so a short list beats an ordered map here.
+    by_name: FastMap<Arc<str>, Few<Arc<str>>>,
+    /// Members by the sequence number of their join.
+    by_group: FastMap<Arc<str>, BTreeMap<u64, Arc<str>>>,
     next_seq: u64,
 }
 
 impl RegistryState {
-    /// Adds a binding; false if its address is already present.
-    pub(crate) fn insert(&mut self, binding: Binding) -> bool {
+    /// Adds a binding, a member of `groups`; false if its address is already present.
+    pub(crate) fn insert(&mut self, binding: Binding, groups: &[Arc<str>]) -> bool {
         let address = binding.address_arc().clone();
-        if self.entries.contains_key(&address) {
+        let std::collections::hash_map::Entry::Vacant(slot) = self.entries.entry(address.clone())
+        else {
             return false;
-        }
+        };
         self.next_seq += 1;
+        let seq = self.next_seq;
         self.by_name
             .entry(binding.name_arc().clone())
             .or_default()
             .push(address.clone());
-        self.entries.insert(
-            address,
-            Entry {
-                binding,
-                groups: Vec::new(),
-                seq: self.next_seq,
-            },
-        );
+        let mut joined = Few::Zero;
+        for group in groups {
+            if joined.iter().any(|(g, _)| g == group) {
+                continue;
+            }
+            self.next_seq += 1;
+            joined.push((group.clone(), self.next_seq));
+            self.by_group
+                .entry(group.clone())
+                .or_default()
+                .insert(self.next_seq, address.clone());
+        }
+        self.order.insert(seq, address);
+        slot.insert(Entry {
+            binding,
+            groups: joined,
+            seq,
+        });
         true
     }
 
-    /// Removes a binding (its groups must have been left first).
+    /// Removes a binding and its group memberships (without announcing them: the caller
+    /// does, from the returned entry).
     pub(crate) fn remove(&mut self, address: &str) -> Option<Entry> {
         let entry = self.entries.remove(address)?;
         let name = entry.binding.name_arc();
@@ -58,43 +174,56 @@ impl RegistryState {
                 self.by_name.remove(name);
             }
         }
-        for group in &entry.groups {
-            self.unindex_group(address, group);
+        self.order.remove(&entry.seq);
+        for (group, seq) in entry.groups.iter() {
+            self.unindex_group(group, *seq);
         }
         Some(entry)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
     }
 
     pub(crate) fn get(&self, address: &str) -> Option<&Entry> {
         self.entries.get(address)
     }
 
+    /// The registry's own copy of a group name, if the group has members: a name known to
+    /// be valid, shared instead of allocated again.
+    pub(crate) fn group_name(&self, group: &str) -> Option<Arc<str>> {
+        self.by_group.get_key_value(group).map(|(g, _)| g.clone())
+    }
+
     /// Records a group join; returns the binding if it is a new membership.
     pub(crate) fn join(&mut self, address: &str, group: Arc<str>) -> Option<Binding> {
         let entry = self.entries.get_mut(address)?;
-        if entry.groups.contains(&group) {
+        if entry.groups.iter().any(|(g, _)| *g == group) {
             return None;
         }
-        entry.groups.push(group.clone());
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        entry.groups.push((group.clone(), seq));
         self.by_group
             .entry(group)
             .or_default()
-            .push(entry.binding.address_arc().clone());
+            .insert(seq, entry.binding.address_arc().clone());
         Some(entry.binding.clone())
     }
 
     /// Records a group leave; returns the binding and group if it was a member.
     pub(crate) fn leave(&mut self, address: &str, group: &str) -> Option<(Binding, Arc<str>)> {
         let entry = self.entries.get_mut(address)?;
-        let pos = entry.groups.iter().position(|g| &**g == group)?;
-        let group = entry.groups.remove(pos);
+        let pos = entry.groups.iter().position(|(g, _)| &**g == group)?;
+        let (group, seq) = entry.groups.remove(pos)?;
         let binding = entry.binding.clone();
-        self.unindex_group(address, &group);
+        self.unindex_group(&group, seq);
         Some((binding, group))
     }
 
-    fn unindex_group(&mut self, address: &str, group: &str) {
+    fn unindex_group(&mut self, group: &str, seq: u64) {
         if let Some(members) = self.by_group.get_mut(group) {
-            members.retain(|a| &**a != address);
+            members.remove(&seq);
             if members.is_empty() {
                 self.by_group.remove(group);
             }
@@ -106,30 +235,36 @@ impl RegistryState {
     }
 
     pub(crate) fn lookup_name(&self, name: &str) -> Vec<Binding> {
-        self.bindings(self.by_name.get(name))
+        self.bindings(self.by_name.get(name).into_iter().flat_map(|a| a.iter()))
     }
 
     pub(crate) fn lookup_group(&self, group: &str) -> Vec<Binding> {
-        self.bindings(self.by_group.get(group))
+        self.bindings(
+            self.by_group
+                .get(group)
+                .into_iter()
+                .flat_map(|m| m.values()),
+        )
     }
 
     pub(crate) fn lookup_address(&self, address: &str) -> Option<Binding> {
         self.entries.get(address).map(|e| e.binding.clone())
     }
 
-    fn bindings(&self, addresses: Option<&Vec<Arc<str>>>) -> Vec<Binding> {
+    fn bindings<'a>(&self, addresses: impl Iterator<Item = &'a Arc<str>>) -> Vec<Binding> {
         addresses
-            .into_iter()
-            .flatten()
             .filter_map(|a| self.entries.get(a).map(|e| e.binding.clone()))
             .collect()
     }
 
     /// Every entry, oldest first.
-    pub(crate) fn entries(&self) -> Vec<&Entry> {
-        let mut all: Vec<&Entry> = self.entries.values().collect();
-        all.sort_by_key(|e| e.seq);
-        all
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.order.values().filter_map(|a| self.entries.get(a))
+    }
+
+    /// Every address, oldest first.
+    pub(crate) fn addresses(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.order.values()
     }
 
     /// Every group with at least one member, sorted.
@@ -141,7 +276,7 @@ impl RegistryState {
     pub(crate) fn groups_of(&self, address: &str) -> Vec<Arc<str>> {
         self.entries
             .get(address)
-            .map(|e| e.groups.clone())
+            .map(|e| e.groups().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -152,7 +287,7 @@ impl RegistryState {
                 e.binding.clone(),
                 AnnouncementKind::Available,
             ));
-            for g in &e.groups {
+            for g in e.groups() {
                 out.push(Announcement::new(
                     e.binding.clone(),
                     AnnouncementKind::GroupJoined(g.clone()),

@@ -45,6 +45,11 @@ impl Watchers {
         }
     }
 
+    /// Whether no watch is open: changes need not even be described.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.senders.is_empty()
+    }
+
     /// Delivers a change to every watch it concerns, dropping watches that are gone or
     /// that lag.
     pub(crate) fn emit(&mut self, announcement: &Announcement) {

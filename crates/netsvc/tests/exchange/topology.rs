@@ -356,3 +356,85 @@ async fn graceful_shutdown_withdraws_with_reason_process_exit() {
     );
     drop(svc);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_storm_shows_every_service_leave_and_come_back_exactly_once() {
+    // Several clients with a service in two groups, and an observer watching the whole
+    // registry; the hub dies and a new one takes its port. Each service must be seen
+    // leaving its groups (in reverse order), withdrawn, then available with its groups
+    // again, once, and every registry must hold each service once afterwards.
+    const CLIENTS: usize = 12;
+    let (hrt, hex, address) = hub().await;
+    let clients: Vec<_> = (0..CLIENTS).map(|_| client(&address)).collect();
+    let services: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, (rt, _))| {
+            rt.service(&format!("storm-{i}"))
+                .join_group("g1")
+                .join_group("g2")
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let (ort, _oex) = client(&address);
+    eventually(|| ort.registry().lookup_group("g2").len() == CLIENTS).await;
+    let mut watch = ort.registry().watch();
+
+    drop(hex);
+    hrt.shutdown();
+    let nrt = Runtime::new();
+    let nex = Exchange::server(&nrt)
+        .config(fast_config())
+        .build()
+        .unwrap();
+    relisten(&nex, &address).await;
+    for (rt, _) in &clients {
+        eventually(|| rt.registry().lookup_group("g2").len() == CLIENTS).await;
+    }
+    eventually(|| ort.registry().lookup_group("g2").len() == CLIENTS).await;
+    eventually(|| nrt.registry().lookup_group("g2").len() == CLIENTS).await;
+    // Anything late would show up here.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mut events: std::collections::HashMap<String, Vec<AnnouncementKind>> =
+        std::collections::HashMap::new();
+    while let Some(a) = watch.try_recv().unwrap() {
+        events
+            .entry(a.binding.address().to_owned())
+            .or_default()
+            .push(a.kind);
+    }
+    let g = |name: &str| -> Arc<str> { name.into() };
+    for service in &services {
+        assert_eq!(
+            events.get(service.address()).map(Vec::as_slice),
+            Some(
+                &[
+                    AnnouncementKind::Available,
+                    AnnouncementKind::GroupJoined(g("g1")),
+                    AnnouncementKind::GroupJoined(g("g2")),
+                    AnnouncementKind::GroupLeft(g("g2")),
+                    AnnouncementKind::GroupLeft(g("g1")),
+                    AnnouncementKind::Withdrawn(WithdrawReason::ConnectionLost),
+                    AnnouncementKind::Available,
+                    AnnouncementKind::GroupJoined(g("g1")),
+                    AnnouncementKind::GroupJoined(g("g2")),
+                ][..]
+            ),
+            "announcements of {}",
+            service.address()
+        );
+    }
+    for rt in clients.iter().map(|(rt, _)| rt).chain([&ort, &nrt]) {
+        let members = rt.registry().lookup_group("g1");
+        let mut addresses: Vec<_> = members.iter().map(|b| b.address().to_owned()).collect();
+        addresses.sort();
+        addresses.dedup();
+        assert_eq!(addresses.len(), CLIENTS);
+        assert_eq!(members.len(), CLIENTS);
+        for i in 0..CLIENTS {
+            assert_eq!(rt.registry().lookup_name(&format!("storm-{i}")).len(), 1);
+        }
+    }
+}
