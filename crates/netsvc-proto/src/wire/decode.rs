@@ -85,8 +85,8 @@ pub fn decode_body(body: Bytes) -> Result<Frame, WireError> {
 
 /// Decodes the frame body that fills `data` from `start` to the end.
 fn parse(data: &Bytes, start: usize) -> Result<Frame, WireError> {
-    if let Some(report) = plain_report(data, start) {
-        return Ok(report);
+    if let Some(frame) = plain_report(data, start).or_else(|| plain_service(data, start)) {
+        return Ok(frame);
     }
     let mut r = Reader { data, pos: start };
     if r.remaining() == 0 {
@@ -223,6 +223,45 @@ fn plain_report(data: &Bytes, start: usize) -> Option<Frame> {
         payload,
         paced,
     })
+}
+
+/// A SERVICE exactly as encoders write it, in one straight pass like [`plain_report`]: a
+/// registry sync is a burst of thousands of them.
+fn plain_service(data: &Bytes, start: usize) -> Option<Frame> {
+    let mut r = Reader { data, pos: start };
+    if r.u8().ok()? != 0x97 || r.u8().ok()? != kind::SERVICE {
+        return None;
+    }
+    let address = r.text().ok()?;
+    let name = r.text().ok()?;
+    let audience = r.text().ok()?;
+    let groups = plain_texts(&mut r)?;
+    let version = match r.u8().ok()? {
+        marker @ 0x00..=0x7f => u64::from(marker),
+        0xcc => u64::from(r.u8().ok()?),
+        0xcd => u64::from(u16::from_be_bytes(r.array().ok()?)),
+        0xce => u64::from(u32::from_be_bytes(r.array().ok()?)),
+        0xcf => u64::from_be_bytes(r.array().ok()?),
+        _ => return None,
+    };
+    let path = plain_texts(&mut r)?;
+    (r.remaining() == 0).then_some(Frame::Service {
+        address,
+        name,
+        audience,
+        groups,
+        version,
+        path,
+    })
+}
+
+/// A short array of strings (a fixarray: at most 15), as SERVICE frames carry.
+fn plain_texts(r: &mut Reader<'_>) -> Option<Vec<Text>> {
+    let marker = r.u8().ok()?;
+    if !(0x90..=0x9f).contains(&marker) {
+        return None;
+    }
+    (0..marker & 0x0f).map(|_| r.text().ok()).collect()
 }
 
 fn hello(f: &mut Fields<'_>) -> Result<Frame, WireError> {

@@ -25,6 +25,7 @@
 //!     subject: Text::from("quote.ACME"),
 //!     seq: 42,
 //!     payload: Bytes::from_static(&[0xa2, b'h', b'i']), // the value "hi"
+//!     paced: false,
 //! };
 //! let mut received = BytesMut::new();
 //! encode(&frame, &mut received);
