@@ -369,7 +369,6 @@ impl Writer<'_> {
     }
 
     fn text(&mut self, t: &Text) {
-        // The bytes, not `as_str`, to skip re-validating UTF-8 that is valid by construction.
         self.str(t.as_bytes());
     }
 

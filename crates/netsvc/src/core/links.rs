@@ -488,9 +488,7 @@ impl Core {
         path: &[Text],
         now: Instant,
     ) {
-        // `Text::as_str` checks the UTF-8 again on every call (about a hundred instructions
-        // for an address): identities are compared as bytes, and only what is kept is
-        // turned into a string, once.
+        // Only what is kept is turned into an owned string, once.
         let address = address.as_str();
         if path.is_empty() {
             tracing::warn!(%address, "SERVICE without a path ignored");
