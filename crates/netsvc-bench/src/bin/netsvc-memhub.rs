@@ -35,9 +35,9 @@ fn heap() -> (usize, usize) {
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let listen = match (args.next().as_deref(), args.next()) {
-        (Some("--listen"), Some(addr)) => addr,
-        _ => anyhow::bail!("usage: netsvc-memhub --listen ADDR"),
+    let flag = args.next();
+    let (Some("--listen"), Some(listen)) = (flag.as_deref(), args.next()) else {
+        anyhow::bail!("usage: netsvc-memhub --listen ADDR");
     };
     // One thread, as `role netsvc-hub`.
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -1360,3 +1360,63 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(name: &str) -> Binding {
+        Binding::new(
+            Arc::from(name),
+            Audience::Everyone,
+            Arc::from("1@h:1"),
+            Arc::from("h:1"),
+            Location::Remote,
+            None,
+        )
+    }
+
+    fn sub(link: u64) -> RemoteSub {
+        RemoteSub {
+            publisher: PublisherAddress(binding("p")),
+            subscriber: binding("s"),
+            pattern: Arc::new(Pattern::new("a.b").expect("valid pattern")),
+            origin: SubOrigin::Monitor(1),
+            link,
+            installed: false,
+            generation: 0,
+        }
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn entries_stay_small() {
+        // A hub holds one of each per relayed subscription (see `RemoteSubs`, `Served`).
+        assert_eq!(size_of::<Slot>(), 64);
+        assert_eq!(size_of::<Served>(), 16);
+    }
+
+    #[test]
+    fn ids_of_freed_slots_are_not_reused() {
+        let mut subs = RemoteSubs::default();
+        let a = subs.insert(sub(1)).expect("room");
+        let b = subs.insert(sub(2)).expect("room");
+        assert_ne!(a, 0);
+        assert_eq!(subs.get(&b).map(|s| s.link), Some(2));
+        assert_eq!(subs.remove(&a).map(|s| s.link), Some(1));
+        assert!(subs.get(&a).is_none());
+        assert!(subs.remove(&a).is_none());
+        // The freed slot is reused under a new id; the old id still finds nothing.
+        let c = subs.insert(sub(3)).expect("room");
+        assert_ne!(c, a);
+        assert_eq!(c & u64::from(u32::MAX), a & u64::from(u32::MAX));
+        assert!(subs.get(&a).is_none());
+        assert_eq!(subs.get(&c).map(|s| s.link), Some(3));
+        if let Some(s) = subs.get_mut(&c) {
+            s.installed = true;
+        }
+        assert!(subs.get(&c).is_some_and(|s| s.installed));
+        // An id naming a slot that was never used finds nothing either.
+        assert!(subs.get(&(c + 100)).is_none());
+    }
+}
