@@ -46,6 +46,15 @@ pub(crate) struct HubOptions {
     pub(crate) addr: Option<String>,
 }
 
+/// A hub's live heap, from its counting allocator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Heap {
+    /// Bytes requested from the allocator and not freed.
+    pub(crate) bytes: u64,
+    /// Live blocks.
+    pub(crate) blocks: u64,
+}
+
 /// A running hub (or, for direct TCP, just the rendezvous address).
 #[derive(Debug)]
 pub(crate) struct Hub {
@@ -60,6 +69,14 @@ impl Hub {
     /// The hub's resident set size (KiB).
     pub(crate) fn rss_kib(&self) -> Result<u64> {
         self.proc.as_ref().context("no hub process")?.rss_kib()
+    }
+
+    /// The hub's live heap (`netsvc-memhub` only).
+    pub(crate) async fn heap(&mut self) -> Result<Heap> {
+        let p = self.proc()?;
+        p.send("HEAP").await?;
+        let json = p.expect("HEAP", Duration::from_secs(10)).await?;
+        serde_json::from_str(&json).with_context(|| format!("bad HEAP answer {json}"))
     }
 
     /// The hub's process id.
@@ -127,6 +144,28 @@ impl Env {
             System::Mqtt => self.mqtt.is_some(),
             _ => true,
         }
+    }
+
+    /// Starts `netsvc-memhub` (the netsvc hub with a heap counter, built next to this binary)
+    /// on CPU 0 and waits until it accepts connections.
+    pub(crate) async fn start_netsvc_memhub(&self) -> Result<Hub> {
+        let program = self.exe.with_file_name("netsvc-memhub");
+        let mut p = Proc::program(
+            self.pin,
+            Cpu::Hub,
+            &program,
+            "netsvc-memhub",
+            &["--listen".to_owned(), free_addr()?],
+        )?;
+        let addr = p.expect("READY", Duration::from_secs(10)).await?;
+        wait_listening(&addr, Duration::from_secs(10))
+            .await
+            .context("netsvc-memhub did not start")?;
+        Ok(Hub {
+            addr,
+            proc: Some(p),
+            own: true,
+        })
     }
 
     /// Starts the hub of `system` on CPU 0 and waits until it accepts connections.

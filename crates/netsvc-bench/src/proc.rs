@@ -100,7 +100,18 @@ impl Proc {
                 program = first.into();
             }
         }
-        let mut child = command(pin, cpu, &program, &all)
+        Self::program(pin, cpu, &program, name, &all)
+    }
+
+    /// Starts a program that talks the line protocol (a role, or `netsvc-memhub`).
+    pub(crate) fn program(
+        pin: bool,
+        cpu: Cpu,
+        program: &Path,
+        name: &str,
+        args: &[String],
+    ) -> Result<Self> {
+        let mut child = command(pin, cpu, program, args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -4,6 +4,20 @@
 //! `m.<client>.<k>`). Per idle connection: (RSS₁ − RSS₀) / connections; per service:
 //! (RSSₛ − RSS₁) / connections; per subscription: (RSS₂ − RSSₛ) / subscriptions.
 //!
+//! Two things made RSS lie. Creating every service at once floods every link with about a
+//! million SERVICE frames: link buffers grow, some are freed (and the allocator hands that
+//! memory to the subscriptions, so RSS does not move) and some are kept (a link keeps write
+//! buffers up to 256 KiB for its next burst), so what a phase measures depended on how the
+//! previous burst happened to be batched. So the clients pace themselves: services are
+//! created one at a time at [`SERVICE_PAUSE`] per process, subscriptions a connection at a
+//! time at [`SUB_PAUSE`], slowly enough that the hub's links never queue much; the end
+//! state is the same. And for netsvc the hub is `netsvc-memhub`, the same hub with a
+//! counting allocator, and each phase also reads its live heap (bytes and blocks). A heap
+//! figure is given as bytes, and as bytes plus [`BLOCK_OVERHEAD`] per block (what glibc
+//! malloc adds to each block, rounded up). The verdicts take the larger of the RSS figure and
+//! the heap figure with overhead: RSS that grew less than the live heap can only mean reused
+//! memory.
+//!
 //! netsvc: each connection is a client `Runtime` + `Exchange`; its subscriptions are report
 //! monitors on a publisher service `bench-pub` in another process (connected before the
 //! baseline), so the hub holds them as relayed subscriptions. The clients run as tasks in 4
@@ -19,12 +33,22 @@ use serde::{Deserialize, Serialize};
 use super::{Target, dispatch};
 use crate::adapters::netsvc::Netsvc;
 use crate::adapters::{Adapter, System};
-use crate::harness::{Env, HubOptions};
+use crate::harness::{Env, Heap, HubOptions};
 use crate::proc::{Commands, Cpu, Proc, ready, wait_quiet};
 
 /// Subscriptions per connection.
 pub(crate) const SUBS_PER_CONNECTION: usize = 10;
 const PROCESSES: usize = 4;
+/// Between two services created by one client process (4 processes: 100 services/s, each
+/// announced on every link).
+const SERVICE_PAUSE: Duration = Duration::from_millis(40);
+/// Between the subscriptions of two connections of one client process.
+const SUB_PAUSE: Duration = Duration::from_millis(10);
+/// Bytes the allocator adds to each heap block, as counted on top of the requested bytes.
+/// glibc malloc: an 8-byte size header, blocks rounded up to 16 bytes (a minimum of 32), so
+/// 16 B is a fair average for the small blocks that per-connection and per-subscription
+/// state is made of.
+pub(crate) const BLOCK_OVERHEAD: u64 = 16;
 
 /// `role mem-clients` arguments.
 #[derive(Debug, Clone, Args)]
@@ -57,6 +81,48 @@ pub(crate) struct Run {
     pub(crate) per_service_b: f64,
     /// Bytes per subscription.
     pub(crate) per_subscription_b: f64,
+    /// netsvc: the hub's live heap at the four phases (empty, idle, services, subscribed).
+    #[serde(default)]
+    pub(crate) heap: Option<[Heap; 4]>,
+}
+
+/// A heap change spread over `n` units: bytes, and bytes plus the blocks' overhead.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeapPer {
+    pub(crate) bytes: f64,
+    pub(crate) with_overhead: f64,
+}
+
+impl Run {
+    /// The heap change from phase `from` to phase `to` (0 empty, 1 idle, 2 services,
+    /// 3 subscribed), per `n`.
+    pub(crate) fn heap_per(&self, from: usize, to: usize, n: usize) -> Option<HeapPer> {
+        let heap = self.heap?;
+        let (a, b) = (heap.get(from)?, heap.get(to)?);
+        let bytes = b.bytes as f64 - a.bytes as f64;
+        let blocks = b.blocks as f64 - a.blocks as f64;
+        Some(HeapPer {
+            bytes: bytes / n as f64,
+            with_overhead: (bytes + blocks * BLOCK_OVERHEAD as f64) / n as f64,
+        })
+    }
+
+    /// Bytes per idle connection for the verdict: RSS, or the heap with overhead if larger.
+    pub(crate) fn verdict_per_connection_b(&self) -> f64 {
+        let heap = self.heap_per(0, 1, self.connections);
+        heap.map_or(self.per_connection_b, |h| {
+            h.with_overhead.max(self.per_connection_b)
+        })
+    }
+
+    /// Bytes per subscription for the verdict: RSS, or the heap with overhead if larger
+    /// (RSS that grew less than the live heap was reusing freed memory).
+    pub(crate) fn verdict_per_subscription_b(&self) -> f64 {
+        let heap = self.heap_per(2, 3, self.subscriptions);
+        heap.map_or(self.per_subscription_b, |h| {
+            h.with_overhead.max(self.per_subscription_b)
+        })
+    }
 }
 
 /// Runs the memory workload against one system.
@@ -65,7 +131,13 @@ pub(crate) async fn run(env: &Env, system: System, connections: usize) -> Result
         bail!("no memory workload for raw TCP");
     }
     let settle = Duration::from_millis(if env.quick { 500 } else { 1500 });
-    let mut hub = env.start_hub(system, HubOptions::default()).await?;
+    let mut hub = if system == System::Netsvc {
+        env.start_netsvc_memhub().await?
+    } else {
+        env.start_hub(system, HubOptions::default()).await?
+    };
+    let counted = system == System::Netsvc;
+    let mut heap = [Heap::default(); 4];
     let target = Target::args(system, &hub.addr);
     let mut publisher = None;
     if system == System::Netsvc {
@@ -77,6 +149,9 @@ pub(crate) async fn run(env: &Env, system: System, connections: usize) -> Result
     }
     tokio::time::sleep(settle).await;
     let rss0 = hub.rss_kib()?;
+    if counted {
+        heap[0] = hub.heap().await?;
+    }
 
     let mut procs = Vec::new();
     for (i, (first, count)) in super::client_batches(connections, PROCESSES)
@@ -98,11 +173,15 @@ pub(crate) async fn run(env: &Env, system: System, connections: usize) -> Result
     }
     tokio::time::sleep(settle).await;
     let rss1 = hub.rss_kib()?;
+    if counted {
+        heap[1] = hub.heap().await?;
+    }
 
     // netsvc subscribes from a service, and every service is announced to every process:
     // create them first, so that the subscriptions' own cost is measured on its own.
     for p in &mut procs {
-        p.send("SERVICE").await?;
+        p.send(&format!("SERVICE {}", SERVICE_PAUSE.as_millis()))
+            .await?;
     }
     for p in &mut procs {
         p.expect("SERVICED", Duration::from_secs(120)).await?;
@@ -116,9 +195,16 @@ pub(crate) async fn run(env: &Env, system: System, connections: usize) -> Result
         .collect();
     wait_quiet(&pids, Duration::from_secs(60)).await;
     let rss_services = hub.rss_kib()?;
+    if counted {
+        heap[2] = hub.heap().await?;
+    }
 
     for p in &mut procs {
-        p.send(&format!("SUB {SUBS_PER_CONNECTION}")).await?;
+        p.send(&format!(
+            "SUB {SUBS_PER_CONNECTION} {}",
+            SUB_PAUSE.as_millis()
+        ))
+        .await?;
     }
     for p in &mut procs {
         p.expect("SUBSCRIBED", Duration::from_secs(120)).await?;
@@ -142,6 +228,9 @@ pub(crate) async fn run(env: &Env, system: System, connections: usize) -> Result
     tokio::time::sleep(settle).await;
     wait_quiet(&pids, Duration::from_secs(60)).await;
     let rss2 = hub.rss_kib()?;
+    if counted {
+        heap[3] = hub.heap().await?;
+    }
 
     for p in &mut procs {
         p.finish(Duration::from_secs(5)).await;
@@ -161,6 +250,7 @@ pub(crate) async fn run(env: &Env, system: System, connections: usize) -> Result
         per_connection_b: (rss1 as f64 - rss0 as f64) * 1024.0 / connections as f64,
         per_service_b: (rss_services as f64 - rss1 as f64) * 1024.0 / connections as f64,
         per_subscription_b: (rss2 as f64 - rss_services as f64) * 1024.0 / subscriptions as f64,
+        heap: counted.then_some(heap),
     })
 }
 
@@ -195,18 +285,27 @@ async fn clients<A: Adapter>(args: &ClientsArgs) -> Result<()> {
     }
     let mut commands = Commands::new();
     ready(conns.len());
-    commands.expect("SERVICE").await?;
+    // `SERVICE <pause ms>`, `SUB <count> <pause ms>`: see `SERVICE_PAUSE`.
+    let pause = |arg: Option<&str>| -> Result<Duration> {
+        Ok(Duration::from_millis(arg.unwrap_or("0").parse()?))
+    };
+    let line = commands.expect("SERVICE").await?;
+    let service_pause = pause(line.split_whitespace().next())?;
     let mut guards = Vec::with_capacity(conns.len());
     for c in &conns {
         guards.push(c.hold(Vec::new()).await?);
+        tokio::time::sleep(service_pause).await;
     }
     println!("SERVICED");
     let line = commands.expect("SUB").await?;
-    let k: usize = line.parse()?;
+    let mut words = line.split_whitespace();
+    let k: usize = words.next().unwrap_or("0").parse()?;
+    let sub_pause = pause(words.next())?;
     for (i, (c, g)) in conns.iter().zip(guards.iter_mut()).enumerate() {
         let n = args.first + i;
         let subjects = (0..k).map(|j| format!("m.{n}.{j}")).collect();
         c.hold_more(g, subjects).await?;
+        tokio::time::sleep(sub_pause).await;
     }
     println!("SUBSCRIBED");
     commands.wait_end().await?;

@@ -46,9 +46,12 @@ enum Pending {
 }
 
 /// A subscription that came in on a link.
+///
+/// 16 bytes: `Relayed` fits beside the niche of `Local`'s binding pointer. A hub keeps one
+/// per relayed subscription.
 enum Served {
     /// To a publisher in this runtime, under this subscription key.
-    Local { publisher: Arc<str>, key: u64 },
+    Local { publisher: Binding, key: u64 },
     /// Passed on toward the publisher under our own subscription id.
     Relayed { sid: u64 },
 }
@@ -61,8 +64,10 @@ pub(crate) struct LinkState {
     /// Requests received on this link and relayed: their conv → (next link, conv there).
     relayed: FastMap<u64, (u64, u64)>,
     served: FastMap<u64, Served>,
-    /// Our subscription ids sent on this link.
-    out_subs: FastSet<u64>,
+    /// The remote publishers that our subscriptions on this link go to, so that they move
+    /// to another route when the link goes. One entry per publisher rather than one id per
+    /// subscription: a hub's link to a busy publisher carries thousands.
+    out_subs: FastSet<Arc<str>>,
     /// Whether the peer has sent its whole registry, and which of our subscriptions sent on
     /// this link before then still await their acknowledgement.
     peer_synced: bool,
@@ -162,13 +167,123 @@ enum SubOrigin {
 }
 
 /// A subscription sent toward a remote publisher.
+///
+/// A hub holds one per relayed subscription, so it is kept to 64 bytes: the publisher and
+/// the subscriber are bindings (one pointer each, shared with the registry and the routes)
+/// rather than addresses (two words each).
 pub(crate) struct RemoteSub {
-    publisher: Arc<str>,
-    subscriber: Arc<str>,
+    publisher: PublisherAddress,
+    subscriber: Binding,
     pattern: Arc<Pattern>,
     origin: SubOrigin,
     link: u64,
     installed: bool,
+    /// Of the slot in [`RemoteSubs`]: part of the subscription id.
+    generation: u32,
+}
+
+/// A remote publisher's binding, read as its address (what publishers are looked up by).
+pub(crate) struct PublisherAddress(Binding);
+
+impl std::ops::Deref for PublisherAddress {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.0.address()
+    }
+}
+
+/// The subscriptions toward remote publishers, by subscription id.
+///
+/// A slab rather than a hash map: a hub holds one entry per relayed subscription, and a map
+/// would add the id as a key, a control byte and, at its usual load, half as many slots
+/// again. Here an entry is its 64 bytes, and the slab grows by an eighth at a time.
+///
+/// An id is the slot's index (low 32 bits) and the slot's generation (high 32 bits), which
+/// changes each time the slot is freed: a freed slot is reused, but its old id is not, so a
+/// late SUBSCRIBED or TARGETED for an ended subscription cannot be taken for a new one.
+#[derive(Default)]
+pub(crate) struct RemoteSubs {
+    slots: Vec<Slot>,
+    /// The most recently freed slot, the head of the list of free slots.
+    free: Option<u32>,
+}
+
+/// One slot of [`RemoteSubs`]; 64 bytes either way (`Free` fits beside the niche).
+enum Slot {
+    Used(RemoteSub),
+    Free { generation: u32, next: Option<u32> },
+}
+
+impl RemoteSubs {
+    fn split(sid: u64) -> (usize, u32) {
+        ((sid & u64::from(u32::MAX)) as usize, (sid >> 32) as u32)
+    }
+
+    fn id(index: u32, generation: u32) -> u64 {
+        (u64::from(generation) << 32) | u64::from(index)
+    }
+
+    /// Stores `sub` and returns its id; `None` once there are 2³² slots (256 GiB of them).
+    fn insert(&mut self, mut sub: RemoteSub) -> Option<u64> {
+        if let Some(index) = self.free {
+            let slot = self.slots.get_mut(index as usize)?;
+            let Slot::Free { generation, next } = *slot else {
+                return None;
+            };
+            sub.generation = generation;
+            *slot = Slot::Used(sub);
+            self.free = next;
+            return Some(Self::id(index, generation));
+        }
+        let index = u32::try_from(self.slots.len()).ok()?;
+        if self.slots.len() == self.slots.capacity() {
+            // Growing by an eighth keeps at most 11% of the slab empty (doubling would leave
+            // up to half); the copies stay amortised O(1).
+            self.slots.reserve_exact((self.slots.len() / 8).max(16));
+        }
+        // Generations start at 1 so that no id is 0.
+        sub.generation = 1;
+        self.slots.push(Slot::Used(sub));
+        Some(Self::id(index, 1))
+    }
+
+    pub(crate) fn get(&self, sid: &u64) -> Option<&RemoteSub> {
+        let (index, generation) = Self::split(*sid);
+        match self.slots.get(index)? {
+            Slot::Used(sub) if sub.generation == generation => Some(sub),
+            _ => None,
+        }
+    }
+
+    fn get_mut(&mut self, sid: &u64) -> Option<&mut RemoteSub> {
+        let (index, generation) = Self::split(*sid);
+        match self.slots.get_mut(index)? {
+            Slot::Used(sub) if sub.generation == generation => Some(sub),
+            _ => None,
+        }
+    }
+
+    fn remove(&mut self, sid: &u64) -> Option<RemoteSub> {
+        let (index, generation) = Self::split(*sid);
+        let slot = self.slots.get_mut(index)?;
+        if !matches!(slot, Slot::Used(sub) if sub.generation == generation) {
+            return None;
+        }
+        let next = generation.wrapping_add(1).max(1);
+        let old = std::mem::replace(
+            slot,
+            Slot::Free {
+                generation: next,
+                next: self.free,
+            },
+        );
+        self.free = Some(index as u32);
+        match old {
+            Slot::Used(sub) => Some(sub),
+            Slot::Free { .. } => None,
+        }
+    }
 }
 
 /// The subscriptions toward one remote publisher.
@@ -178,12 +293,38 @@ pub(crate) struct RemotePublisher {
     index: PatternIndex<u64>,
     /// Every subscription id toward it, installed or not.
     sids: FastSet<u64>,
+    /// How many of them go through each link (nearly always one link), so that the link's
+    /// `out_subs` names this publisher exactly while it has subscriptions there.
+    links: Vec<(u64, u32)>,
     /// The subject of the last report received, shared by the reports that repeat it (a
     /// publisher mostly reports on the same few subjects again and again).
     last_subject: Option<Arc<str>>,
 }
 
 impl RemotePublisher {
+    /// Counts one more subscription through `link`; true if it is the first.
+    fn add_link(&mut self, link: u64) -> bool {
+        if let Some((_, n)) = self.links.iter_mut().find(|(l, _)| *l == link) {
+            *n += 1;
+            return false;
+        }
+        self.links.push((link, 1));
+        true
+    }
+
+    /// Counts one subscription less through `link`; true if it was the last.
+    fn remove_link(&mut self, link: u64) -> bool {
+        let Some(i) = self.links.iter().position(|(l, _)| *l == link) else {
+            return false;
+        };
+        self.links[i].1 -= 1;
+        if self.links[i].1 > 0 {
+            return false;
+        }
+        self.links.swap_remove(i);
+        true
+    }
+
     fn subject(&mut self, subject: &str) -> Arc<str> {
         match &self.last_subject {
             Some(last) if **last == *subject => last.clone(),
@@ -323,10 +464,8 @@ impl Core {
         }
         // Subscriptions we had sent on it and whose publisher is still reachable move to
         // the new route.
-        for sid in link.out_subs {
-            if let Some(publisher) = self.remote_subs.get(&sid).map(|s| s.publisher.clone()) {
-                self.reroute_subscriptions(&publisher);
-            }
+        for publisher in link.out_subs {
+            self.reroute_subscriptions(&publisher);
         }
     }
 
@@ -334,7 +473,7 @@ impl Core {
     fn end_served(&mut self, served: Served) {
         match served {
             Served::Local { publisher, key } => {
-                if let Some(local) = self.locals.get_mut(&publisher) {
+                if let Some(local) = self.locals.get_mut(publisher.address()) {
                     local.publisher.unsubscribe(key);
                 }
             }
@@ -970,59 +1109,63 @@ impl Core {
     /// Sends a subscription toward a remote publisher on its best route.
     pub(crate) fn subscribe_remote(
         &mut self,
-        publisher: &Arc<str>,
-        subscriber: Arc<str>,
+        publisher: &str,
+        subscriber: Binding,
         pattern: Arc<Pattern>,
         origin_monitor: Option<u64>,
         origin_relay: Option<(u64, u64)>,
     ) -> Option<u64> {
-        let link = self.remote.get(publisher)?.best()?.0;
         let origin = match (origin_monitor, origin_relay) {
             (Some(m), _) => SubOrigin::Monitor(m),
             (None, Some((link, sid))) => SubOrigin::Relay { link, sid },
             (None, None) => return None,
         };
-        Some(self.send_subscribe(publisher.clone(), subscriber, pattern, origin, link))
+        self.send_subscribe(publisher, subscriber, pattern, origin)
     }
 
+    /// Sends a subscription toward a remote publisher on its best route; `None` if it has
+    /// none.
     fn send_subscribe(
         &mut self,
-        publisher: Arc<str>,
-        subscriber: Arc<str>,
+        publisher: &str,
+        subscriber: Binding,
         pattern: Arc<Pattern>,
         origin: SubOrigin,
-        link: u64,
-    ) -> u64 {
-        let sid = self.next_id();
+    ) -> Option<u64> {
+        let remote = self.remote.get(publisher)?;
+        let link = remote.best()?.0;
+        let publisher = remote.binding.clone();
+        let frame = |sid| Frame::Subscribe {
+            sid,
+            publisher: Text::from(publisher.address()),
+            subscriber: Text::from(subscriber.address()),
+            pattern: Text::from(pattern.as_str()),
+        };
+        let sid = self.remote_subs.insert(RemoteSub {
+            publisher: PublisherAddress(publisher.clone()),
+            subscriber: subscriber.clone(),
+            pattern: pattern.clone(),
+            origin,
+            link,
+            installed: false,
+            generation: 0,
+        })?;
+        let p = self
+            .remote_publishers
+            .entry(publisher.address_arc().clone())
+            .or_default();
+        p.sids.insert(sid);
+        let first = p.add_link(link);
         if let Some(l) = self.links.get_mut(&link) {
-            l.out_subs.insert(sid);
+            if first {
+                l.out_subs.insert(publisher.address_arc().clone());
+            }
             if !l.resynced {
                 l.awaiting_acks.insert(sid);
             }
-            l.outbound.push(Frame::Subscribe {
-                sid,
-                publisher: Text::from(&*publisher),
-                subscriber: Text::from(&*subscriber),
-                pattern: Text::from(pattern.as_str()),
-            });
+            l.outbound.push(frame(sid));
         }
-        self.remote_publishers
-            .entry(publisher.clone())
-            .or_default()
-            .sids
-            .insert(sid);
-        self.remote_subs.insert(
-            sid,
-            RemoteSub {
-                publisher,
-                subscriber,
-                pattern,
-                origin,
-                link,
-                installed: false,
-            },
-        );
-        sid
+        Some(sid)
     }
 
     /// Forgets a subscription toward a remote publisher; with `tell`, the next hop is told.
@@ -1030,14 +1173,19 @@ impl Core {
         let Some(sub) = self.remote_subs.remove(&sid) else {
             return;
         };
-        if let Some(p) = self.remote_publishers.get_mut(&sub.publisher) {
+        // A publisher already forgotten (withdrawn) had its last subscriptions dropped.
+        let mut last = true;
+        if let Some(p) = self.remote_publishers.get_mut(&*sub.publisher) {
             p.sids.remove(&sid);
             if sub.installed {
                 p.index.remove(&sub.pattern, &sid);
             }
+            last = p.remove_link(sub.link);
         }
         if let Some(l) = self.links.get_mut(&sub.link) {
-            l.out_subs.remove(&sid);
+            if last {
+                l.out_subs.remove(&*sub.publisher);
+            }
             l.awaiting_acks.remove(&sid);
             if tell {
                 l.outbound.push(Frame::Unsubscribe { sid });
@@ -1073,7 +1221,9 @@ impl Core {
             let (subscriber, pattern, origin) =
                 (sub.subscriber.clone(), sub.pattern.clone(), sub.origin);
             self.drop_remote_sub(sid, true);
-            let new_sid = self.send_subscribe(publisher.clone(), subscriber, pattern, origin, best);
+            let Some(new_sid) = self.send_subscribe(publisher, subscriber, pattern, origin) else {
+                continue;
+            };
             match origin {
                 SubOrigin::Monitor(m) => {
                     if let Some(monitor) = self.monitors.get_mut(&m) {
@@ -1136,27 +1286,24 @@ impl Core {
                 now,
             );
             outbound.push(Frame::Subscribed { sid });
-            let publisher: Arc<str> = publisher_binding.address_arc().clone();
             self.subscriptions_by_subscriber
                 .entry(subscriber.address_arc().clone())
                 .or_default()
-                .push((publisher.clone(), key));
+                .push((publisher_binding.address_arc().clone(), key));
             if let Some(l) = self.links.get_mut(&id) {
-                l.served.insert(sid, Served::Local { publisher, key });
+                l.served.insert(
+                    sid,
+                    Served::Local {
+                        publisher: publisher_binding,
+                        key,
+                    },
+                );
             }
             return;
         }
-        let Some(publisher) = self
-            .remote
-            .get_key_value(publisher.as_str())
-            .map(|(k, _)| k.clone())
-        else {
-            outbound.push(Frame::Subscribed { sid });
-            return;
-        };
         match self.subscribe_remote(
-            &publisher,
-            subscriber.address_arc().clone(),
+            publisher.as_str(),
+            subscriber,
             Arc::new(pattern),
             None,
             Some((id, sid)),
@@ -1179,11 +1326,9 @@ impl Core {
         }
         if !sub.installed {
             sub.installed = true;
-            self.remote_publishers
-                .entry(sub.publisher.clone())
-                .or_default()
-                .index
-                .insert(&sub.pattern, sid);
+            if let Some(p) = self.remote_publishers.get_mut(&*sub.publisher) {
+                p.index.insert(&sub.pattern, sid);
+            }
         }
         if let SubOrigin::Relay { link, sid: theirs } = sub.origin
             && let Some(l) = self.links.get(&link)
@@ -1354,5 +1499,65 @@ impl Core {
                 )));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(name: &str) -> Binding {
+        Binding::new(
+            Arc::from(name),
+            Audience::Everyone,
+            Arc::from("1@h:1"),
+            Arc::from("h:1"),
+            Location::Remote,
+            None,
+        )
+    }
+
+    fn sub(link: u64) -> RemoteSub {
+        RemoteSub {
+            publisher: PublisherAddress(binding("p")),
+            subscriber: binding("s"),
+            pattern: Arc::new(Pattern::new("a.b").expect("valid pattern")),
+            origin: SubOrigin::Monitor(1),
+            link,
+            installed: false,
+            generation: 0,
+        }
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn entries_stay_small() {
+        // A hub holds one of each per relayed subscription (see `RemoteSubs`, `Served`).
+        assert_eq!(size_of::<Slot>(), 64);
+        assert_eq!(size_of::<Served>(), 16);
+    }
+
+    #[test]
+    fn ids_of_freed_slots_are_not_reused() {
+        let mut subs = RemoteSubs::default();
+        let a = subs.insert(sub(1)).expect("room");
+        let b = subs.insert(sub(2)).expect("room");
+        assert_ne!(a, 0);
+        assert_eq!(subs.get(&b).map(|s| s.link), Some(2));
+        assert_eq!(subs.remove(&a).map(|s| s.link), Some(1));
+        assert!(subs.get(&a).is_none());
+        assert!(subs.remove(&a).is_none());
+        // The freed slot is reused under a new id; the old id still finds nothing.
+        let c = subs.insert(sub(3)).expect("room");
+        assert_ne!(c, a);
+        assert_eq!(c & u64::from(u32::MAX), a & u64::from(u32::MAX));
+        assert!(subs.get(&a).is_none());
+        assert_eq!(subs.get(&c).map(|s| s.link), Some(3));
+        if let Some(s) = subs.get_mut(&c) {
+            s.installed = true;
+        }
+        assert!(subs.get(&c).is_some_and(|s| s.installed));
+        // An id naming a slot that was never used finds nothing either.
+        assert!(subs.get(&(c + 100)).is_none());
     }
 }

@@ -140,7 +140,7 @@ pub(crate) struct Core {
     // Exchange state: see `links.rs`.
     links: FastMap<u64, links::LinkState>,
     remote: FastMap<Arc<str>, links::RemoteService>,
-    remote_subs: FastMap<u64, links::RemoteSub>,
+    remote_subs: links::RemoteSubs,
     remote_publishers: FastMap<Arc<str>, links::RemotePublisher>,
     /// Encoded SERVICE frames, by address, until the service's state changes.
     ads: FastMap<Arc<str>, links::ServiceAd>,
@@ -168,7 +168,7 @@ impl Core {
                 .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2)),
             links: FastMap::default(),
             remote: FastMap::default(),
-            remote_subs: FastMap::default(),
+            remote_subs: links::RemoteSubs::default(),
             remote_publishers: FastMap::default(),
             ads: FastMap::default(),
             report_monitors: Vec::new(),
@@ -422,11 +422,11 @@ impl Core {
         }
         let Some(local) = self.locals.get_mut(publisher.address()) else {
             let (subscriber, pattern) = (
-                monitor.subscriber.address_arc().clone(),
+                monitor.subscriber.clone(),
                 Arc::new(monitor.pattern.clone()),
             );
             if let Some(sid) =
-                self.subscribe_remote(publisher.address_arc(), subscriber, pattern, Some(id), None)
+                self.subscribe_remote(publisher.address(), subscriber, pattern, Some(id), None)
                 && let Some(monitor) = self.monitors.get_mut(&id)
             {
                 monitor.remote_sids.push(sid);
