@@ -27,6 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use foldhash::fast::RandomState;
 
@@ -38,9 +39,10 @@ use crate::names::{NameError, check_pattern};
 /// are the same subscription) and keeps the trie in [`PatternIndex`] free of redundant states.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pattern {
-    // A box rather than a String: patterns never change, and the index stores one copy per
-    // pattern, so the capacity word is pure overhead.
-    text: Box<str>,
+    // Shared rather than copied: a pattern is typically held both by a subscription and by
+    // the index that matches it (a hub holds one per relayed subscription), and it never
+    // changes.
+    text: Arc<str>,
     // Cached because the routing layer asks on every subscription and the answer never changes.
     literal: bool,
 }
@@ -62,7 +64,7 @@ impl Pattern {
         }
         let literal = !normalised.contains(['*', '?']);
         Ok(Self {
-            text: normalised.into_boxed_str(),
+            text: Arc::from(normalised),
             literal,
         })
     }
@@ -171,7 +173,7 @@ impl TryFrom<String> for Pattern {
 
 impl From<Pattern> for String {
     fn from(pattern: Pattern) -> Self {
-        pattern.text.into_string()
+        pattern.text.to_string()
     }
 }
 

@@ -424,6 +424,7 @@ async fn drive(
     let mut next = BytesMut::new();
     let mut read_size = READ_MIN;
     let mut read_since_tick = false;
+    let mut wrote_since_tick = false;
     let mut last_rx = Instant::now();
     let mut last_tx = Instant::now();
     let mut frames = VecDeque::new();
@@ -530,7 +531,10 @@ async fn drive(
             }
             written = writer.write_buf(&mut pending), if !pending.is_empty() => match written {
                 Ok(0) => return "connection closed while writing".to_owned(),
-                Ok(_) => last_tx = Instant::now(),
+                Ok(_) => {
+                    last_tx = Instant::now();
+                    wrote_since_tick = true;
+                }
                 Err(e) => return format!("write failed: {e}"),
             },
             _ = tick.tick() => {
@@ -544,10 +548,22 @@ async fn drive(
                 if now.duration_since(last_tx) >= heartbeat && pending.is_empty() {
                     outbound.push(Frame::Heartbeat);
                 }
-                if !read_since_tick && rbuf.is_empty() && rbuf.capacity() > READ_MIN {
+                // A link that has gone quiet gives its read-side memory back (a heartbeat
+                // costs one small allocation again): idle links are most links.
+                if !read_since_tick && rbuf.is_empty() {
                     rbuf = BytesMut::new();
                     read_size = READ_MIN;
                 }
+                if !read_since_tick && frames.is_empty() {
+                    frames = VecDeque::new();
+                }
+                // Nor must the write buffers of a link that has gone quiet.
+                if !wrote_since_tick && pending.is_empty() {
+                    pending = BytesMut::new();
+                    next = BytesMut::new();
+                    outbound.release_idle_buffer();
+                }
+                wrote_since_tick = false;
                 read_since_tick = false;
             }
             _ = stopped(&mut stop), if !stopping => {

@@ -333,6 +333,14 @@ impl Outbound {
         }
     }
 
+    /// Frees the buffer's memory if nothing is queued (for a link that has gone quiet).
+    pub(crate) fn release_idle_buffer(&self) {
+        let mut s = self.state.lock();
+        if s.flat.is_empty() && s.flat.capacity() > 0 {
+            s.flat = BytesMut::new();
+        }
+    }
+
     /// How the link is to close, if it is.
     pub(crate) fn closing(&self) -> Option<Closing> {
         self.state.lock().closing.clone()
