@@ -261,7 +261,12 @@ fn plain_texts(r: &mut Reader<'_>) -> Option<Vec<Text>> {
     if !(0x90..=0x9f).contains(&marker) {
         return None;
     }
-    (0..marker & 0x0f).map(|_| r.text().ok()).collect()
+    let len = usize::from(marker & 0x0f);
+    let mut texts = Vec::with_capacity(len);
+    for _ in 0..len {
+        texts.push(r.text().ok()?);
+    }
+    Some(texts)
 }
 
 fn hello(f: &mut Fields<'_>) -> Result<Frame, WireError> {
