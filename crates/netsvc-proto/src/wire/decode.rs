@@ -204,14 +204,7 @@ fn plain_report(data: &Bytes, start: usize) -> Option<Frame> {
     }
     let publisher = r.text().ok()?;
     let subject = r.text().ok()?;
-    let seq = match r.u8().ok()? {
-        marker @ 0x00..=0x7f => u64::from(marker),
-        0xcc => u64::from(r.u8().ok()?),
-        0xcd => u64::from(u16::from_be_bytes(r.array().ok()?)),
-        0xce => u64::from(u32::from_be_bytes(r.array().ok()?)),
-        0xcf => u64::from_be_bytes(r.array().ok()?),
-        _ => return None,
-    };
+    let seq = plain_uint(&mut r)?;
     let payload = r.bin().ok()?;
     if paced && r.u8().ok()? != 0xc3 {
         return None;
@@ -236,14 +229,7 @@ fn plain_service(data: &Bytes, start: usize) -> Option<Frame> {
     let name = r.text().ok()?;
     let audience = r.text().ok()?;
     let groups = plain_texts(&mut r)?;
-    let version = match r.u8().ok()? {
-        marker @ 0x00..=0x7f => u64::from(marker),
-        0xcc => u64::from(r.u8().ok()?),
-        0xcd => u64::from(u16::from_be_bytes(r.array().ok()?)),
-        0xce => u64::from(u32::from_be_bytes(r.array().ok()?)),
-        0xcf => u64::from_be_bytes(r.array().ok()?),
-        _ => return None,
-    };
+    let version = plain_uint(&mut r)?;
     let path = plain_texts(&mut r)?;
     (r.remaining() == 0).then_some(Frame::Service {
         address,
@@ -252,6 +238,19 @@ fn plain_service(data: &Bytes, start: usize) -> Option<Frame> {
         groups,
         version,
         path,
+    })
+}
+
+/// An unsigned integer in any of its MessagePack forms (negative ones are left to the
+/// general path, which says why they are wrong).
+fn plain_uint(r: &mut Reader<'_>) -> Option<u64> {
+    Some(match r.u8().ok()? {
+        marker @ 0x00..=0x7f => u64::from(marker),
+        0xcc => u64::from(r.u8().ok()?),
+        0xcd => u64::from(u16::from_be_bytes(r.array().ok()?)),
+        0xce => u64::from(u32::from_be_bytes(r.array().ok()?)),
+        0xcf => u64::from_be_bytes(r.array().ok()?),
+        _ => return None,
     })
 }
 

@@ -3,7 +3,7 @@ use std::time::Duration;
 use netsvc::{Exchange, Retry, Runtime, Value, args};
 
 use crate::util::{
-    client, echo, eventually, fast_config, gone, hub, quick, relisten, seen, visible, within,
+    client, echo, eventually, fast_config, gone, hub, hub_again, quick, seen, visible, within,
 };
 
 async fn server() -> (Runtime, Exchange, String) {
@@ -203,12 +203,7 @@ async fn triangle_of_servers_no_loops_no_duplicates_and_failover() {
         .unwrap();
     assert_eq!(r, Value::List(vec!["after".into()]));
     // B comes back: its client reconnects and svc-1 reappears everywhere, once.
-    let nbrt = Runtime::new();
-    let nbex = Exchange::server(&nbrt)
-        .config(fast_config())
-        .build()
-        .unwrap();
-    relisten(&nbex, &b_addr).await;
+    let (_nbrt, nbex) = hub_again(&b_addr).await;
     nbex.connect(&a_addr, quick()).unwrap();
     visible(&clients[0].0, "svc-1").await;
     visible(&clients[2].0, "svc-1").await;

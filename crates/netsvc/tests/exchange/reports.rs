@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use netsvc::{Exchange, Lifetime, ReportEvent, Runtime, SubscriptionStatus};
 
-use crate::util::{client, echo, fast_config, gone, hub, quick, relisten, visible, within};
+use crate::util::{client, echo, fast_config, gone, hub, hub_again, quick, visible, within};
 
 /// Collects the reports of `monitor` until `n` have arrived, as (subject, int) pairs.
 async fn reports(monitor: &mut netsvc::ReportMonitor, n: usize) -> Vec<(String, i64)> {
@@ -139,12 +139,7 @@ async fn subscriptions_resume_after_the_hub_restarts_and_the_cache_comes_once() 
     // While the hub is away the publisher moves on.
     publisher.publish("mode", 2, Lifetime::Forever).unwrap();
     publisher.publish("flag", 7, Lifetime::Forever).unwrap();
-    let nrt = Runtime::new();
-    let nex = Exchange::server(&nrt)
-        .config(fast_config())
-        .build()
-        .unwrap();
-    relisten(&nex, &address).await;
+    let (_nrt, _nex) = hub_again(&address).await;
     for m in [&mut by_name, &mut by_binding] {
         let mut events = Vec::new();
         within(async {

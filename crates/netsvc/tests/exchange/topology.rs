@@ -8,7 +8,7 @@ use netsvc::{
 };
 
 use crate::util::{
-    client, connection, echo, eventually, fast_config, gone, hub, quick, relisten, seen, visible,
+    client, connection, echo, eventually, fast_config, gone, hub, hub_again, quick, seen, visible,
     withdrawal_of, within,
 };
 
@@ -109,12 +109,7 @@ async fn s38_when_the_server_dies_clients_see_withdrawals_and_then_the_services_
 
     // A new hub on the same port: everything comes back, with the same identities and
     // (route-independent) the same addresses.
-    let nrt = Runtime::new();
-    let nex = Exchange::server(&nrt)
-        .config(fast_config())
-        .build()
-        .unwrap();
-    relisten(&nex, &address).await;
+    let (nrt, _nex) = hub_again(&address).await;
     let back = visible(&brt, "on-a").await;
     assert_eq!(back.address(), a.address());
     assert_eq!(back.agent_identity(), a.binding().agent_identity());
@@ -231,12 +226,7 @@ async fn s40_a_single_attempt_client_does_not_reconnect() {
     drop(hex);
     hrt.shutdown();
     connection(&mut events, ConnectionState::Inactive).await;
-    let nrt = Runtime::new();
-    let nex = Exchange::server(&nrt)
-        .config(fast_config())
-        .build()
-        .unwrap();
-    relisten(&nex, &address).await;
+    let (nrt, _nex) = hub_again(&address).await;
     let _svc = echo(&nrt, "new-hub");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(cex.connections().is_empty());
@@ -383,12 +373,7 @@ async fn a_reconnect_storm_shows_every_service_leave_and_come_back_exactly_once(
 
     drop(hex);
     hrt.shutdown();
-    let nrt = Runtime::new();
-    let nex = Exchange::server(&nrt)
-        .config(fast_config())
-        .build()
-        .unwrap();
-    relisten(&nex, &address).await;
+    let (nrt, _nex) = hub_again(&address).await;
     for (rt, _) in &clients {
         eventually(|| rt.registry().lookup_group("g2").len() == CLIENTS).await;
     }

@@ -149,9 +149,11 @@ pub(crate) async fn eventually(mut check: impl FnMut() -> bool) {
     .await;
 }
 
-/// Listens on `address`, retrying while a previous listener of this test process (whose
-/// exchange was just dropped) still holds the port.
-pub(crate) async fn relisten(ex: &Exchange, address: &str) {
+/// A new hub on `address` (a restarted one), retrying while the previous listener of this
+/// test process (whose exchange was just dropped) still holds the port.
+pub(crate) async fn hub_again(address: &str) -> (Runtime, Exchange) {
+    let rt = Runtime::new();
+    let ex = Exchange::server(&rt).config(fast_config()).build().unwrap();
     within(async {
         loop {
             match ex.listen(address).await {
@@ -161,4 +163,5 @@ pub(crate) async fn relisten(ex: &Exchange, address: &str) {
         }
     })
     .await;
+    (rt, ex)
 }
