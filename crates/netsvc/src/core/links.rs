@@ -296,9 +296,22 @@ pub(crate) struct RemotePublisher {
     /// How many of them go through each link (nearly always one link), so that the link's
     /// `out_subs` names this publisher exactly while it has subscriptions there.
     links: Vec<(u64, u32)>,
-    /// The subject of the last report received, shared by the reports that repeat it (a
-    /// publisher mostly reports on the same few subjects again and again).
-    last_subject: Option<Arc<str>>,
+    /// Where the reports of the last subject received went. A publisher mostly reports
+    /// on the same few subjects again and again, so most reports skip matching; cleared
+    /// whenever `index` changes.
+    route: Option<ReportRoute>,
+}
+
+/// The targets of one subject's reports arriving on one link.
+#[derive(Default)]
+struct ReportRoute {
+    /// Shared by every report delivered on it.
+    subject: Arc<str>,
+    link: u64,
+    /// Monitors of this runtime, with the pattern each matched.
+    monitors: Vec<(u64, Arc<Pattern>)>,
+    /// Links to relay to (each once).
+    downstream: Vec<u64>,
 }
 
 impl RemotePublisher {
@@ -323,17 +336,6 @@ impl RemotePublisher {
         }
         self.links.swap_remove(i);
         true
-    }
-
-    fn subject(&mut self, subject: &str) -> Arc<str> {
-        match &self.last_subject {
-            Some(last) if **last == *subject => last.clone(),
-            _ => {
-                let new: Arc<str> = Arc::from(subject);
-                self.last_subject = Some(new.clone());
-                new
-            }
-        }
     }
 }
 
@@ -1179,6 +1181,7 @@ impl Core {
             p.sids.remove(&sid);
             if sub.installed {
                 p.index.remove(&sub.pattern, &sid);
+                p.route = None;
             }
             last = p.remove_link(sub.link);
         }
@@ -1328,6 +1331,7 @@ impl Core {
             sub.installed = true;
             if let Some(p) = self.remote_publishers.get_mut(&*sub.publisher) {
                 p.index.insert(&sub.pattern, sid);
+                p.route = None;
             }
         }
         if let SubOrigin::Relay { link, sid: theirs } = sub.origin
@@ -1355,26 +1359,40 @@ impl Core {
         let Some(remote) = self.remote_publishers.get_mut(publisher.as_str()) else {
             return;
         };
-        // Reused from one report to the next: routing a report allocates nothing.
-        let mut monitors = std::mem::take(&mut self.report_monitors);
-        let mut downstream = std::mem::take(&mut self.report_links);
-        let subs = &self.remote_subs;
-        remote.index.for_each_match(subject, |_, sid| {
-            let Some(sub) = subs.get(sid) else { return };
-            if sub.link != id {
-                return; // a report still in flight on a route we have left
-            }
-            match sub.origin {
-                SubOrigin::Monitor(m) => monitors.push((m, sub.pattern.clone())),
-                SubOrigin::Relay { link, .. } => {
-                    if !downstream.contains(&link) {
-                        downstream.push(link);
+        let known = remote
+            .route
+            .as_ref()
+            .is_some_and(|r| r.link == id && *r.subject == *subject.as_str());
+        if !known {
+            // The previous route's buffers are reused: a publisher cycling through many
+            // subjects allocates only each subject's shared string.
+            let mut route = remote.route.take().unwrap_or_default();
+            route.monitors.clear();
+            route.downstream.clear();
+            let subs = &self.remote_subs;
+            remote.index.for_each_match(subject, |_, sid| {
+                let Some(sub) = subs.get(sid) else { return };
+                if sub.link != id {
+                    return; // a report still in flight on a route we have left
+                }
+                match sub.origin {
+                    SubOrigin::Monitor(m) => route.monitors.push((m, sub.pattern.clone())),
+                    SubOrigin::Relay { link, .. } => {
+                        if !route.downstream.contains(&link) {
+                            route.downstream.push(link);
+                        }
                     }
                 }
-            }
-        });
-        for link in downstream.drain(..) {
-            if let Some(l) = self.links.get(&link)
+            });
+            route.subject = Arc::from(subject.as_str());
+            route.link = id;
+            remote.route = Some(route);
+        }
+        let Some(route) = &remote.route else {
+            return;
+        };
+        for link in &route.downstream {
+            if let Some(l) = self.links.get(link)
                 && l.outbound
                     .push_report(raw, || (publisher.clone(), subject.clone()))
                 && paced
@@ -1386,27 +1404,23 @@ impl Core {
                 actions.push(Action::Backpressure(l.outbound.clone()));
             }
         }
-        if !monitors.is_empty()
+        if !route.monitors.is_empty()
             && let Some(binding) = self.remote.get(publisher.as_str()).map(|s| &s.binding)
         {
             let content = Payload::from_bytes(payload);
-            let subject = remote.subject(subject);
-            for (m, pattern) in monitors.drain(..) {
-                if let Some(monitor) = self.monitors.get_mut(&m) {
+            for (m, pattern) in &route.monitors {
+                if let Some(monitor) = self.monitors.get_mut(m) {
                     monitor.note_seq(binding.address_arc(), seq);
                     monitor.queue.push(ReportEvent::Report(Report::new(
                         binding.clone(),
-                        subject.clone(),
+                        route.subject.clone(),
                         content.clone(),
-                        Some(pattern),
+                        Some(pattern.clone()),
                         false,
                     )));
                 }
             }
         }
-        monitors.clear();
-        self.report_monitors = monitors;
-        self.report_links = downstream;
     }
 
     /// Reports of `publisher` were lost on the way here: tell every subscription that

@@ -144,9 +144,6 @@ pub(crate) struct Core {
     remote_publishers: FastMap<Arc<str>, links::RemotePublisher>,
     /// Encoded SERVICE frames, by address, until the service's state changes.
     ads: FastMap<Arc<str>, links::ServiceAd>,
-    /// Scratch space of report routing (see `links::on_report`).
-    report_monitors: Vec<(u64, Arc<Pattern>)>,
-    report_links: Vec<u64>,
 }
 
 impl Core {
@@ -171,8 +168,6 @@ impl Core {
             remote_subs: links::RemoteSubs::default(),
             remote_publishers: FastMap::default(),
             ads: FastMap::default(),
-            report_monitors: Vec::new(),
-            report_links: Vec::new(),
         }
     }
 

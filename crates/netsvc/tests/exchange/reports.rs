@@ -410,3 +410,73 @@ async fn a_paced_publisher_waits_for_a_stalled_subscriber_behind_the_hub() {
         .unwrap();
     assert_eq!(missed, 0, "nothing coalesced on the way");
 }
+
+/// Routing caches where a subject's reports go (at the hub and in each subscriber's
+/// process): subscriptions that come and go in the middle of a stream on one subject must
+/// still be served from the next report on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_joining_and_leaving_a_running_stream_are_served_at_once() {
+    let (_hrt, _hex, address) = hub().await;
+    let (prt, _pex) = client(&address);
+    let publisher = prt.service("ticker").build().unwrap();
+    let (srt, _sex) = client(&address);
+    let sub = srt.service("sub").build().unwrap();
+    visible(&srt, "ticker").await;
+    let mut first = sub.monitor_reports("ticker", "tick").unwrap();
+    let mut n = 0;
+    // Publishes until `monitor` has a report of this run (the subscription may still be on
+    // its way); returns the value it got.
+    async fn next_tick(
+        publisher: &netsvc::Service,
+        n: &mut i64,
+        monitor: &mut netsvc::ReportMonitor,
+    ) -> i64 {
+        within(async {
+            loop {
+                *n += 1;
+                publisher.publish("tick", *n, Lifetime::None).unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                while let Some(event) = monitor.try_recv() {
+                    if let ReportEvent::Report(r) = event {
+                        return r.value().unwrap().as_i64().unwrap();
+                    }
+                }
+            }
+        })
+        .await
+    }
+    next_tick(&publisher, &mut n, &mut first).await;
+    // A second subscriber in the same process, then one in another process, join the
+    // stream already flowing on "tick".
+    let sub2 = srt.service("sub2").build().unwrap();
+    let mut second = sub2.monitor_reports("ticker", "t*").unwrap();
+    next_tick(&publisher, &mut n, &mut second).await;
+    let (ort, _oex) = client(&address);
+    let other = ort.service("other").build().unwrap();
+    visible(&ort, "ticker").await;
+    let mut third = other.monitor_reports("ticker", "tick").unwrap();
+    next_tick(&publisher, &mut n, &mut third).await;
+    // The first leaves; the others go on receiving every report from then on.
+    drop(first);
+    next_tick(&publisher, &mut n, &mut second).await;
+    let from = n;
+    for i in from + 1..=from + 20 {
+        publisher.publish("tick", i, Lifetime::None).unwrap();
+    }
+    n = from + 20;
+    for monitor in [&mut second, &mut third] {
+        let mut got = Vec::new();
+        within(async {
+            while got.last() != Some(&n) {
+                if let ReportEvent::Report(r) = monitor.recv().await.unwrap() {
+                    let v = r.value().unwrap().as_i64().unwrap();
+                    if v > from {
+                        got.push(v);
+                    }
+                }
+            }
+        })
+        .await;
+        assert_eq!(got, (from + 1..=n).collect::<Vec<_>>());
+    }
+}
