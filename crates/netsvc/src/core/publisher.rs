@@ -17,6 +17,9 @@ use crate::payload::{Payload, check_depth};
 use crate::queue::{EventReceiver, EventSender, ReportQueue, event_queue};
 use crate::report::{Lifetime, Report, ReportEvent, SubscriptionEvent, SubscriptionStatus};
 
+/// Scratch buffers bigger than this are freed after the publish that needed them.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
 /// Where a subscription's reports go.
 pub(crate) enum Delivery {
     /// Straight into a monitor's queue in this runtime.
@@ -311,6 +314,13 @@ impl PublisherState {
         }
         self.links = links;
         self.matched = matched;
+        // One huge report must not pin its size in the scratch buffers for good.
+        if self.encoded.capacity() > SCRATCH_KEEP {
+            self.encoded = Vec::new();
+        }
+        if self.frame.capacity() > SCRATCH_KEEP {
+            self.frame = BytesMut::new();
+        }
         Ok(Published {
             delivered,
             expires,
