@@ -153,21 +153,8 @@ pub(crate) async fn run(env: &Env, system: System, connections: usize) -> Result
         heap[0] = hub.heap().await?;
     }
 
-    let mut procs = Vec::new();
-    for (i, (first, count)) in super::client_batches(connections, PROCESSES)
-        .into_iter()
-        .enumerate()
-    {
-        let mut args = vec!["mem-clients".to_owned()];
-        args.extend(target.iter().cloned());
-        args.extend([
-            "--count".to_owned(),
-            count.to_string(),
-            "--first".to_owned(),
-            first.to_string(),
-        ]);
-        procs.push(env.role(Cpu::Load, &format!("{system}-mem-clients{i}"), &args)?);
-    }
+    let mut procs =
+        super::spawn_clients(env, system, "mem-clients", &target, connections, PROCESSES)?;
     for p in &mut procs {
         p.expect("READY", Duration::from_secs(120)).await?;
     }

@@ -11,6 +11,8 @@ pub(crate) mod w5;
 use clap::Args;
 
 use crate::adapters::System;
+use crate::harness::Env;
+use crate::proc::{Cpu, Proc};
 
 /// Where a role connects.
 #[derive(Debug, Clone, Args)]
@@ -67,10 +69,37 @@ pub(crate) fn record<T>(
 
 /// Splits `total` clients into contiguous batches, one per client process (at most
 /// `processes`): `(first, count)` pairs, empty batches left out.
-pub(crate) fn client_batches(total: usize, processes: usize) -> Vec<(usize, usize)> {
+fn client_batches(total: usize, processes: usize) -> Vec<(usize, usize)> {
     let per = total.div_ceil(processes.max(1));
     (0..processes)
         .map(|i| (i * per, per.min(total.saturating_sub(i * per))))
         .filter(|&(_, count)| count > 0)
+        .collect()
+}
+
+/// Starts `total` clients of `role` on the load CPU, spread over at most `processes`
+/// processes (each told its batch with `--first` and `--count`).
+pub(crate) fn spawn_clients(
+    env: &Env,
+    system: System,
+    role: &str,
+    target: &[String],
+    total: usize,
+    processes: usize,
+) -> anyhow::Result<Vec<Proc>> {
+    client_batches(total, processes)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (first, count))| {
+            let mut args = vec![role.to_owned()];
+            args.extend(target.iter().cloned());
+            args.extend([
+                "--count".to_owned(),
+                count.to_string(),
+                "--first".to_owned(),
+                first.to_string(),
+            ]);
+            env.role(Cpu::Load, &format!("{system}-{role}{i}"), &args)
+        })
         .collect()
 }

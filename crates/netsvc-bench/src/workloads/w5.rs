@@ -131,21 +131,7 @@ pub(crate) async fn run(env: &Env, system: System, clients: usize) -> Result<Run
     publisher.expect("READY", Duration::from_secs(30)).await?;
     publisher.send("GO").await?;
 
-    let mut procs = Vec::new();
-    for (i, (first, count)) in super::client_batches(clients, PROCESSES)
-        .into_iter()
-        .enumerate()
-    {
-        let mut args = vec!["w5-clients".to_owned()];
-        args.extend(target.iter().cloned());
-        args.extend([
-            "--count".to_owned(),
-            count.to_string(),
-            "--first".to_owned(),
-            first.to_string(),
-        ]);
-        procs.push(env.role(Cpu::Load, &format!("{system}-w5-clients{i}"), &args)?);
-    }
+    let mut procs = super::spawn_clients(env, system, "w5-clients", &target, clients, PROCESSES)?;
     let mut set_up = 0;
     for p in &mut procs {
         let n: usize = p.expect("READY", Duration::from_secs(180)).await?.parse()?;
