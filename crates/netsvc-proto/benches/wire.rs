@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use netsvc_proto::wire::{Decoder, Frame, Text, encode};
+use netsvc_proto::wire::{Decoder, Frame, Text, encode, frame};
 
 /// Frames per iteration: enough that per-iteration overhead (buffer clone) is amortised.
 const BATCH: u64 = 1_000;
@@ -20,14 +20,14 @@ fn reports() -> Vec<Frame> {
             let mut payload = vec![0xc4, 16];
             payload.extend_from_slice(&seq.to_le_bytes());
             payload.extend_from_slice(&[0x5a; 8]);
-            Frame::Report {
+            Frame::Report(frame::Report {
                 publisher: publisher.clone(),
                 subject: subject.clone(),
                 // Counting up from a large value exercises the 8-byte integer form.
                 seq: (1 << 40) + seq,
                 payload: Bytes::from(payload),
                 paced: false,
-            }
+            })
         })
         .collect()
 }
@@ -65,7 +65,7 @@ fn bench_wire(c: &mut Criterion) {
             |buf| {
                 let mut seqs = 0u64;
                 while let Some((frame, _raw)) = decoder.decode(buf).expect("valid frame") {
-                    if let Frame::Report { subject, seq, .. } = &frame {
+                    if let Frame::Report(frame::Report { subject, seq, .. }) = &frame {
                         // Touch the subject as a router would, so `as_str` is part of the cost.
                         seqs = seqs.wrapping_add(*seq + subject.as_str().len() as u64);
                     }

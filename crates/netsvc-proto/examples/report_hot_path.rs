@@ -8,7 +8,7 @@
 //! `valgrind --tool=callgrind --toggle-collect='*hot_loop*' target/release/examples/report_hot_path`
 
 use bytes::{Bytes, BytesMut};
-use netsvc_proto::wire::{Decoder, Frame, Text, encode};
+use netsvc_proto::wire::{Decoder, Frame, Text, encode, frame};
 use netsvc_proto::{Pattern, PatternIndex};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,13 +23,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut payload = vec![0xc4, 16];
         payload.extend_from_slice(&seq.to_le_bytes());
         payload.extend_from_slice(&[0x5a; 8]);
-        let frame = Frame::Report {
+        let frame = Frame::Report(frame::Report {
             publisher: publisher.clone(),
             subject: subject.clone(),
             seq: (1 << 40) + seq,
             payload: Bytes::from(payload),
             paced: false,
-        };
+        });
         encode(&frame, &mut input);
     }
     let mut index = PatternIndex::new();
@@ -52,7 +52,7 @@ fn hot_loop(
     let decoder = Decoder::default();
     let mut delivered = 0u64;
     while let Some((frame, _raw)) = decoder.decode(input)? {
-        if let Frame::Report { subject, .. } = &frame {
+        if let Frame::Report(frame::Report { subject, .. }) = &frame {
             index.for_each_match(subject.as_str(), |_, _| delivered += 1);
         }
         encode(&frame, out);

@@ -16,7 +16,7 @@ use netsvc_proto::Value;
 use netsvc_proto::value::{self, Date, DateTime, Limits, Time, json::to_json};
 use netsvc_proto::wire::{
     CloseCode, DEFAULT_MAX_FRAME, Decoder, Frame, Hello, PROTOCOL_VERSION, Role, Text, decode_body,
-    encode,
+    encode, frame,
 };
 use proptest::prelude::*;
 use serde_json::Value as Json;
@@ -91,10 +91,10 @@ fn vectors() -> Vec<(&'static str, &'static str, Frame)> {
         (
             "close-duplicate-link",
             "CLOSE of the losing link of a duplicate pair (code 6).",
-            Frame::Close {
+            Frame::Close(frame::Close {
                 code: CloseCode::DuplicateLink,
                 reason: t("duplicate link"),
-            },
+            }),
         ),
         (
             "heartbeat",
@@ -110,145 +110,159 @@ fn vectors() -> Vec<(&'static str, &'static str, Frame)> {
             "service-echo",
             "SERVICE announcing an \"echo\" service visible to every group, one hop from its \
              origin.",
-            Frame::Service {
+            Frame::Service(frame::Service {
                 address: t("host-a:4242/1"),
                 name: t("echo"),
                 audience: t("*"),
                 groups: vec![t("tools")],
                 version: 1,
                 path: vec![t("host-a:4242"), t("hub:1")],
-            },
+            }),
         ),
         (
             "withdraw",
             "WITHDRAW of that service because its process exited (reason 1).",
-            Frame::Withdraw {
+            Frame::Withdraw(frame::Withdraw {
                 address: t("host-a:4242/1"),
                 reason: 1,
-            },
+            }),
         ),
         (
             "request-echo",
             "REQUEST calling echo(\"hi\") with a 5 s timeout; the caller is not a service.",
-            Frame::Request {
+            Frame::Request(frame::Request {
                 conv: 1,
                 to: t("host-a:4242/1"),
                 from: None,
                 method: t("echo"),
                 timeout_ms: 5000,
                 args: payload(&hi),
-            },
+            }),
         ),
         (
             "response-echo",
             "RESPONSE to that request: the string \"hi\".",
-            Frame::Response {
+            Frame::Response(frame::Response {
                 conv: 1,
                 result: payload(&Value::from("hi")),
-            },
+            }),
         ),
         (
             "failure-unknown-address",
             "FAILURE for a request to an unknown address (error 46).",
-            Frame::Failure {
+            Frame::Failure(frame::Failure {
                 conv: 2,
                 error: 46,
                 description: t("No such service."),
                 origin: t("netsvc"),
                 details: t(""),
-            },
+                withdrawn: false,
+            }),
         ),
         (
             "failure-negative",
             "FAILURE with a negative, application-defined error code.",
-            Frame::Failure {
+            Frame::Failure(frame::Failure {
                 conv: 300,
                 error: -2,
                 description: t("bad"),
                 origin: t("app"),
                 details: t("trace"),
-            },
+                withdrawn: false,
+            }),
+        ),
+        (
+            "failure-withdrawn",
+            "FAILURE 57 of a service withdrawn before it responded: the trailing `withdrawn` element.",
+            Frame::Failure(frame::Failure {
+                conv: 301,
+                error: 57,
+                description: t("Application Error"),
+                origin: t("netsvc"),
+                details: t("Service was withdrawn before response received."),
+                withdrawn: true,
+            }),
         ),
         (
             "cancel",
             "CANCEL of conversation 2.",
-            Frame::Cancel { conv: 2 },
+            Frame::Cancel(frame::Cancel { conv: 2 }),
         ),
         (
             "subscribe",
             "SUBSCRIBE from service host-b:1/3 to reports of host-a:4242/2 matching \"quote.*\".",
-            Frame::Subscribe {
+            Frame::Subscribe(frame::Subscribe {
                 sid: 1,
                 publisher: t("host-a:4242/2"),
                 subscriber: t("host-b:1/3"),
                 pattern: t("quote.*"),
-            },
+            }),
         ),
         (
             "targeted-cached",
             "TARGETED replaying a cached report for subscription 1 (targeted = false).",
-            Frame::Targeted {
+            Frame::Targeted(frame::Targeted {
                 sid: 1,
                 subject: t("quote.ACME"),
                 seq: 41,
                 pattern: Some(t("quote.*")),
                 targeted: false,
                 payload: payload(&quote),
-            },
+            }),
         ),
         (
             "subscribed",
             "SUBSCRIBED: subscription 1 is installed; live reports follow.",
-            Frame::Subscribed { sid: 1 },
+            Frame::Subscribed(frame::Subscribed { sid: 1 }),
         ),
         (
             "report",
             "REPORT of a live quote: a map with a float and a UTC date-time (ext 3).",
-            Frame::Report {
+            Frame::Report(frame::Report {
                 publisher: t("host-a:4242/2"),
                 subject: t("quote.ACME"),
                 seq: 42,
                 payload: payload(&quote),
                 paced: false,
-            },
+            }),
         ),
         (
             "report-paced",
             "REPORT from a publisher that waits for congestion (`publish_paced`): a fifth \
              element, true.",
-            Frame::Report {
+            Frame::Report(frame::Report {
                 publisher: t("host-a:4242/2"),
                 subject: t("quote.ACME"),
                 seq: 43,
                 payload: payload(&quote),
                 paced: true,
-            },
+            }),
         ),
         (
             "targeted-direct",
             "TARGETED sent to one subscriber that matched none of its patterns (pattern nil), \
              payload nil.",
-            Frame::Targeted {
+            Frame::Targeted(frame::Targeted {
                 sid: 1,
                 subject: t("notice"),
                 seq: 43,
                 pattern: None,
                 targeted: true,
                 payload: payload(&Value::None),
-            },
+            }),
         ),
         (
             "missed",
             "MISSED: 17 reports of a publisher were coalesced on the way to a slow reader.",
-            Frame::Missed {
+            Frame::Missed(frame::Missed {
                 publisher: t("host-a:4242/2"),
                 count: 17,
-            },
+            }),
         ),
         (
             "unsubscribe",
             "UNSUBSCRIBE of subscription 1.",
-            Frame::Unsubscribe { sid: 1 },
+            Frame::Unsubscribe(frame::Unsubscribe { sid: 1 }),
         ),
     ]
 }
@@ -292,18 +306,18 @@ fn frame_json(frame: &Frame) -> String {
                 ),
             ]);
         }
-        Frame::Close { code, reason } => {
+        Frame::Close(frame::Close { code, reason }) => {
             fields.extend([("code", Json::from(code.code())), ("reason", text(reason))]);
         }
         Frame::Heartbeat | Frame::Synced => {}
-        Frame::Service {
+        Frame::Service(frame::Service {
             address,
             name,
             audience,
             groups,
             version,
             path,
-        } => fields.extend([
+        }) => fields.extend([
             ("address", text(address)),
             ("name", text(name)),
             ("audience", text(audience)),
@@ -311,17 +325,17 @@ fn frame_json(frame: &Frame) -> String {
             ("version", Json::from(*version)),
             ("path", texts(path)),
         ]),
-        Frame::Withdraw { address, reason } => {
+        Frame::Withdraw(frame::Withdraw { address, reason }) => {
             fields.extend([("address", text(address)), ("reason", Json::from(*reason))]);
         }
-        Frame::Request {
+        Frame::Request(frame::Request {
             conv,
             to,
             from,
             method,
             timeout_ms,
             args,
-        } => fields.extend([
+        }) => fields.extend([
             ("conv", Json::from(*conv)),
             ("to", text(to)),
             ("from", opt(from.as_ref())),
@@ -329,44 +343,51 @@ fn frame_json(frame: &Frame) -> String {
             ("timeout_ms", Json::from(*timeout_ms)),
             ("args", bin(args)),
         ]),
-        Frame::Response { conv, result } => {
+        Frame::Response(frame::Response { conv, result }) => {
             fields.extend([("conv", Json::from(*conv)), ("result", bin(result))]);
         }
-        Frame::Failure {
+        Frame::Failure(frame::Failure {
             conv,
             error,
             description,
             origin,
             details,
-        } => fields.extend([
-            ("conv", Json::from(*conv)),
-            ("error", Json::from(*error)),
-            ("description", text(description)),
-            ("origin", text(origin)),
-            ("details", text(details)),
-        ]),
-        Frame::Cancel { conv } => fields.push(("conv", Json::from(*conv))),
-        Frame::Subscribe {
+            withdrawn,
+        }) => {
+            fields.extend([
+                ("conv", Json::from(*conv)),
+                ("error", Json::from(*error)),
+                ("description", text(description)),
+                ("origin", text(origin)),
+                ("details", text(details)),
+            ]);
+            if *withdrawn {
+                fields.push(("withdrawn", Json::from(true)));
+            }
+        }
+        Frame::Cancel(frame::Cancel { conv }) => fields.push(("conv", Json::from(*conv))),
+        Frame::Subscribe(frame::Subscribe {
             sid,
             publisher,
             subscriber,
             pattern,
-        } => fields.extend([
+        }) => fields.extend([
             ("sid", Json::from(*sid)),
             ("publisher", text(publisher)),
             ("subscriber", text(subscriber)),
             ("pattern", text(pattern)),
         ]),
-        Frame::Subscribed { sid } | Frame::Unsubscribe { sid } => {
+        Frame::Subscribed(frame::Subscribed { sid })
+        | Frame::Unsubscribe(frame::Unsubscribe { sid }) => {
             fields.push(("sid", Json::from(*sid)));
         }
-        Frame::Report {
+        Frame::Report(frame::Report {
             publisher,
             subject,
             seq,
             payload,
             paced,
-        } => {
+        }) => {
             fields.extend([
                 ("publisher", text(publisher)),
                 ("subject", text(subject)),
@@ -377,14 +398,14 @@ fn frame_json(frame: &Frame) -> String {
                 fields.push(("paced", Json::from(true)));
             }
         }
-        Frame::Targeted {
+        Frame::Targeted(frame::Targeted {
             sid,
             subject,
             seq,
             pattern,
             targeted,
             payload,
-        } => fields.extend([
+        }) => fields.extend([
             ("sid", Json::from(*sid)),
             ("subject", text(subject)),
             ("seq", Json::from(*seq)),
@@ -392,7 +413,7 @@ fn frame_json(frame: &Frame) -> String {
             ("targeted", Json::from(*targeted)),
             ("payload", bin(payload)),
         ]),
-        Frame::Missed { publisher, count } => fields.extend([
+        Frame::Missed(frame::Missed { publisher, count }) => fields.extend([
             ("publisher", text(publisher)),
             ("count", Json::from(*count)),
         ]),
@@ -491,7 +512,7 @@ fn echo_request_payload_is_plain_msgpack() {
         .into_iter()
         .find(|(name, _, _)| *name == "request-echo")
         .unwrap();
-    let Frame::Request { args, .. } = frame else {
+    let Frame::Request(frame::Request { args, .. }) = frame else {
         panic!("not a request")
     };
     assert_eq!(&args[..], &[0x91, 0xa2, 0x68, 0x69]);
@@ -559,23 +580,24 @@ fn frame() -> impl Strategy<Value = Frame> {
         );
     prop_oneof![
         hello,
-        (any::<u16>(), text()).prop_map(|(code, reason)| Frame::Close {
+        (any::<u16>(), text()).prop_map(|(code, reason)| Frame::Close(frame::Close {
             code: CloseCode::from_code(code),
             reason
-        }),
+        })),
         Just(Frame::Heartbeat),
         Just(Frame::Synced),
         (text(), text(), text(), texts(), uint(), texts()).prop_map(
-            |(address, name, audience, groups, version, path)| Frame::Service {
+            |(address, name, audience, groups, version, path)| Frame::Service(frame::Service {
                 address,
                 name,
                 audience,
                 groups,
                 version,
                 path
-            }
+            })
         ),
-        (text(), any::<u8>()).prop_map(|(address, reason)| Frame::Withdraw { address, reason }),
+        (text(), any::<u8>())
+            .prop_map(|(address, reason)| Frame::Withdraw(frame::Withdraw { address, reason })),
         (
             uint(),
             text(),
@@ -584,8 +606,8 @@ fn frame() -> impl Strategy<Value = Frame> {
             uint(),
             bytes()
         )
-            .prop_map(
-                |(conv, to, from, method, timeout_ms, args)| Frame::Request {
+            .prop_map(|(conv, to, from, method, timeout_ms, args)| Frame::Request(
+                frame::Request {
                     conv,
                     to,
                     from,
@@ -593,36 +615,40 @@ fn frame() -> impl Strategy<Value = Frame> {
                     timeout_ms,
                     args
                 }
-            ),
-        (uint(), bytes()).prop_map(|(conv, result)| Frame::Response { conv, result }),
-        (uint(), any::<i32>(), text(), text(), text()).prop_map(
-            |(conv, error, description, origin, details)| Frame::Failure {
-                conv,
-                error,
-                description,
-                origin,
-                details
-            }
+            )),
+        (uint(), bytes())
+            .prop_map(|(conv, result)| Frame::Response(frame::Response { conv, result })),
+        (uint(), any::<i32>(), text(), text(), text(), any::<bool>()).prop_map(
+            |(conv, error, description, origin, details, withdrawn)| Frame::Failure(
+                frame::Failure {
+                    conv,
+                    error,
+                    description,
+                    origin,
+                    details,
+                    withdrawn,
+                }
+            )
         ),
-        uint().prop_map(|conv| Frame::Cancel { conv }),
+        uint().prop_map(|conv| Frame::Cancel(frame::Cancel { conv })),
         (uint(), text(), text(), text()).prop_map(|(sid, publisher, subscriber, pattern)| {
-            Frame::Subscribe {
+            Frame::Subscribe(frame::Subscribe {
                 sid,
                 publisher,
                 subscriber,
                 pattern,
-            }
+            })
         }),
-        uint().prop_map(|sid| Frame::Subscribed { sid }),
-        uint().prop_map(|sid| Frame::Unsubscribe { sid }),
+        uint().prop_map(|sid| Frame::Subscribed(frame::Subscribed { sid })),
+        uint().prop_map(|sid| Frame::Unsubscribe(frame::Unsubscribe { sid })),
         (text(), text(), uint(), bytes()).prop_map(|(publisher, subject, seq, payload)| {
-            Frame::Report {
+            Frame::Report(frame::Report {
                 publisher,
                 subject,
                 seq,
                 payload,
                 paced: false,
-            }
+            })
         }),
         (
             uint(),
@@ -633,16 +659,17 @@ fn frame() -> impl Strategy<Value = Frame> {
             bytes()
         )
             .prop_map(|(sid, subject, seq, pattern, targeted, payload)| {
-                Frame::Targeted {
+                Frame::Targeted(frame::Targeted {
                     sid,
                     subject,
                     seq,
                     pattern,
                     targeted,
                     payload,
-                }
+                })
             }),
-        (text(), uint()).prop_map(|(publisher, count)| Frame::Missed { publisher, count }),
+        (text(), uint())
+            .prop_map(|(publisher, count)| Frame::Missed(frame::Missed { publisher, count })),
     ]
 }
 

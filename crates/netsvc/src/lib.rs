@@ -36,43 +36,61 @@
 //! group, endpoint, request, response, failure, report, subject, pattern, lifetime,
 //! exchange. See `docs/ARCHITECTURE.md` for who owns which state.
 
-mod announce;
-mod binding;
-mod call;
+// The layers, bottom up; each imports only from those above it in this list.
+mod api;
 mod core;
-mod endpoint;
-mod error;
-mod exchange;
-mod failure;
-mod fast;
-mod identity;
-mod payload;
-mod queue;
-mod registry;
-mod report;
-mod runtime;
-mod service;
+mod link;
+mod model;
 
-pub use announce::{Announcement, AnnouncementKind, Announcements, ServiceStatus, WithdrawReason};
-pub use binding::{Audience, Binding, Location, Visibility};
-pub use endpoint::{Endpoint, Target};
-pub use error::Error;
-pub use exchange::{
-    ConnectionEvent, ConnectionEvents, ConnectionState, Exchange, ExchangeBuilder, ExchangeConfig,
-    ExchangeError, ExchangeRole, PeerAddr, Retry,
+pub use crate::api::endpoint::{Endpoint, Target};
+pub use crate::api::exchange::{ConnectionWatch, Connector, Exchange, ExchangeBuilder};
+pub use crate::api::monitor::{ReportMonitor, SubscriptionWatch};
+pub use crate::api::registry::{Registry, RegistryWatch};
+pub use crate::api::runtime::Runtime;
+pub use crate::api::service::{Request, Service, ServiceBuilder, ServiceHandle};
+pub use crate::core::queue::RecvError;
+pub use crate::link::config::{ExchangeConfig, Retry};
+pub use crate::link::error::{ConnectError, ExchangeError, LinkFailure};
+pub use crate::link::events::{ConnectionEvent, ConnectionState, ConnectorStatus, LinkPhase};
+pub use crate::link::shared::PeerAddr;
+pub use crate::model::announcement::{
+    Announcement, AnnouncementKind, ServiceStatus, WithdrawReason,
 };
-pub use failure::{Failure, NETSVC_ORIGIN, WITHDRAWN_DETAILS, codes, description_of};
+pub use crate::model::binding::{Audience, Binding, Location, Visibility};
+pub use crate::model::config::RuntimeConfig;
+pub use crate::model::error::Error;
+pub use crate::model::failure::{Failure, FailureKind, MethodResult};
+pub use crate::model::payload::Payload;
+pub use crate::model::report::{
+    Lifetime, Report, ReportEvent, SubscriptionEvent, SubscriptionStatus,
+};
 pub use netsvc_proto::value::{self, Value};
 pub use netsvc_proto::{Pattern, names};
-pub use payload::Payload;
-pub use queue::RecvError;
-pub use registry::Registry;
-pub use report::{
-    Lifetime, Report, ReportEvent, ReportMonitor, SubscriptionEvent, SubscriptionStatus,
-    SubscriptionWatch,
-};
-pub use runtime::{Runtime, RuntimeConfig};
-pub use service::{MethodResult, Request, Service, ServiceBuilder, ServiceHandle};
+
+/// Failures in detail: the original's numeric codes and their descriptions.
+pub mod failure {
+    pub use crate::model::failure::{
+        Failure, FailureKind, MethodResult, NETSVC_ORIGIN, WITHDRAWN_DETAILS, codes, description_of,
+    };
+}
+
+/// The exchange in detail: everything about links, connectors and their settings.
+pub mod exchange {
+    pub use crate::api::exchange::{ConnectionWatch, Connector, Exchange, ExchangeBuilder};
+    pub use crate::link::config::{ExchangeConfig, Retry};
+    pub use crate::link::error::{ConnectError, ExchangeError, LinkFailure};
+    pub use crate::link::events::{ConnectionEvent, ConnectionState, ConnectorStatus, LinkPhase};
+    pub use crate::link::shared::PeerAddr;
+    pub use netsvc_proto::wire::Role;
+}
+
+/// The old name of [`RegistryWatch`].
+#[deprecated(since = "0.2.0", note = "renamed RegistryWatch")]
+pub type Announcements = RegistryWatch;
+
+/// The old name of [`ConnectionWatch`].
+#[deprecated(since = "0.2.0", note = "renamed ConnectionWatch")]
+pub type ConnectionEvents = ConnectionWatch;
 
 /// Builds a request's argument list from expressions convertible into [`Value`].
 ///

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use netsvc::{AnnouncementKind, Announcements, RecvError};
+use netsvc::{AnnouncementKind, RecvError, RegistryWatch};
 
 use crate::cli::ServicesArgs;
 use crate::client::{self, Connection};
@@ -182,7 +182,7 @@ async fn watch(
 
 /// The current set, from the announcements a new watch starts with (queued as the watch is
 /// made; anything after them that is already queued is folded in too).
-fn snapshot(announcements: &mut Announcements) -> anyhow::Result<Vec<ServiceLine>> {
+fn snapshot(announcements: &mut RegistryWatch) -> anyhow::Result<Vec<ServiceLine>> {
     let mut lines: Vec<ServiceLine> = Vec::new();
     while let Some(a) = announcements.try_recv()? {
         let address = a.binding.address();

@@ -6,7 +6,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::frame::kind_name;
+use super::frame::{self, kind_name};
 use super::{CloseCode, DEFAULT_MAX_FRAME, Frame, Hello, MAGIC, Role, Text, WireError, kind};
 
 /// Deepest nesting of unknown trailing elements skipped for forward compatibility; deeper
@@ -114,73 +114,74 @@ fn parse(data: &Bytes, start: usize) -> Result<Frame, WireError> {
     };
     let frame = match kind {
         kind::HELLO => hello(&mut f)?,
-        kind::CLOSE => Frame::Close {
+        kind::CLOSE => Frame::Close(frame::Close {
             code: CloseCode::from_code(f.int("code")?),
             reason: f.text("reason")?,
-        },
+        }),
         kind::HEARTBEAT => Frame::Heartbeat,
         kind::SYNCED => Frame::Synced,
-        kind::SERVICE => Frame::Service {
+        kind::SERVICE => Frame::Service(frame::Service {
             address: f.text("address")?,
             name: f.text("name")?,
             audience: f.text("audience")?,
             groups: f.texts("groups")?,
             version: f.int("version")?,
             path: f.texts("path")?,
-        },
-        kind::WITHDRAW => Frame::Withdraw {
+        }),
+        kind::WITHDRAW => Frame::Withdraw(frame::Withdraw {
             address: f.text("address")?,
             reason: f.int("reason")?,
-        },
-        kind::REQUEST => Frame::Request {
+        }),
+        kind::REQUEST => Frame::Request(frame::Request {
             conv: f.int("conv")?,
             to: f.text("to")?,
             from: f.opt_text("from")?,
             method: f.text("method")?,
             timeout_ms: f.int("timeout_ms")?,
             args: f.bin("args")?,
-        },
-        kind::RESPONSE => Frame::Response {
+        }),
+        kind::RESPONSE => Frame::Response(frame::Response {
             conv: f.int("conv")?,
             result: f.bin("result")?,
-        },
-        kind::FAILURE => Frame::Failure {
+        }),
+        kind::FAILURE => Frame::Failure(frame::Failure {
             conv: f.int("conv")?,
             error: f.int("error")?,
             description: f.text("description")?,
             origin: f.text("origin")?,
             details: f.text("details")?,
-        },
-        kind::CANCEL => Frame::Cancel {
+            withdrawn: f.next < f.count && f.bool("withdrawn")?,
+        }),
+        kind::CANCEL => Frame::Cancel(frame::Cancel {
             conv: f.int("conv")?,
-        },
-        kind::SUBSCRIBE => Frame::Subscribe {
+        }),
+        kind::SUBSCRIBE => Frame::Subscribe(frame::Subscribe {
             sid: f.int("sid")?,
             publisher: f.text("publisher")?,
             subscriber: f.text("subscriber")?,
             pattern: f.text("pattern")?,
-        },
-        kind::SUBSCRIBED => Frame::Subscribed { sid: f.int("sid")? },
-        kind::UNSUBSCRIBE => Frame::Unsubscribe { sid: f.int("sid")? },
-        kind::REPORT => Frame::Report {
+        }),
+        kind::SUBSCRIBED => Frame::Subscribed(frame::Subscribed { sid: f.int("sid")? }),
+        kind::UNSUBSCRIBE => Frame::Unsubscribe(frame::Unsubscribe { sid: f.int("sid")? }),
+        kind::REPORT => Frame::Report(frame::Report {
             publisher: f.text("publisher")?,
             subject: f.text("subject")?,
             seq: f.int("seq")?,
             payload: f.bin("payload")?,
             paced: f.next < f.count && f.bool("paced")?,
-        },
-        kind::TARGETED => Frame::Targeted {
+        }),
+        kind::TARGETED => Frame::Targeted(frame::Targeted {
             sid: f.int("sid")?,
             subject: f.text("subject")?,
             seq: f.int("seq")?,
             pattern: f.opt_text("pattern")?,
             targeted: f.bool("targeted")?,
             payload: f.bin("payload")?,
-        },
-        kind::MISSED => Frame::Missed {
+        }),
+        kind::MISSED => Frame::Missed(frame::Missed {
             publisher: f.text("publisher")?,
             count: f.int("count")?,
-        },
+        }),
         // `kind_name` knows exactly the kinds matched above.
         other => return Err(WireError::UnknownKind(other)),
     };
@@ -209,13 +210,13 @@ fn plain_report(data: &Bytes, start: usize) -> Option<Frame> {
     if paced && r.u8().ok()? != 0xc3 {
         return None;
     }
-    (r.remaining() == 0).then_some(Frame::Report {
+    (r.remaining() == 0).then_some(Frame::Report(frame::Report {
         publisher,
         subject,
         seq,
         payload,
         paced,
-    })
+    }))
 }
 
 /// A SERVICE exactly as encoders write it, in one straight pass like [`plain_report`]: a
@@ -231,14 +232,14 @@ fn plain_service(data: &Bytes, start: usize) -> Option<Frame> {
     let groups = plain_texts(&mut r)?;
     let version = plain_uint(&mut r)?;
     let path = plain_texts(&mut r)?;
-    (r.remaining() == 0).then_some(Frame::Service {
+    (r.remaining() == 0).then_some(Frame::Service(frame::Service {
         address,
         name,
         audience,
         groups,
         version,
         path,
-    })
+    }))
 }
 
 /// An unsigned integer in any of its MessagePack forms (negative ones are left to the

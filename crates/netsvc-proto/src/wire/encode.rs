@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::{Frame, Hello, MAGIC, Text};
+use super::{Frame, Hello, MAGIC, Text, frame};
 
 /// Appends the frame (length prefix included) to `out`; returns the number of bytes appended.
 ///
@@ -24,20 +24,20 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) -> usize {
     let mut w = Writer(out);
     match frame {
         Frame::Hello(hello) => w.hello(hello),
-        Frame::Close { code, reason } => {
+        Frame::Close(frame::Close { code, reason }) => {
             w.header(frame.kind(), 2);
             w.uint(u64::from(code.code()));
             w.text(reason);
         }
         Frame::Heartbeat | Frame::Synced => w.header(frame.kind(), 0),
-        Frame::Service {
+        Frame::Service(frame::Service {
             address,
             name,
             audience,
             groups,
             version,
             path,
-        } => {
+        }) => {
             w.header(frame.kind(), 6);
             w.text(address);
             w.text(name);
@@ -46,19 +46,19 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) -> usize {
             w.uint(*version);
             w.texts(path);
         }
-        Frame::Withdraw { address, reason } => {
+        Frame::Withdraw(frame::Withdraw { address, reason }) => {
             w.header(frame.kind(), 2);
             w.text(address);
             w.uint(u64::from(*reason));
         }
-        Frame::Request {
+        Frame::Request(frame::Request {
             conv,
             to,
             from,
             method,
             timeout_ms,
             args,
-        } => {
+        }) => {
             w.header(frame.kind(), 6);
             w.uint(*conv);
             w.text(to);
@@ -70,66 +70,72 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) -> usize {
             w.uint(*timeout_ms);
             w.bin(args);
         }
-        Frame::Response { conv, result } => {
+        Frame::Response(frame::Response { conv, result }) => {
             w.header(frame.kind(), 2);
             w.uint(*conv);
             w.bin(result);
         }
-        Frame::Failure {
+        Frame::Failure(frame::Failure {
             conv,
             error,
             description,
             origin,
             details,
-        } => {
-            w.header(frame.kind(), 5);
+            withdrawn,
+        }) => {
+            // `withdrawn` is a trailing element, present only when true (see `paced`).
+            w.header(frame.kind(), if *withdrawn { 6 } else { 5 });
             w.uint(*conv);
             w.int(i64::from(*error));
             w.text(description);
             w.text(origin);
             w.text(details);
+            if *withdrawn {
+                w.bool(true);
+            }
         }
-        Frame::Cancel { conv } => {
+        Frame::Cancel(frame::Cancel { conv }) => {
             w.header(frame.kind(), 1);
             w.uint(*conv);
         }
-        Frame::Subscribe {
+        Frame::Subscribe(frame::Subscribe {
             sid,
             publisher,
             subscriber,
             pattern,
-        } => {
+        }) => {
             w.header(frame.kind(), 4);
             w.uint(*sid);
             w.text(publisher);
             w.text(subscriber);
             w.text(pattern);
         }
-        Frame::Subscribed { sid } | Frame::Unsubscribe { sid } => {
+        Frame::Subscribed(frame::Subscribed { sid })
+        | Frame::Unsubscribe(frame::Unsubscribe { sid }) => {
             w.header(frame.kind(), 1);
             w.uint(*sid);
         }
-        Frame::Report {
+        Frame::Report(frame::Report {
             publisher,
             subject,
             seq,
             payload,
             paced,
-        } => w.report(
+        }) => w.report(
             publisher.as_bytes(),
             subject.as_bytes(),
             *seq,
             payload,
             *paced,
         ),
-        Frame::Targeted {
+        Frame::Targeted(frame::Targeted {
             sid,
             subject,
             seq,
             pattern,
             targeted,
             payload,
-        } => {
+        }) => {
             w.header(frame.kind(), 6);
             w.uint(*sid);
             w.text(subject);
@@ -141,7 +147,7 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) -> usize {
             w.bool(*targeted);
             w.bin(payload);
         }
-        Frame::Missed { publisher, count } => {
+        Frame::Missed(frame::Missed { publisher, count }) => {
             w.header(frame.kind(), 2);
             w.text(publisher);
             w.uint(*count);
@@ -203,54 +209,54 @@ fn estimate(frame: &Frame) -> usize {
                         .map(|(k, v)| k.len() + v.len() + 10)
                         .sum::<usize>()
             }
-            Frame::Close { reason, .. } => reason.len(),
+            Frame::Close(frame::Close { reason, .. }) => reason.len(),
             Frame::Heartbeat
             | Frame::Synced
-            | Frame::Cancel { .. }
-            | Frame::Subscribed { .. }
-            | Frame::Unsubscribe { .. } => 0,
-            Frame::Service {
+            | Frame::Cancel(frame::Cancel { .. })
+            | Frame::Subscribed(frame::Subscribed { .. })
+            | Frame::Unsubscribe(frame::Unsubscribe { .. }) => 0,
+            Frame::Service(frame::Service {
                 address,
                 name,
                 audience,
                 groups,
                 path,
                 ..
-            } => address.len() + name.len() + audience.len() + texts(groups) + texts(path),
-            Frame::Withdraw { address, .. } => address.len(),
-            Frame::Request {
+            }) => address.len() + name.len() + audience.len() + texts(groups) + texts(path),
+            Frame::Withdraw(frame::Withdraw { address, .. }) => address.len(),
+            Frame::Request(frame::Request {
                 to,
                 from,
                 method,
                 args,
                 ..
-            } => to.len() + from.as_ref().map_or(0, Text::len) + method.len() + args.len(),
-            Frame::Response { result, .. } => result.len(),
-            Frame::Failure {
+            }) => to.len() + from.as_ref().map_or(0, Text::len) + method.len() + args.len(),
+            Frame::Response(frame::Response { result, .. }) => result.len(),
+            Frame::Failure(frame::Failure {
                 description,
                 origin,
                 details,
                 ..
-            } => description.len() + origin.len() + details.len(),
-            Frame::Subscribe {
+            }) => description.len() + origin.len() + details.len(),
+            Frame::Subscribe(frame::Subscribe {
                 publisher,
                 subscriber,
                 pattern,
                 ..
-            } => publisher.len() + subscriber.len() + pattern.len(),
-            Frame::Report {
+            }) => publisher.len() + subscriber.len() + pattern.len(),
+            Frame::Report(frame::Report {
                 publisher,
                 subject,
                 payload,
                 ..
-            } => publisher.len() + subject.len() + payload.len(),
-            Frame::Targeted {
+            }) => publisher.len() + subject.len() + payload.len(),
+            Frame::Targeted(frame::Targeted {
                 subject,
                 pattern,
                 payload,
                 ..
-            } => subject.len() + pattern.as_ref().map_or(0, Text::len) + payload.len(),
-            Frame::Missed { publisher, .. } => publisher.len(),
+            }) => subject.len() + pattern.as_ref().map_or(0, Text::len) + payload.len(),
+            Frame::Missed(frame::Missed { publisher, .. }) => publisher.len(),
         }
 }
 

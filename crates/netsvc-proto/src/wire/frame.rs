@@ -127,7 +127,10 @@ pub enum CloseCode {
     SlowConsumer,
     /// 11: the peer claims this side's own process identity.
     IdentityConflict,
-    /// Any other code; [`CloseCode::from_code`] never produces this for 1 to 11.
+    /// 12: the receiver already has as many connections as it accepts (handshakes in
+    /// progress included).
+    TooManyConnections,
+    /// Any other code; [`CloseCode::from_code`] never produces this for 1 to 12.
     Other(u16),
 }
 
@@ -146,6 +149,7 @@ impl CloseCode {
             Self::FrameTooLarge => 9,
             Self::SlowConsumer => 10,
             Self::IdentityConflict => 11,
+            Self::TooManyConnections => 12,
             Self::Other(code) => code,
         }
     }
@@ -164,6 +168,7 @@ impl CloseCode {
             9 => Self::FrameTooLarge,
             10 => Self::SlowConsumer,
             11 => Self::IdentityConflict,
+            12 => Self::TooManyConnections,
             other => Self::Other(other),
         }
     }
@@ -184,8 +189,41 @@ impl fmt::Display for CloseCode {
             Self::FrameTooLarge => "frame too large",
             Self::SlowConsumer => "slow consumer",
             Self::IdentityConflict => "identity conflict",
+            Self::TooManyConnections => "too many connections",
             Self::Other(code) => return write!(f, "close code {code}"),
         })
+    }
+}
+
+/// Why a service was withdrawn, as WITHDRAW carries it (PROTOCOL.md §4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WithdrawCode {
+    /// 0: withdrawn by its owner.
+    Owner,
+    /// 1: the owning process exited.
+    ProcessExit,
+    /// 2: the connection it was known through was lost.
+    ConnectionLost,
+}
+
+impl WithdrawCode {
+    /// The number sent on the wire.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Owner => 0,
+            Self::ProcessExit => 1,
+            Self::ConnectionLost => 2,
+        }
+    }
+
+    /// The reason numbered `code` on the wire; unknown numbers read as [`Self::Owner`], as
+    /// the protocol asks of receivers.
+    pub fn from_code(code: u8) -> Self {
+        match code {
+            1 => Self::ProcessExit,
+            2 => Self::ConnectionLost,
+            _ => Self::Owner,
+        }
     }
 }
 
@@ -199,142 +237,201 @@ pub enum Frame {
     /// Opens a link (kind 0x01).
     Hello(Hello),
     /// Closes a link, saying why (kind 0x02).
-    Close {
-        /// Why the link is closed.
-        code: CloseCode,
-        /// Free-form explanation for logs.
-        reason: Text,
-    },
+    Close(Close),
     /// Sent when the link has otherwise been idle, to prove the sender is alive (kind 0x03).
     Heartbeat,
     /// Sent once after the handshake, when the sender has announced every service it exports
     /// on the link (kind 0x04): the receiver then knows the peer's whole registry.
     Synced,
     /// Announces a service, or its new state, to the peer (kind 0x10).
-    Service {
-        /// The service's address, unique within the exchange group.
-        address: Text,
-        /// The service's name.
-        name: Text,
-        /// The group the service is visible to: `*` for everyone, a group name for that group
-        /// only; `""` (local only) is never sent.
-        audience: Text,
-        /// The service groups the service has joined.
-        groups: Vec<Text>,
-        /// Incremented at the origin on every change; the highest version wins.
-        version: u64,
-        /// The process identities the announcement went through, origin first, sender last.
-        path: Vec<Text>,
-    },
+    Service(Service),
     /// The sender no longer has a route to the service (kind 0x11).
-    Withdraw {
-        /// The withdrawn service's address.
-        address: Text,
-        /// 0: withdrawn by its owner, 1: the owning process exited, 2: connection lost.
-        reason: u8,
-    },
+    Withdraw(Withdraw),
     /// Calls a method of a service (kind 0x20).
-    Request {
-        /// The conversation id, chosen by the sender, scoped to the link and direction.
-        conv: u64,
-        /// The address of the service called.
-        to: Text,
-        /// The address of the calling service, if the caller is one.
-        from: Option<Text>,
-        /// The method name.
-        method: Text,
-        /// How long the caller waits, in milliseconds; 0 means no limit.
-        timeout_ms: u64,
-        /// The MessagePack-encoded arguments.
-        args: Bytes,
-    },
+    Request(Request),
     /// The successful result of a request (kind 0x21).
-    Response {
-        /// The conversation id of the request answered.
-        conv: u64,
-        /// The MessagePack-encoded result.
-        result: Bytes,
-    },
+    Response(Response),
     /// The failure of a request (kind 0x22).
-    Failure {
-        /// The conversation id of the request answered.
-        conv: u64,
-        /// The error code (as in the original system; may be negative).
-        error: i32,
-        /// A human-readable description.
-        description: Text,
-        /// Where the error arose (e.g. `netsvc`, or the service's own domain).
-        origin: Text,
-        /// Further details, e.g. a traceback.
-        details: Text,
-    },
+    Failure(Failure),
     /// The caller no longer waits for the response (kind 0x23).
-    Cancel {
-        /// The conversation id of the request cancelled.
-        conv: u64,
-    },
+    Cancel(Cancel),
     /// Asks for a publisher's reports matching a pattern (kind 0x30).
-    Subscribe {
-        /// The subscription id, chosen by the sender, scoped to the link and direction.
-        sid: u64,
-        /// The address of the publishing service.
-        publisher: Text,
-        /// The address of the subscribing service.
-        subscriber: Text,
-        /// The subject pattern.
-        pattern: Text,
-    },
+    Subscribe(Subscribe),
     /// Acknowledges a SUBSCRIBE, after the cached reports that matched it (kind 0x31).
-    Subscribed {
-        /// The subscription id of the SUBSCRIBE acknowledged.
-        sid: u64,
-    },
+    Subscribed(Subscribed),
     /// Ends a subscription (kind 0x32).
-    Unsubscribe {
-        /// The subscription id to end.
-        sid: u64,
-    },
+    Unsubscribe(Unsubscribe),
     /// A live report, sent once per link whatever the number of matching subscriptions
     /// behind it (kind 0x33).
-    Report {
-        /// The address of the publishing service.
-        publisher: Text,
-        /// The report's subject.
-        subject: Text,
-        /// The publisher's sequence number, increasing with each publish.
-        seq: u64,
-        /// The MessagePack-encoded report content.
-        payload: Bytes,
-        /// The publisher waits for congestion instead of having its reports coalesced
-        /// (`publish_paced`): a hub stops reading the link this came on while a link it
-        /// forwards it to is congested. On the wire, a fifth element `true` when set and
-        /// nothing otherwise (absent means false).
-        paced: bool,
-    },
+    Report(Report),
     /// A report for one subscription: a cached report replayed on subscription, or a report
     /// sent to one subscriber only (kind 0x34).
-    Targeted {
-        /// The subscription the report is for.
-        sid: u64,
-        /// The report's subject.
-        subject: Text,
-        /// The publisher's sequence number.
-        seq: u64,
-        /// The subscriber's pattern the subject matched; `None` if it matched none.
-        pattern: Option<Text>,
-        /// `true` for a report sent to one subscriber, `false` for a replayed cached report.
-        targeted: bool,
-        /// The MessagePack-encoded report content.
-        payload: Bytes,
-    },
+    Targeted(Targeted),
     /// Tells the peer that reports of `publisher` queued for it were coalesced or dropped
     /// because it read too slowly (kind 0x35).
-    Missed {
-        /// The publisher whose reports were lost.
-        publisher: Text,
-        /// How many.
-        count: u64,
-    },
+    Missed(Missed),
+}
+
+/// Closes a link, saying why (kind 0x02).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Close {
+    /// Why the link is closed.
+    pub code: CloseCode,
+    /// Free-form explanation for logs.
+    pub reason: Text,
+}
+
+/// Announces a service, or its new state, to the peer (kind 0x10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// The service's address, unique within the exchange group.
+    pub address: Text,
+    /// The service's name.
+    pub name: Text,
+    /// The group the service is visible to: `*` for everyone, a group name for that group
+    /// only; `""` (local only) is never sent.
+    pub audience: Text,
+    /// The service groups the service has joined.
+    pub groups: Vec<Text>,
+    /// Incremented at the origin on every change; the highest version wins.
+    pub version: u64,
+    /// The process identities the announcement went through, origin first, sender last.
+    pub path: Vec<Text>,
+}
+
+/// The sender no longer has a route to the service (kind 0x11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withdraw {
+    /// The withdrawn service's address.
+    pub address: Text,
+    /// 0: withdrawn by its owner, 1: the owning process exited, 2: connection lost.
+    pub reason: u8,
+}
+
+/// Calls a method of a service (kind 0x20).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The conversation id, chosen by the sender, scoped to the link and direction.
+    pub conv: u64,
+    /// The address of the service called.
+    pub to: Text,
+    /// The address of the calling service, if the caller is one.
+    pub from: Option<Text>,
+    /// The method name.
+    pub method: Text,
+    /// How long the caller waits, in milliseconds; 0 means no limit.
+    pub timeout_ms: u64,
+    /// The MessagePack-encoded arguments.
+    pub args: Bytes,
+}
+
+/// The successful result of a request (kind 0x21).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The conversation id of the request answered.
+    pub conv: u64,
+    /// The MessagePack-encoded result.
+    pub result: Bytes,
+}
+
+/// The failure of a request (kind 0x22).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The conversation id of the request answered.
+    pub conv: u64,
+    /// The error code (as in the original system; may be negative).
+    pub error: i32,
+    /// A human-readable description.
+    pub description: Text,
+    /// Where the error arose (e.g. `netsvc`, or the service's own domain).
+    pub origin: Text,
+    /// Further details, e.g. a traceback.
+    pub details: Text,
+    /// The service was withdrawn before it responded: the request may or may not have
+    /// been carried out (error 57 in the original's words). On the wire, a sixth element
+    /// `true` when set and nothing otherwise (absent means false), like REPORT's `paced`.
+    pub withdrawn: bool,
+}
+
+/// The caller no longer waits for the response (kind 0x23).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancel {
+    /// The conversation id of the request cancelled.
+    pub conv: u64,
+}
+
+/// Asks for a publisher's reports matching a pattern (kind 0x30).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribe {
+    /// The subscription id, chosen by the sender, scoped to the link and direction.
+    pub sid: u64,
+    /// The address of the publishing service.
+    pub publisher: Text,
+    /// The address of the subscribing service.
+    pub subscriber: Text,
+    /// The subject pattern.
+    pub pattern: Text,
+}
+
+/// Acknowledges a SUBSCRIBE, after the cached reports that matched it (kind 0x31).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribed {
+    /// The subscription id of the SUBSCRIBE acknowledged.
+    pub sid: u64,
+}
+
+/// Ends a subscription (kind 0x32).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsubscribe {
+    /// The subscription id to end.
+    pub sid: u64,
+}
+
+/// A live report, sent once per link whatever the number of matching subscriptions
+/// behind it (kind 0x33).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The address of the publishing service.
+    pub publisher: Text,
+    /// The report's subject.
+    pub subject: Text,
+    /// The publisher's sequence number, increasing with each publish.
+    pub seq: u64,
+    /// The MessagePack-encoded report content.
+    pub payload: Bytes,
+    /// The publisher waits for congestion instead of having its reports coalesced
+    /// (`publish_paced`): a hub stops reading the link this came on while a link it
+    /// forwards it to is congested. On the wire, a fifth element `true` when set and
+    /// nothing otherwise (absent means false).
+    pub paced: bool,
+}
+
+/// A report for one subscription: a cached report replayed on subscription, or a report
+/// sent to one subscriber only (kind 0x34).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Targeted {
+    /// The subscription the report is for.
+    pub sid: u64,
+    /// The report's subject.
+    pub subject: Text,
+    /// The publisher's sequence number.
+    pub seq: u64,
+    /// The subscriber's pattern the subject matched; `None` if it matched none.
+    pub pattern: Option<Text>,
+    /// `true` for a report sent to one subscriber, `false` for a replayed cached report.
+    pub targeted: bool,
+    /// The MessagePack-encoded report content.
+    pub payload: Bytes,
+}
+
+/// Tells the peer that reports of `publisher` queued for it were coalesced or dropped
+/// because it read too slowly (kind 0x35).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missed {
+    /// The publisher whose reports were lost.
+    pub publisher: Text,
+    /// How many.
+    pub count: u64,
 }
 
 impl Frame {
@@ -342,21 +439,21 @@ impl Frame {
     pub fn kind(&self) -> u8 {
         match self {
             Self::Hello(_) => kind::HELLO,
-            Self::Close { .. } => kind::CLOSE,
+            Self::Close(_) => kind::CLOSE,
             Self::Heartbeat => kind::HEARTBEAT,
             Self::Synced => kind::SYNCED,
-            Self::Service { .. } => kind::SERVICE,
-            Self::Withdraw { .. } => kind::WITHDRAW,
-            Self::Request { .. } => kind::REQUEST,
-            Self::Response { .. } => kind::RESPONSE,
-            Self::Failure { .. } => kind::FAILURE,
-            Self::Cancel { .. } => kind::CANCEL,
-            Self::Subscribe { .. } => kind::SUBSCRIBE,
-            Self::Subscribed { .. } => kind::SUBSCRIBED,
-            Self::Unsubscribe { .. } => kind::UNSUBSCRIBE,
-            Self::Report { .. } => kind::REPORT,
-            Self::Targeted { .. } => kind::TARGETED,
-            Self::Missed { .. } => kind::MISSED,
+            Self::Service(_) => kind::SERVICE,
+            Self::Withdraw(_) => kind::WITHDRAW,
+            Self::Request(_) => kind::REQUEST,
+            Self::Response(_) => kind::RESPONSE,
+            Self::Failure(_) => kind::FAILURE,
+            Self::Cancel(_) => kind::CANCEL,
+            Self::Subscribe(_) => kind::SUBSCRIBE,
+            Self::Subscribed(_) => kind::SUBSCRIBED,
+            Self::Unsubscribe(_) => kind::UNSUBSCRIBE,
+            Self::Report(_) => kind::REPORT,
+            Self::Targeted(_) => kind::TARGETED,
+            Self::Missed(_) => kind::MISSED,
         }
     }
 
@@ -419,4 +516,11 @@ pub enum WireError {
     /// The length prefix is zero.
     #[error("zero-length frame")]
     Empty,
+}
+
+impl Withdraw {
+    /// The reason, typed (unknown codes read as withdrawn by the owner).
+    pub fn code(&self) -> WithdrawCode {
+        WithdrawCode::from_code(self.reason)
+    }
 }

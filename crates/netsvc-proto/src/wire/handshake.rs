@@ -38,7 +38,7 @@
 use bytes::BytesMut;
 
 use super::{
-    CloseCode, DEFAULT_MAX_FRAME, Decoder, Frame, Hello, MAGIC, PROTOCOL_VERSION, WireError,
+    CloseCode, DEFAULT_MAX_FRAME, Decoder, Frame, Hello, MAGIC, PROTOCOL_VERSION, WireError, frame,
 };
 
 /// The largest first frame accepted from a peer that has not completed the handshake:
@@ -96,13 +96,44 @@ pub struct Rejection {
     pub code: Option<CloseCode>,
     /// A sentence for the CLOSE frame and the log.
     pub reason: String,
+    /// Who decided, and what the peer turned out to be: what a connecting side needs to say
+    /// why it could not link.
+    pub cause: Cause,
 }
+
+/// What ended a handshake, for a side that has to explain it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cause {
+    /// This side refused the peer's first frame with this CLOSE code.
+    Refused(CloseCode),
+    /// The peer refused this side: it sent CLOSE with this code during the handshake.
+    PeerClosed(CloseCode),
+    /// The peer speaks the original OSE exchange protocol: its frames start with the bytes
+    /// `AA AA 30 33` ([`OSE_MAGIC`]).
+    OseExchange,
+    /// The peer speaks some other protocol (an HTTP server, say): its first bytes cannot
+    /// start a netsvc frame.
+    NotNetsvc,
+}
+
+/// The four bytes that open every frame of the original OSE exchange protocol.
+pub const OSE_MAGIC: [u8; 4] = [0xaa, 0xaa, 0x30, 0x33];
 
 impl Rejection {
     fn new(code: CloseCode, reason: impl Into<String>) -> Self {
         Self {
             code: Some(code),
             reason: reason.into(),
+            cause: Cause::Refused(code),
+        }
+    }
+
+    fn stranger(cause: Cause, reason: String) -> Self {
+        Self {
+            code: Some(CloseCode::ProtocolError),
+            reason,
+            cause,
         }
     }
 }
@@ -116,6 +147,9 @@ impl Rejection {
 /// unspecified; the connection is to be closed anyway.
 pub fn step(received: &mut BytesMut, local: &Local<'_>) -> Step {
     let limit = local.max_frame.min(MAX_HELLO);
+    if let Some(stranger) = stranger(received, local.max_frame) {
+        return Step::Reject(stranger);
+    }
     // A peer speaking another version may have changed the HELLO's later fields; look at the
     // version before decoding the rest, so that it hears "version mismatch" rather than a
     // complaint about a field it has every right to have changed.
@@ -127,10 +161,11 @@ pub fn step(received: &mut BytesMut, local: &Local<'_>) -> Step {
     let hello = match Decoder::new(limit).decode(received) {
         Ok(None) => return Step::NeedMore,
         Ok(Some((Frame::Hello(hello), _))) => hello,
-        Ok(Some((Frame::Close { code, reason }, _))) => {
+        Ok(Some((Frame::Close(frame::Close { code, reason }), _))) => {
             return Step::Reject(Rejection {
                 code: None,
                 reason: format!("peer closed: {code}: {reason}"),
+                cause: Cause::PeerClosed(code),
             });
         }
         Ok(Some((other, _))) => {
@@ -156,6 +191,45 @@ pub fn step(received: &mut BytesMut, local: &Local<'_>) -> Step {
     match check(&hello, local) {
         Ok(()) => Step::Accept(hello),
         Err(rejection) => Step::Reject(rejection),
+    }
+}
+
+/// A peer whose first four bytes cannot open a netsvc frame: the original OSE protocol's
+/// magic, or a length beyond any frame this side would accept with its default limits
+/// (text such as `HTTP` or `SSH-` reads as a length of over a gigabyte).
+fn stranger(received: &[u8], max_frame: usize) -> Option<Rejection> {
+    let first = *received.first_chunk::<4>()?;
+    if first == OSE_MAGIC {
+        return Some(Rejection::stranger(
+            Cause::OseExchange,
+            "this is an original OSE exchange, not a netsvc one (its frames start with the \
+             bytes AA AA 30 33)"
+                .to_owned(),
+        ));
+    }
+    let size = usize::try_from(u32::from_be_bytes(first)).ok()?;
+    // A peer configured for small frames may still be a netsvc peer sending a big HELLO.
+    if size <= max_frame.max(DEFAULT_MAX_FRAME) {
+        return None;
+    }
+    Some(Rejection::stranger(
+        Cause::NotNetsvc,
+        format!("not a netsvc peer: it sent {}", describe(received)),
+    ))
+}
+
+/// The first bytes of a stranger's stream, as text if they are printable, else in hex.
+fn describe(received: &[u8]) -> String {
+    let head = &received[..received.len().min(24)];
+    let printable = head
+        .iter()
+        .all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b'\r' || *b == b'\n');
+    if printable {
+        let text: String = head.iter().map(|&b| char::from(b)).collect();
+        format!("{:?}", text.trim_end())
+    } else {
+        let hex: Vec<String> = head.iter().map(|b| format!("{b:02X}")).collect();
+        format!("the bytes {}", hex.join(" "))
     }
 }
 
@@ -309,14 +383,22 @@ mod tests {
         let (code, reason) = rejected(&mut not_hello);
         assert_eq!(code, Some(CloseCode::ProtocolError));
         assert_eq!(reason, "expected HELLO, got HEARTBEAT");
-        let mut closed = bytes_of(&[Frame::Close {
+        let mut closed = bytes_of(&[Frame::Close(frame::Close {
             code: CloseCode::NotAuthorised,
             reason: Text::from("go away"),
-        }]);
+        })]);
         assert_eq!(
             rejected(&mut closed),
             (None, "peer closed: not authorised: go away".to_owned())
         );
+        let mut closed = bytes_of(&[Frame::Close(frame::Close {
+            code: CloseCode::GroupMismatch,
+            reason: Text::from("no"),
+        })]);
+        let Step::Reject(r) = step(&mut closed, &LOCAL) else {
+            panic!("a CLOSE is a rejection")
+        };
+        assert_eq!(r.cause, Cause::PeerClosed(CloseCode::GroupMismatch));
     }
 
     #[test]
@@ -342,9 +424,28 @@ mod tests {
 
     #[test]
     fn strangers_are_protocol_errors_and_big_first_frames_are_refused_early() {
-        // An HTTP request: "GET " is a length of 1.2 GB.
+        // An HTTP request: "GET " is a length of 1.2 GB, beyond any frame.
         let mut http = BytesMut::from(&b"GET / HTTP/1.1\r\n\r\n"[..]);
-        assert_eq!(rejected(&mut http).0, Some(CloseCode::FrameTooLarge));
+        let Step::Reject(r) = step(&mut http, &LOCAL) else {
+            panic!("HTTP is refused")
+        };
+        assert_eq!(
+            (r.code, r.cause),
+            (Some(CloseCode::ProtocolError), Cause::NotNetsvc)
+        );
+        assert_eq!(r.reason, "not a netsvc peer: it sent \"GET / HTTP/1.1\"");
+        // An original OSE peer, known from its first four bytes alone.
+        let mut ose = BytesMut::from(&[0xaa, 0xaa, 0x30, 0x33][..]);
+        let Step::Reject(r) = step(&mut ose, &LOCAL) else {
+            panic!("OSE is refused")
+        };
+        assert_eq!(r.cause, Cause::OseExchange);
+        assert!(r.reason.contains("original OSE exchange"), "{}", r.reason);
+        let mut binary = BytesMut::from(&[0xff, 0x00, 0x01, 0x02][..]);
+        let Step::Reject(r) = step(&mut binary, &LOCAL) else {
+            panic!("a huge length is refused")
+        };
+        assert_eq!(r.reason, "not a netsvc peer: it sent the bytes FF 00 01 02");
         // Just over the HELLO limit: refused from the prefix alone.
         let mut big = BytesMut::new();
         big.put_u32(u32::try_from(MAX_HELLO + 1).unwrap_or(u32::MAX));

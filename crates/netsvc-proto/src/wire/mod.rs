@@ -18,15 +18,15 @@
 //!
 //! ```
 //! use bytes::{Bytes, BytesMut};
-//! use netsvc_proto::wire::{Decoder, Frame, Text, encode};
+//! use netsvc_proto::wire::{Decoder, Frame, Text, encode, frame};
 //!
-//! let frame = Frame::Report {
+//! let frame = Frame::Report(frame::Report {
 //!     publisher: Text::from("host-a:4242/2"),
 //!     subject: Text::from("quote.ACME"),
 //!     seq: 42,
 //!     payload: Bytes::from_static(&[0xa2, b'h', b'i']), // the value "hi"
 //!     paced: false,
-//! };
+//! });
 //! let mut received = BytesMut::new();
 //! encode(&frame, &mut received);
 //!
@@ -41,7 +41,7 @@
 
 mod decode;
 mod encode;
-mod frame;
+pub mod frame;
 pub mod handshake;
 mod text;
 
@@ -50,7 +50,7 @@ mod tests;
 
 pub use decode::{Decoder, decode_body};
 pub use encode::{encode, encode_report, size_bound};
-pub use frame::{CloseCode, Frame, Hello, Role, WireError, kind};
+pub use frame::{CloseCode, Frame, Hello, Role, WireError, WithdrawCode, kind};
 pub use text::Text;
 
 /// The first field of every HELLO, so a peer that is not speaking this protocol is rejected

@@ -36,117 +36,120 @@ fn samples() -> Vec<Frame> {
             options: vec![],
             version: u16::MAX,
         }),
-        Frame::Close {
+        Frame::Close(frame::Close {
             code: CloseCode::DuplicateLink,
             reason: t("duplicate link"),
-        },
-        Frame::Close {
+        }),
+        Frame::Close(frame::Close {
             code: CloseCode::Other(u16::MAX),
             reason: t(""),
-        },
+        }),
         Frame::Heartbeat,
         Frame::Synced,
-        Frame::Service {
+        Frame::Service(frame::Service {
             address: t("1/2/3"),
             name: t("echo"),
             audience: t("*"),
             groups: vec![t("g1"), t("g2")],
             version: 7,
             path: vec![t("a"), t("b")],
-        },
-        Frame::Service {
+        }),
+        Frame::Service(frame::Service {
             address: t(""),
             name: t(""),
             audience: t(""),
             groups: vec![],
             version: u64::MAX,
             path: (0..20).map(|i| Text::from(format!("p{i}"))).collect(),
-        },
-        Frame::Withdraw {
+        }),
+        Frame::Withdraw(frame::Withdraw {
             address: t("x"),
             reason: 255,
-        },
-        Frame::Request {
+        }),
+        Frame::Request(frame::Request {
             conv: 1,
             to: t("echo"),
             from: None,
             method: t("echo"),
             timeout_ms: 0,
             args: Bytes::from_static(&[0x91, 0xa2, b'h', b'i']),
-        },
-        Frame::Request {
+        }),
+        Frame::Request(frame::Request {
             conv: u64::MAX,
             to: t(&"t".repeat(300)),
             from: Some(t("caller")),
             method: t(&"m".repeat(70_000)),
             timeout_ms: u64::MAX,
             args: Bytes::new(),
-        },
-        Frame::Response {
+        }),
+        Frame::Response(frame::Response {
             conv: 0x1_0000,
             result: Bytes::from(vec![7; 256]),
-        },
-        Frame::Response {
+        }),
+        Frame::Response(frame::Response {
             conv: 0x1_0000_0000,
             result: Bytes::from(vec![8; 70_000]),
-        },
-        Frame::Failure {
+        }),
+        Frame::Failure(frame::Failure {
             conv: 128,
             error: -1,
             description: t("boom"),
             origin: t("netsvc"),
             details: t(""),
-        },
-        Frame::Failure {
+            withdrawn: false,
+        }),
+        Frame::Failure(frame::Failure {
             conv: 0,
             error: i32::MIN,
             description: t(""),
             origin: t(""),
             details: t("traceback"),
-        },
-        Frame::Failure {
+            withdrawn: false,
+        }),
+        Frame::Failure(frame::Failure {
             conv: 0,
             error: i32::MAX,
             description: t(""),
             origin: t(""),
             details: t(""),
-        },
-        Frame::Cancel { conv: 255 },
-        Frame::Subscribe {
+            withdrawn: true,
+        }),
+        Frame::Cancel(frame::Cancel { conv: 255 }),
+        Frame::Subscribe(frame::Subscribe {
             sid: 3,
             publisher: t("pub"),
             subscriber: t("sub"),
             pattern: t("a.*"),
-        },
-        Frame::Subscribed { sid: 65_535 },
-        Frame::Unsubscribe { sid: 65_536 },
-        Frame::Report {
+        }),
+        Frame::Subscribed(frame::Subscribed { sid: 65_535 }),
+        Frame::Unsubscribe(frame::Unsubscribe { sid: 65_536 }),
+        Frame::Report(frame::Report {
             publisher: t("pub"),
             subject: t("a.b"),
             seq: 42,
             payload: Bytes::from_static(&[0xc0]),
             paced: false,
-        },
-        Frame::Missed {
+        }),
+        Frame::Missed(frame::Missed {
             publisher: t("p"),
             count: u64::MAX,
-        },
-        Frame::Targeted {
+        }),
+        Frame::Targeted(frame::Targeted {
             sid: 3,
             subject: t("a.b"),
             seq: 41,
             pattern: Some(t("a.*")),
             targeted: false,
             payload: Bytes::from_static(&[0x01]),
-        },
-        Frame::Targeted {
+        }),
+        Frame::Targeted(frame::Targeted {
             sid: 3,
             subject: t(""),
             seq: 0,
             pattern: None,
             targeted: true,
             payload: Bytes::new(),
-        },
+        }),
     ]
 }
 
@@ -205,23 +208,23 @@ fn encode_appends_and_reports_its_size() {
 
 #[test]
 fn decoded_fields_share_the_frame_buffer() {
-    let frame = Frame::Report {
+    let frame = Frame::Report(frame::Report {
         publisher: t("pub"),
         subject: t("a.b"),
         seq: 1,
         payload: Bytes::from_static(b"\x92\x01\x02"),
         paced: false,
-    };
+    });
     let mut buf = encoded(&frame);
     let (decoded, raw) = decode_one(&mut buf).unwrap().unwrap();
     let range = raw.as_ptr() as usize..raw.as_ptr() as usize + raw.len();
-    let Frame::Report {
+    let Frame::Report(frame::Report {
         publisher,
         subject,
         payload,
         paced: false,
         ..
-    } = decoded
+    }) = decoded
     else {
         panic!("not a report");
     };
@@ -244,7 +247,7 @@ fn every_prefix_needs_more_and_consumes_nothing() {
 
 #[test]
 fn back_to_back_frames_come_off_one_at_a_time() {
-    let first = Frame::Cancel { conv: 9 };
+    let first = Frame::Cancel(frame::Cancel { conv: 9 });
     let second = Frame::Hello(hello());
     let mut buf = encoded(&first);
     buf.extend_from_slice(&encoded(&second));
@@ -371,14 +374,17 @@ fn any_integer_form_is_accepted() {
     ] {
         assert_eq!(
             decode_body(Bytes::copy_from_slice(body)),
-            Ok(Frame::Cancel { conv: 5 })
+            Ok(Frame::Cancel(frame::Cancel { conv: 5 }))
         );
     }
     let frame = decode_body(Bytes::from_static(&[
         0x96, 0x22, 0x00, 0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xa0, 0xa0, 0xa0,
     ]))
     .unwrap();
-    assert!(matches!(frame, Frame::Failure { error: -1, .. }));
+    assert!(matches!(
+        frame,
+        Frame::Failure(frame::Failure { error: -1, .. })
+    ));
     // Non-minimal headers for arrays, strings and bins too.
     let frame = decode_body(Bytes::from_static(&[
         0xdd, 0, 0, 0, 5, 0x33, 0xd9, 1, b'p', 0xdb, 0, 0, 0, 1, b's', 0x01, 0xc6, 0, 0, 0, 1, 0xc0,
@@ -386,13 +392,13 @@ fn any_integer_form_is_accepted() {
     .unwrap();
     assert_eq!(
         frame,
-        Frame::Report {
+        Frame::Report(frame::Report {
             publisher: t("p"),
             subject: t("s"),
             seq: 1,
             payload: Bytes::from_static(&[0xc0]),
             paced: false,
-        }
+        })
     );
 }
 
@@ -404,14 +410,14 @@ fn invalid_utf8_is_reported_as_such() {
         Err(WireError::InvalidUtf8)
     );
     // In a list of strings and a HELLO option.
-    let mut body = encoded(&Frame::Service {
+    let mut body = encoded(&Frame::Service(frame::Service {
         address: t("a"),
         name: t("n"),
         audience: t("*"),
         groups: vec![t("é")],
         version: 1,
         path: vec![],
-    })[4..]
+    }))[4..]
         .to_vec();
     let at = body.iter().position(|&b| b == 0xc3).unwrap();
     body[at] = 0xff;
@@ -459,10 +465,10 @@ fn missing_fields_are_malformed() {
 
 #[test]
 fn extra_trailing_elements_are_skipped() {
-    let frame = Frame::Response {
+    let frame = Frame::Response(frame::Response {
         conv: 1,
         result: Bytes::from_static(&[0xc0]),
-    };
+    });
     // [33, 1, bin, <extras>] with extras of every type class.
     let extras: &[&[u8]] = &[
         &[0x05],
@@ -529,7 +535,7 @@ fn bytes_after_the_array_are_malformed() {
         malformed(&[0x91, 0x03, 0x00]),
         "HEARTBEAT: 1 bytes after the body array"
     );
-    let mut body = encoded(&Frame::Cancel { conv: 1 })[4..].to_vec();
+    let mut body = encoded(&Frame::Cancel(frame::Cancel { conv: 1 }))[4..].to_vec();
     body.extend_from_slice(&[0xc0, 0xc0]);
     assert!(malformed(&body).contains("2 bytes after"));
 }
@@ -555,13 +561,26 @@ fn lying_lengths_do_not_allocate() {
 }
 
 #[test]
+fn withdraw_codes_read_unknown_values_as_the_owners() {
+    for code in 0..=u8::MAX {
+        let typed = WithdrawCode::from_code(code);
+        if code <= 2 {
+            assert_eq!(typed.code(), code);
+        } else {
+            assert_eq!(typed, WithdrawCode::Owner, "{code}");
+        }
+    }
+}
+
+#[test]
 fn close_codes_map_both_ways() {
     for code in 0..=20u16 {
         assert_eq!(CloseCode::from_code(code).code(), code);
     }
     assert_eq!(CloseCode::from_code(6), CloseCode::DuplicateLink);
     assert_eq!(CloseCode::from_code(0), CloseCode::Other(0));
-    assert_eq!(CloseCode::from_code(12), CloseCode::Other(12));
+    assert_eq!(CloseCode::from_code(12), CloseCode::TooManyConnections);
+    assert_eq!(CloseCode::from_code(13), CloseCode::Other(13));
     assert_eq!(CloseCode::DuplicateLink.to_string(), "duplicate link");
     assert_eq!(CloseCode::NotAuthorised.to_string(), "not authorised");
     assert_eq!(CloseCode::Other(99).to_string(), "close code 99");
@@ -652,13 +671,13 @@ fn encode_report_writes_the_bytes_of_the_equal_frame() {
     ] {
         let mut expected = BytesMut::new();
         let n = encode(
-            &Frame::Report {
+            &Frame::Report(frame::Report {
                 publisher: Text::from(publisher),
                 subject: Text::from(subject),
                 seq,
                 payload: Bytes::copy_from_slice(payload),
                 paced,
-            },
+            }),
             &mut expected,
         );
         let mut out = BytesMut::from(&b"prefix"[..]);
@@ -667,7 +686,7 @@ fn encode_report_writes_the_bytes_of_the_equal_frame() {
         assert_eq!(&out[6..], &expected[..]);
         let mut both = BytesMut::from(&out[6..]);
         let (decoded, _) = Decoder::default().decode(&mut both).unwrap().unwrap();
-        assert!(matches!(decoded, Frame::Report { paced: p, .. } if p == paced));
+        assert!(matches!(decoded, Frame::Report(frame::Report { paced: p, .. }) if p == paced));
     }
 }
 
@@ -682,13 +701,13 @@ fn reports_in_other_shapes_than_ours_still_decode() {
     let frame = decode_body(body.freeze()).unwrap();
     assert_eq!(
         frame,
-        Frame::Report {
+        Frame::Report(frame::Report {
             publisher: t("p"),
             subject: t("s"),
             seq: 7,
             payload: Bytes::from_static(&[0x2a]),
             paced: false,
-        }
+        })
     );
     // And a broken one still gets the general path's precise error.
     let err = decode_body(Bytes::from_static(&[0x95, 0x33, 0xa1, b'p', 0x01])).unwrap_err();

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use netsvc::{Failure, Lifetime, ReportEvent, Value, args, codes};
+use netsvc::failure::codes;
+use netsvc::{Failure, Lifetime, ReportEvent, Value, args};
 
 use crate::inproc::{
     Client, block_within, client, client_beating, hub_process, tokio_runtime, visible, wait_until,

@@ -45,7 +45,7 @@ fn a_request_in_flight_fails_with_57_quickly_when_the_service_process_is_killed(
         assert_eq!(f["error"], 57, "{f}");
         assert_eq!(field(f, "origin"), "netsvc", "{f}");
         assert!(
-            field(f, "details").starts_with(netsvc::WITHDRAWN_DETAILS),
+            field(f, "details").starts_with(netsvc::failure::WITHDRAWN_DETAILS),
             "{f}"
         );
     }

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use netsvc::{Failure, Lifetime, ReportEvent, Value, args, codes};
+use netsvc::failure::codes;
+use netsvc::{Failure, Lifetime, ReportEvent, Value, args};
 use netsvc_testkit::Node;
 
 use crate::inproc::{

@@ -1,21 +1,22 @@
 //! One local publisher: its subscribers, indexed by pattern, and its report cache.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use netsvc_proto::value::{self, Limits, Value, ValueError};
-use netsvc_proto::wire::{self, Frame, Text};
+use netsvc_proto::wire::{self, Frame, Text, frame};
 use netsvc_proto::{Pattern, PatternIndex};
 use tokio::time::Instant;
 
-use crate::binding::Binding;
-use crate::exchange::outbound::Outbound;
-use crate::fast::FastMap;
-use crate::payload::{Payload, check_depth};
-use crate::queue::{EventReceiver, EventSender, ReportQueue, event_queue};
-use crate::report::{Lifetime, Report, ReportEvent, SubscriptionEvent, SubscriptionStatus};
+use super::link_queue::LinkQueue;
+use super::queue::{EventReceiver, EventSender, ReportQueue, event_queue};
+use crate::model::binding::Binding;
+use crate::model::collections::FastMap;
+use crate::model::ids::{Id as _, LinkId, Sid, SubKey};
+use crate::model::payload::{Payload, check_depth};
+use crate::model::report::{Lifetime, Report, ReportEvent, SubscriptionEvent, SubscriptionStatus};
 
 /// Scratch buffers bigger than this are freed after the publish that needed them.
 const SCRATCH_KEEP: usize = 64 * 1024;
@@ -26,9 +27,9 @@ pub(crate) enum Delivery {
     Local(Arc<ReportQueue>),
     /// To a subscriber behind an exchange link, known there by `sid`.
     Link {
-        link: u64,
-        outbound: Arc<Outbound>,
-        sid: u64,
+        link: LinkId,
+        queue: Arc<LinkQueue>,
+        sid: Sid,
     },
 }
 
@@ -38,19 +39,31 @@ impl Delivery {
     fn deliver(&self, report: Report, seq: u64) {
         match self {
             Self::Local(queue) => queue.push(ReportEvent::Report(report)),
-            Self::Link { outbound, sid, .. } => match report.payload().bytes() {
-                Ok(payload) => outbound.push(Frame::Targeted {
-                    sid: *sid,
-                    subject: Text::from(report.subject()),
-                    seq,
-                    pattern: report.pattern().map(|p| Text::from(p.as_str())),
-                    targeted: report.is_targeted(),
-                    payload,
-                }),
+            Self::Link { queue, sid, .. } => match report.payload().bytes() {
+                Ok(payload) => queue.push_targeted(
+                    Frame::Targeted(frame::Targeted {
+                        sid: sid.raw(),
+                        subject: Text::from(report.subject()),
+                        seq,
+                        pattern: report.pattern().map(|p| Text::from(p.as_str())),
+                        targeted: report.is_targeted(),
+                        payload,
+                    }),
+                    &Text::from(report.publisher().address()),
+                ),
                 Err(e) => tracing::warn!(subject = report.subject(), "report not sent: {e}"),
             },
         }
     }
+}
+
+/// One report to publish.
+pub(crate) struct Publication<'a> {
+    pub(crate) subject: &'a str,
+    pub(crate) content: Value,
+    pub(crate) lifetime: Lifetime,
+    /// Whether the publisher paces itself (see `Frame::Report::paced`).
+    pub(crate) paced: bool,
 }
 
 /// What a publish did.
@@ -60,7 +73,7 @@ pub(crate) struct Published {
     /// When the cached report expires, if it does.
     pub(crate) expires: Option<Instant>,
     /// Links it was queued on that are over their soft limit.
-    pub(crate) congested: Vec<Arc<Outbound>>,
+    pub(crate) congested: Vec<Arc<LinkQueue>>,
 }
 
 struct Subscription {
@@ -81,16 +94,16 @@ pub(crate) struct PublisherState {
     /// Sequence number of the last report published.
     seq: u64,
     cache: FastMap<Arc<str>, Cached>,
-    /// Expiry instant → subjects, so expiry is exact and purging never scans the cache.
-    expiries: BTreeMap<(Instant, Arc<str>), ()>,
-    index: PatternIndex<u64>,
-    subscriptions: FastMap<u64, Subscription>,
+    /// (expiry instant, subject), so expiry is exact and purging never scans the cache.
+    expiries: BTreeSet<(Instant, Arc<str>)>,
+    index: PatternIndex<SubKey>,
+    subscriptions: FastMap<SubKey, Subscription>,
     watchers: Vec<EventSender<SubscriptionEvent>>,
     /// Scratch space reused from one publish to the next, so that publishing does not
     /// allocate: the subscriptions it matches, the links it goes to, its encoded content
     /// and its encoded REPORT frame.
-    matched: Vec<u64>,
-    links: Vec<(u64, Arc<Outbound>)>,
+    matched: Vec<SubKey>,
+    links: Vec<(LinkId, Arc<LinkQueue>)>,
     encoded: Vec<u8>,
     frame: BytesMut,
 }
@@ -101,7 +114,7 @@ impl PublisherState {
         Self {
             seq: seq_base,
             cache: FastMap::default(),
-            expiries: BTreeMap::new(),
+            expiries: BTreeSet::new(),
             index: PatternIndex::new(),
             subscriptions: FastMap::default(),
             watchers: Vec::new(),
@@ -115,7 +128,7 @@ impl PublisherState {
     /// Records a subscription and delivers the matching cached reports to it.
     pub(crate) fn subscribe(
         &mut self,
-        id: u64,
+        id: SubKey,
         publisher: &Binding,
         subscriber: Binding,
         pattern: Pattern,
@@ -155,7 +168,7 @@ impl PublisherState {
         );
     }
 
-    pub(crate) fn unsubscribe(&mut self, id: u64) {
+    pub(crate) fn unsubscribe(&mut self, id: SubKey) {
         if let Some(sub) = self.subscriptions.remove(&id) {
             self.index.remove(&sub.pattern, &id);
             self.notify(&sub.subscriber, &sub.pattern, SubscriptionStatus::Withdrawn);
@@ -178,7 +191,7 @@ impl PublisherState {
         &mut self,
         capacity: usize,
     ) -> EventReceiver<SubscriptionEvent> {
-        let mut current: Vec<(&u64, &Subscription)> = self.subscriptions.iter().collect();
+        let mut current: Vec<(&SubKey, &Subscription)> = self.subscriptions.iter().collect();
         current.sort_by_key(|(id, _)| **id);
         let (tx, rx) = event_queue(capacity + current.len());
         for (_, sub) in current {
@@ -199,17 +212,19 @@ impl PublisherState {
     /// The common case of a report that only crosses links allocates nothing: the content
     /// is encoded straight into a reused buffer, the frame into another, and each link
     /// copies the frame's bytes into its own write buffer.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn publish(
         &mut self,
         publisher: &Binding,
-        subject: &str,
-        content: Value,
-        lifetime: Lifetime,
-        paced: bool,
+        report: Publication<'_>,
         limits: &Limits,
         now: Instant,
     ) -> Result<Published, ValueError> {
+        let Publication {
+            subject,
+            content,
+            lifetime,
+            paced,
+        } = report;
         let mut matched = std::mem::take(&mut self.matched);
         matched.clear();
         self.index
@@ -255,7 +270,7 @@ impl PublisherState {
         };
         if let Some(payload) = payload.as_ref().filter(|_| cached) {
             if let Some(at) = expires {
-                self.expiries.insert((at, subject_arc()), ());
+                self.expiries.insert((at, subject_arc()));
             }
             self.cache.insert(
                 subject_arc(),
@@ -287,9 +302,9 @@ impl PublisherState {
                         delivered += 1;
                     }
                 }
-                Delivery::Link { link, outbound, .. } => {
+                Delivery::Link { link, queue, .. } => {
                     if !links.iter().any(|(l, _)| l == link) {
-                        links.push((*link, outbound.clone()));
+                        links.push((*link, queue.clone()));
                     }
                 }
             }
@@ -305,10 +320,10 @@ impl PublisherState {
                 paced,
                 &mut self.frame,
             );
-            for (_, outbound) in links.drain(..) {
+            for (_, queue) in links.drain(..) {
                 let key = || (Text::from(publisher.address()), Text::from(subject));
-                if outbound.push_report(&self.frame, key) {
-                    congested.push(outbound);
+                if queue.push_report(&self.frame, key) {
+                    congested.push(queue);
                 }
             }
         }
@@ -338,7 +353,7 @@ impl PublisherState {
         subject: Arc<str>,
         payload: Payload,
     ) -> Option<usize> {
-        let mut theirs: Vec<(&u64, &Subscription)> = self
+        let mut theirs: Vec<(&SubKey, &Subscription)> = self
             .subscriptions
             .iter()
             .filter(|(_, s)| s.subscriber.address() == subscriber)
@@ -395,15 +410,22 @@ impl PublisherState {
 
     /// Drops every cached report whose lifetime has run out; returns the next expiry.
     pub(crate) fn purge_expired(&mut self, now: Instant) -> Option<Instant> {
-        while let Some(((at, _), ())) = self.expiries.first_key_value() {
+        while let Some((at, _)) = self.expiries.first() {
             if *at > now {
                 return Some(*at);
             }
-            if let Some(((_, subject), ())) = self.expiries.pop_first() {
+            if let Some((_, subject)) = self.expiries.pop_first() {
                 self.cache.remove(&subject);
             }
         }
         None
+    }
+
+    /// Every subscription held here, by key, with its subscriber.
+    pub(crate) fn subscribers(&self) -> impl Iterator<Item = (SubKey, &Binding)> {
+        self.subscriptions
+            .iter()
+            .map(|(key, sub)| (*key, &sub.subscriber))
     }
 
     /// The subjects currently cached and not expired, sorted.

@@ -3,96 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::announce::{Announcement, AnnouncementKind, RegistryScope};
-use crate::binding::Binding;
-use crate::fast::FastMap;
-
-/// A list that nearly always holds one element, kept inline then: a registry sync makes
-/// several per service (its groups, the services of its name, its routes), and allocating
-/// each was a good part of the cost of learning a service.
-#[derive(Debug, Clone, Default)]
-pub(crate) enum Few<T> {
-    #[default]
-    Zero,
-    One(T),
-    Many(Vec<T>),
-}
-
-impl<T> Few<T> {
-    pub(crate) fn push(&mut self, item: T) {
-        *self = match std::mem::take(self) {
-            Self::Zero => Self::One(item),
-            Self::One(first) => Self::Many(vec![first, item]),
-            Self::Many(mut all) => {
-                all.push(item);
-                Self::Many(all)
-            }
-        };
-    }
-
-    pub(crate) fn remove(&mut self, i: usize) -> Option<T> {
-        match self {
-            Self::Many(all) => (i < all.len()).then(|| all.remove(i)),
-            Self::One(_) if i == 0 => match std::mem::take(self) {
-                Self::One(item) => Some(item),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
-        match self {
-            Self::Zero => {}
-            Self::One(item) => {
-                if !keep(item) {
-                    *self = Self::Zero;
-                }
-            }
-            Self::Many(all) => all.retain(keep),
-        }
-    }
-}
-
-impl<T> std::ops::Deref for Few<T> {
-    type Target = [T];
-
-    fn deref(&self) -> &[T] {
-        match self {
-            Self::Zero => &[],
-            Self::One(item) => std::slice::from_ref(item),
-            Self::Many(all) => all,
-        }
-    }
-}
-
-impl<T> std::ops::DerefMut for Few<T> {
-    fn deref_mut(&mut self) -> &mut [T] {
-        match self {
-            Self::Zero => &mut [],
-            Self::One(item) => std::slice::from_mut(item),
-            Self::Many(all) => all,
-        }
-    }
-}
-
-impl<T: PartialEq> PartialEq for Few<T> {
-    fn eq(&self, other: &Self) -> bool {
-        **self == **other
-    }
-}
-
-impl<T: Eq> Eq for Few<T> {}
-
-impl<T> FromIterator<T> for Few<T> {
-    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
-        let mut few = Self::Zero;
-        for item in iter {
-            few.push(item);
-        }
-        few
-    }
-}
+use crate::model::announcement::{Announcement, AnnouncementKind, RegistryScope};
+use crate::model::binding::Binding;
+use crate::model::collections::{FastMap, Few};
 
 pub(crate) struct Entry {
     pub(crate) binding: Binding,

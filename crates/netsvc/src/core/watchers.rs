@@ -2,23 +2,24 @@
 
 use std::sync::Arc;
 
-use crate::announce::{Announcement, AnnouncementKind, RegistryScope};
-use crate::fast::FastMap;
-use crate::queue::{EventReceiver, EventSender, event_queue};
+use super::queue::{EventReceiver, EventSender, event_queue};
+use crate::model::announcement::{Announcement, AnnouncementKind, RegistryScope};
+use crate::model::collections::FastMap;
+use crate::model::ids::WatchId;
 
 /// Registry watches, indexed by what they watch so that a change reaches only the watches
 /// it concerns.
 #[derive(Default)]
 pub(crate) struct Watchers {
-    senders: FastMap<u64, (RegistryScope, EventSender<Announcement>)>,
-    by_scope: FastMap<RegistryScope, Vec<u64>>,
+    senders: FastMap<WatchId, (RegistryScope, EventSender<Announcement>)>,
+    by_scope: FastMap<RegistryScope, Vec<WatchId>>,
 }
 
 impl Watchers {
     /// Adds a watch whose queue starts with `snapshot`.
     pub(crate) fn add(
         &mut self,
-        id: u64,
+        id: WatchId,
         scope: RegistryScope,
         snapshot: Vec<Announcement>,
         capacity: usize,
@@ -34,7 +35,7 @@ impl Watchers {
         rx
     }
 
-    pub(crate) fn remove(&mut self, id: u64) {
+    pub(crate) fn remove(&mut self, id: WatchId) {
         if let Some((scope, _)) = self.senders.remove(&id)
             && let Some(ids) = self.by_scope.get_mut(&scope)
         {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly, by design
 
 mod mesh;
+mod relay;
 mod reports;
 mod topology;
 mod util;

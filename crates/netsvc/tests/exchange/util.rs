@@ -2,7 +2,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use netsvc::{
-    AnnouncementKind, Binding, ConnectionEvent, ConnectionEvents, ConnectionState, Exchange,
+    AnnouncementKind, Binding, ConnectionEvent, ConnectionState, ConnectionWatch, Exchange,
     ExchangeConfig, Retry, Runtime, Service, Value, WithdrawReason,
 };
 
@@ -65,7 +65,7 @@ pub(crate) async fn gone(rt: &Runtime, address: &str) {
 }
 
 /// A watch armed before a service is withdrawn, to learn why it was.
-pub(crate) struct Withdrawal(netsvc::Announcements);
+pub(crate) struct Withdrawal(netsvc::RegistryWatch);
 
 /// Arms a [`Withdrawal`] for the service at `address`.
 pub(crate) fn withdrawal_of(rt: &Runtime, address: &str) -> Withdrawal {
@@ -87,7 +87,7 @@ impl Withdrawal {
 
 /// Waits for the next connection event in `state`.
 pub(crate) async fn connection(
-    events: &mut ConnectionEvents,
+    events: &mut ConnectionWatch,
     state: ConnectionState,
 ) -> ConnectionEvent {
     within(async {

@@ -1,7 +1,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use netsvc::{Failure, Runtime, RuntimeConfig, Value, args, codes};
+use netsvc::failure::codes;
+use netsvc::{Failure, Runtime, RuntimeConfig, Value, args};
 use tokio::sync::{Mutex, oneshot};
 
 use crate::util::within;

@@ -1,7 +1,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use netsvc::{Announcement, Announcements, ReportEvent, ReportMonitor};
+use netsvc::{Announcement, RegistryWatch, ReportEvent, ReportMonitor};
 
 /// How long a test waits for an event that must come.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
@@ -13,7 +13,7 @@ pub(crate) async fn within<T>(fut: impl Future<Output = T>) -> T {
         .expect("event did not arrive before the deadline")
 }
 
-pub(crate) async fn next_announcement(watch: &mut Announcements) -> Announcement {
+pub(crate) async fn next_announcement(watch: &mut RegistryWatch) -> Announcement {
     within(watch.recv()).await.expect("watch ended")
 }
 
@@ -22,7 +22,7 @@ pub(crate) async fn next_event(monitor: &mut ReportMonitor) -> ReportEvent {
 }
 
 /// Everything queued right now, without waiting.
-pub(crate) fn drain_announcements(watch: &mut Announcements) -> Vec<Announcement> {
+pub(crate) fn drain_announcements(watch: &mut RegistryWatch) -> Vec<Announcement> {
     let mut out = Vec::new();
     while let Ok(Some(a)) = watch.try_recv() {
         out.push(a);

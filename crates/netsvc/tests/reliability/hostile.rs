@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use netsvc::{Exchange, ExchangeConfig, Runtime, RuntimeConfig, Value, args};
-use netsvc_proto::wire::{self, CloseCode, Frame, Text};
+use netsvc_proto::wire::{self, CloseCode, Frame, Text, frame};
 use tokio::io::AsyncWriteExt;
 
 use crate::util::{
@@ -99,14 +99,14 @@ fn framed(body: &[u8]) -> Vec<u8> {
 
 /// A raw peer announces a service on its link, as a client would.
 async fn announce(peer: &mut RawPeer, process: &str, name: &str) {
-    peer.send_frame(&Frame::Service {
+    peer.send_frame(&Frame::Service(frame::Service {
         address: Text::from(format!("1@{process}!{name}")),
         name: Text::from(name),
         audience: Text::from("*"),
         groups: Vec::new(),
         version: 1,
         path: vec![Text::from(process)],
-    })
+    }))
     .await;
 }
 
@@ -121,12 +121,21 @@ async fn garbage_before_the_handshake_is_a_protocol_error() {
     let line = log_line(&[&me, "link not established"]).await;
     assert!(line.contains(&reason), "{line}");
 
-    // Something that is not netsvc at all: "GET " reads as a 1.2 GB frame.
+    // Something that is not netsvc at all: "GET " would be a 1.2 GB frame, beyond any.
     let mut http = scene.raw().await;
     http.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let (code, reason) = http.close_frame().await;
-    assert_eq!(code, CloseCode::FrameTooLarge, "{reason}");
-    assert!(reason.contains("handshake limit"), "{reason}");
+    assert_eq!(code, CloseCode::ProtocolError, "{reason}");
+    assert_eq!(
+        reason,
+        "not a netsvc peer: it sent \"GET / HTTP/1.1\\r\\nHost: x\""
+    );
+    // An original OSE process, from its magic bytes.
+    let mut ose = scene.raw().await;
+    ose.send(&[0xaa, 0xaa, 0x30, 0x33, 0, 0, 0, 0x59]).await;
+    let (code, reason) = ose.close_frame().await;
+    assert_eq!(code, CloseCode::ProtocolError, "{reason}");
+    assert!(reason.contains("original OSE exchange"), "{reason}");
 
     // A HELLO without the magic.
     let mut stranger = scene.raw().await;
@@ -191,14 +200,14 @@ async fn a_truncated_frame_is_a_protocol_error_when_the_peer_stops_sending() {
     let scene = Scene::new().await;
     let mut request = BytesMut::new();
     wire::encode(
-        &Frame::Request {
+        &Frame::Request(frame::Request {
             conv: 1,
             to: Text::from("nowhere"),
             from: None,
             method: Text::from("echo"),
             timeout_ms: 0,
             args: Bytes::from_static(&[0x90]),
-        },
+        }),
         &mut request,
     );
     let half = &request[..request.len() / 2];
@@ -391,14 +400,14 @@ async fn a_peer_that_stops_reading_and_then_misbehaves_is_still_dropped() {
     )
     .unwrap();
     for conv in 1..=24 {
-        peer.send_frame(&Frame::Request {
+        peer.send_frame(&Frame::Request(frame::Request {
             conv,
             to: Text::from(echo_address.as_str()),
             from: None,
             method: Text::from("echo"),
             timeout_ms: 0,
             args: Bytes::from(big.clone()),
-        })
+        }))
         .await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -431,7 +440,7 @@ async fn refused_connections_beyond_the_limit_leave_the_others_alone() {
     let scene = Scene::with(hub_with(limited, RuntimeConfig::default()).await).await;
     let mut extra = scene.raw().await;
     let (code, reason) = extra.close_frame().await;
-    assert_eq!(code, CloseCode::Other(12), "{reason}");
+    assert_eq!(code, CloseCode::TooManyConnections, "{reason}");
     assert!(
         reason.contains("too many connections (limit 1)"),
         "{reason}"

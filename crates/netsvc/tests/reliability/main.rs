@@ -8,4 +8,5 @@
 mod hostile;
 mod misuse;
 mod overload;
+mod protocol;
 mod util;

@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use netsvc::failure::codes;
 use netsvc::names::{MAX_NAME_LEN, NameError, NameKind};
 use netsvc::value::ValueError;
 use netsvc::{
     Error, Exchange, ExchangeError, Lifetime, Retry, Runtime, RuntimeConfig, Target, Value, args,
-    codes,
 };
 
 use crate::util::{client, config, echo, hub, visible, within};
@@ -420,4 +420,56 @@ async fn runtime_settings_at_their_extremes_do_not_panic() {
     let _svc = echo(&rt, "e");
     let f = rt.endpoint("e").call("echo", args![]).await.unwrap_err();
     assert_eq!(f.error, codes::RESOURCE_UNAVAILABLE, "{f}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listening_on_a_unix_path_never_destroys_what_is_there() {
+    let dir = std::env::temp_dir().join(format!("netsvc-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // A regular file is refused and left as it was.
+    let file = dir.join("precious.txt");
+    std::fs::write(&file, "the user's data").unwrap();
+    let rt = Runtime::new();
+    let ex = Exchange::server(&rt).build().unwrap();
+    let refused = ex.listen_unix(&file).await.unwrap_err();
+    assert!(refused.to_string().contains("not a socket"), "{refused}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "the user's data");
+
+    // A socket another hub listens on is refused: that hub stays reachable.
+    let path = dir.join("hub.sock");
+    let first_rt = Runtime::new();
+    let first = Exchange::server(&first_rt).group("first").build().unwrap();
+    first.listen_unix(&path).await.unwrap();
+    let second_rt = Runtime::new();
+    let second = Exchange::server(&second_rt)
+        .group("second")
+        .build()
+        .unwrap();
+    let refused = second.listen_unix(&path).await.unwrap_err();
+    assert!(refused.to_string().contains("in use"), "{refused}");
+    std::os::unix::net::UnixStream::connect(&path).expect("the first hub still answers");
+
+    // The first hub removes its own socket when it stops (shutdown returns once its
+    // listeners have ended)...
+    first.shutdown(Duration::from_secs(1)).await;
+    assert!(
+        !path.exists(),
+        "the hub's own socket is removed at shutdown"
+    );
+
+    // ...but not a socket that has since replaced it; a stale one (nobody listening) is
+    // taken over.
+    let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    drop(stale); // the file stays, nobody listens
+    second.listen_unix(&path).await.unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let usurper = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    second.shutdown(Duration::from_secs(1)).await;
+    assert!(
+        path.exists(),
+        "a socket that replaced the hub's own was removed"
+    );
+    drop(usurper);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

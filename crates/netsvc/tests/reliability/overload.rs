@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use netsvc::{ExchangeConfig, Failure, Retry, Runtime, RuntimeConfig, Value, args, codes};
+use netsvc::failure::codes;
+use netsvc::{ExchangeConfig, Failure, Retry, Runtime, RuntimeConfig, Value, args};
 use tokio::task::JoinSet;
 
 use crate::util::{client_with, config, hub, visible, within};

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use netsvc::{
     AnnouncementKind, Binding, Exchange, ExchangeConfig, Retry, Runtime, RuntimeConfig, Value,
 };
-use netsvc_proto::wire::{self, CloseCode, Decoder, Frame, Hello, Role, Text};
+use netsvc_proto::wire::{self, CloseCode, Decoder, Frame, Hello, Role, Text, frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -255,7 +255,7 @@ impl RawPeer {
                         frames,
                     };
                 }
-                Some(Frame::Close { code, reason }) => {
+                Some(Frame::Close(frame::Close { code, reason })) => {
                     let after = self.next_frame().await;
                     assert_eq!(after, None, "the connection ends after CLOSE");
                     return Closed {
@@ -291,7 +291,7 @@ impl RawPeer {
             match self.next_frame().await {
                 Some(Frame::Synced) => return announced,
                 Some(Frame::Heartbeat) => {}
-                Some(f @ Frame::Service { .. }) => announced.push(f),
+                Some(f @ Frame::Service(frame::Service { .. })) => announced.push(f),
                 other => panic!("expected the hub's registry, got {other:?}"),
             }
         }

@@ -1,10 +1,10 @@
-//! Announcements: what a registry watch reports.
+//! Announcements: the changes of a registry, as a watch delivers them.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
-use crate::binding::Binding;
-use crate::queue::{EventReceiver, RecvError};
-use crate::runtime::RuntimeShared;
+use netsvc_proto::wire::WithdrawCode;
+
+use super::binding::Binding;
 
 /// Why a service was withdrawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,6 +18,35 @@ pub enum WithdrawReason {
     ConnectionLost,
 }
 
+impl WithdrawReason {
+    /// A stable one-word name for machine-readable output: `owner`, `process-exit` or
+    /// `connection-lost`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::ProcessExit => "process-exit",
+            Self::ConnectionLost => "connection-lost",
+        }
+    }
+
+    pub(crate) fn from_wire(code: WithdrawCode) -> Self {
+        match code {
+            WithdrawCode::Owner => Self::Owner,
+            WithdrawCode::ProcessExit => Self::ProcessExit,
+            WithdrawCode::ConnectionLost => Self::ConnectionLost,
+        }
+    }
+
+    pub(crate) fn to_wire(self) -> WithdrawCode {
+        match self {
+            Self::Owner => WithdrawCode::Owner,
+            Self::ProcessExit => WithdrawCode::ProcessExit,
+            Self::ConnectionLost => WithdrawCode::ConnectionLost,
+        }
+    }
+}
+
+/// Words for people, e.g. `withdrawn by owner`; see [`WithdrawReason::name`] for machines.
 impl std::fmt::Display for WithdrawReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -95,37 +124,4 @@ pub(crate) enum RegistryScope {
     Address(Arc<str>),
     /// Joins and leaves of one group.
     Group(Arc<str>),
-}
-
-/// A registry watch: the current matches first, then every change, in order, with no gap
-/// and no duplicate. Dropping it ends the watch.
-///
-/// The queue between the registry and the watch is bounded; a watch that falls further
-/// behind than that is cut off and [`recv`](Self::recv) then returns
-/// [`RecvError::Lagged`]: watch again for a fresh snapshot.
-#[derive(Debug)]
-pub struct Announcements {
-    pub(crate) id: u64,
-    pub(crate) rx: EventReceiver<Announcement>,
-    pub(crate) runtime: Weak<RuntimeShared>,
-}
-
-impl Announcements {
-    /// The next announcement.
-    pub async fn recv(&mut self) -> Result<Announcement, RecvError> {
-        self.rx.recv().await
-    }
-
-    /// The next announcement if one is queued.
-    pub fn try_recv(&mut self) -> Result<Option<Announcement>, RecvError> {
-        self.rx.try_recv()
-    }
-}
-
-impl Drop for Announcements {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.upgrade() {
-            rt.core.lock().unwatch(self.id);
-        }
-    }
 }

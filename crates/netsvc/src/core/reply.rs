@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use netsvc_proto::value::{self, Limits, Value};
-use netsvc_proto::wire::{Frame, Text};
+use netsvc_proto::wire::{Frame, frame};
 use tokio::sync::oneshot;
 
-use crate::exchange::outbound::Outbound;
-use crate::failure::{Failure, codes};
-use crate::service::MethodResult;
+use super::link_queue::{LinkQueue, failure_frame};
+use crate::model::failure::{Failure, MethodResult, codes};
+use crate::model::ids::{Conv, Id as _};
 
 /// What reaches a caller.
 #[derive(Debug)]
@@ -45,9 +45,9 @@ pub(crate) enum Responder {
 }
 
 impl Responder {
-    pub(crate) fn link(outbound: Arc<Outbound>, conv: u64, limits: Limits) -> Self {
+    pub(crate) fn link(queue: Arc<LinkQueue>, conv: Conv, limits: Limits) -> Self {
         Self::Link(LinkResponder {
-            outbound,
+            queue,
             conv,
             limits,
             sent: false,
@@ -67,10 +67,12 @@ impl Responder {
     }
 }
 
+/// The responder of a request that came in on a link: it writes the RESPONSE or FAILURE
+/// straight into the link's queue (no need to take the core's lock for it).
 #[derive(Debug)]
 pub(crate) struct LinkResponder {
-    outbound: Arc<Outbound>,
-    conv: u64,
+    queue: Arc<LinkQueue>,
+    conv: Conv,
     limits: Limits,
     sent: bool,
 }
@@ -82,32 +84,21 @@ impl LinkResponder {
             value::encode(&v, &self.limits)
                 .map_err(|e| Failure::netsvc(codes::RESPONSE_ENCODING_ERROR, e.to_string()))
         }) {
-            Ok(bytes) => Frame::Response {
-                conv: self.conv,
+            Ok(bytes) => Frame::Response(frame::Response {
+                conv: self.conv.raw(),
                 result: Bytes::from(bytes),
-            },
+            }),
             Err(f) => failure_frame(self.conv, &f),
         };
-        self.outbound.push(frame);
+        self.queue.push_reply(frame);
     }
 }
 
 impl Drop for LinkResponder {
     fn drop(&mut self) {
         if !self.sent {
-            self.outbound
-                .push(failure_frame(self.conv, &Failure::withdrawn()));
+            self.queue
+                .push_reply(failure_frame(self.conv, &Failure::withdrawn()));
         }
-    }
-}
-
-/// The FAILURE frame carrying `failure` for conversation `conv`.
-pub(crate) fn failure_frame(conv: u64, failure: &Failure) -> Frame {
-    Frame::Failure {
-        conv,
-        error: failure.error,
-        description: Text::from(failure.description.as_str()),
-        origin: Text::from(failure.origin.as_str()),
-        details: Text::from(failure.details.as_str()),
     }
 }

@@ -1,6 +1,6 @@
 //! Services: named agents that export methods, publish reports and subscribe to them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -9,25 +9,26 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use netsvc_proto::names;
-use netsvc_proto::value::Value;
+use netsvc_proto::value::{Limits, Value};
 use netsvc_proto::{Pattern, value};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Semaphore, watch};
 
-use crate::announce::WithdrawReason;
-use crate::binding::{Audience, Binding, Location, Visibility};
-use crate::call::Responder;
-use crate::core::{Monitor, MonitorTarget, Published};
-use crate::endpoint::{Endpoint, Target};
-use crate::error::Error;
-use crate::failure::{Failure, codes};
-use crate::payload::{Payload, check_depth};
-use crate::queue::ReportQueue;
-use crate::report::{Lifetime, ReportMonitor, SubscriptionWatch};
-use crate::runtime::RuntimeShared;
-
-/// What a method handler returns.
-pub type MethodResult = Result<Value, Failure>;
+use super::endpoint::{Endpoint, Target};
+use super::monitor::{ReportMonitor, SubscriptionWatch};
+use crate::core::local::{Call, Methods};
+use crate::core::queue::ReportQueue;
+use crate::core::reply::Responder;
+use crate::core::shared::RuntimeShared;
+use crate::core::{Monitor, MonitorTarget, Publication, Published};
+use crate::model::announcement::WithdrawReason;
+use crate::model::binding::{Audience, Binding, Location, Visibility};
+use crate::model::error::Error;
+use crate::model::failure::{Failure, MethodResult, codes};
+use crate::model::identity;
+use crate::model::ids::{Id as _, RequestId};
+use crate::model::payload::{Payload, check_depth};
+use crate::model::report::Lifetime;
 
 type BoxFuture = Pin<Box<dyn Future<Output = MethodResult> + Send>>;
 type Handler = Arc<dyn Fn(Request) -> BoxFuture + Send + Sync>;
@@ -133,7 +134,7 @@ impl ServiceBuilder {
             .collect::<Result<Vec<_>, _>>()?;
 
         let rt = &self.runtime;
-        let agent = crate::identity::agent_identity(rt.next_agent_number(), &rt.identity);
+        let agent = identity::agent_identity(rt.next_agent_number(), &rt.identity);
         let binding = Binding::new(
             self.name.into(),
             audience,
@@ -155,6 +156,9 @@ impl ServiceBuilder {
                     .max_requests_in_progress
                     .min(Semaphore::MAX_PERMITS),
             )),
+            max_in_progress: rt.config.max_requests_in_progress,
+            value_limits: rt.config.value_limits,
+            handle: rt.handle.clone(),
         });
         {
             let now = tokio::time::Instant::now();
@@ -405,15 +409,13 @@ impl ServiceHandle {
         let publisher = core
             .publisher(self.address())
             .ok_or_else(|| self.withdrawn())?;
-        let published = publisher.publish(
-            self.binding(),
+        let report = Publication {
             subject,
             content,
             lifetime,
             paced,
-            &rt.config.value_limits,
-            now,
-        )?;
+        };
+        let published = publisher.publish(self.binding(), report, &rt.config.value_limits, now)?;
         if let Some(at) = published.expires {
             core.schedule_sweep(at, &rt.sweeper);
         }
@@ -532,25 +534,24 @@ impl ServiceHandle {
             }
             Target::Binding(b) => MonitorTarget::Address(b.address_arc().clone()),
         };
+        self.monitor(target, pattern)
+    }
+
+    /// Subscribes to the reports of every visible service, now or later, whose subject
+    /// matches `pattern` (as [`monitor_reports`](Self::monitor_reports) does for the
+    /// services of one name). Each publisher's reports come after its
+    /// [`ReportEvent::PublisherAvailable`](crate::ReportEvent::PublisherAvailable).
+    pub fn monitor_all_reports(&self, pattern: &str) -> Result<ReportMonitor, Error> {
+        self.monitor(MonitorTarget::Every, Pattern::new(pattern)?)
+    }
+
+    fn monitor(&self, target: MonitorTarget, pattern: Pattern) -> Result<ReportMonitor, Error> {
         let rt = self.runtime()?;
         let queue = Arc::new(ReportQueue::new(rt.config.report_capacity));
-        let monitor = Monitor {
-            subscriber: self.binding().clone(),
-            target,
-            pattern,
-            queue: queue.clone(),
-            publishers: Vec::new(),
-            remote_sids: Vec::new(),
-            last_seq: Vec::new(),
-        };
+        let monitor = Monitor::new(self.binding().clone(), target, pattern, queue.clone());
         let now = tokio::time::Instant::now();
         let id = rt.core.lock().add_monitor(monitor, now);
-        Ok(ReportMonitor {
-            id,
-            queue,
-            taken: VecDeque::new(),
-            runtime: Arc::downgrade(&rt),
-        })
+        Ok(ReportMonitor::new(id, queue, Arc::downgrade(&rt)))
     }
 
     /// Watches who subscribes to this service's reports: the current subscriptions first,
@@ -578,7 +579,7 @@ impl ServiceHandle {
     }
 }
 
-/// The runtime's side of one local service.
+/// The runtime's side of one local service: its methods, and the signal of its withdrawal.
 pub(crate) struct ServiceShared {
     pub(crate) binding: Binding,
     runtime: Weak<RuntimeShared>,
@@ -588,32 +589,31 @@ pub(crate) struct ServiceShared {
     liveness: Mutex<Option<watch::Sender<()>>>,
     liveness_rx: watch::Receiver<()>,
     inflight: Arc<Semaphore>,
+    /// The runtime's settings that dispatching needs (copied: the service must not keep
+    /// its runtime alive).
+    max_in_progress: usize,
+    value_limits: Limits,
+    handle: tokio::runtime::Handle,
 }
 
-impl ServiceShared {
-    /// A signal that completes when the service is withdrawn.
-    pub(crate) fn liveness(&self) -> watch::Receiver<()> {
+impl Methods for ServiceShared {
+    fn binding(&self) -> &Binding {
+        &self.binding
+    }
+
+    fn liveness(&self) -> watch::Receiver<()> {
         self.liveness_rx.clone()
     }
 
-    /// The service is gone: wake everyone waiting on it and drop its handlers (which may
-    /// hold handles to it).
-    pub(crate) fn end(&self) {
+    fn end(&self) {
         self.liveness.lock().take();
         self.methods.write().clear();
     }
 
-    /// Starts handling a request. The outcome goes to `responder`; if the service is
-    /// withdrawn first, `responder` is dropped, which the caller reads as failure 57.
-    pub(crate) fn dispatch(
-        self: &Arc<Self>,
-        request: Request,
-        responder: Responder,
-        runtime: &RuntimeShared,
-    ) {
-        let handler = self.methods.read().get(&*request.method).cloned();
+    fn dispatch(self: Arc<Self>, call: Call, responder: Responder) {
+        let handler = self.methods.read().get(&*call.method).cloned();
         let Some(handler) = handler else {
-            responder.respond(Err(Failure::method_unavailable(&request.method)));
+            responder.respond(Err(Failure::method_unavailable(&call.method)));
             return;
         };
         let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
@@ -621,12 +621,12 @@ impl ServiceShared {
                 codes::RESOURCE_UNAVAILABLE,
                 format!(
                     "The service already has {} requests in progress.",
-                    runtime.config.max_requests_in_progress
+                    self.max_in_progress
                 ),
             )));
             return;
         };
-        let limits = runtime.config.value_limits;
+        let limits = self.value_limits;
         let checked = move |result: MethodResult| {
             result.and_then(|v| match check_depth(&v, limits.max_depth) {
                 Ok(()) => Ok(v),
@@ -636,26 +636,51 @@ impl ServiceShared {
                 )),
             })
         };
-        // Most methods answer without waiting for anything: run the first step here and
-        // answer at once, saving a task and two wake-ups per request. Only a method that
-        // has to wait gets a task of its own. (A future polled once with a no-op waker and
-        // then moved into a task registers the task's waker on its next poll.)
-        let mut outcome = CatchUnwind(handler(request));
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        if let Poll::Ready(result) = Pin::new(&mut outcome).poll(&mut cx) {
-            drop(permit);
-            responder.respond(checked(result));
-            return;
-        }
-        let mut alive = self.liveness();
-        runtime.handle.spawn(async move {
-            let _permit = permit;
-            tokio::select! {
-                biased;
-                result = outcome => responder.respond(checked(result)),
-                _ = alive.changed() => {}
+        let mut alive = self.liveness_rx.clone();
+        let handle = self.handle.clone();
+        let request = Request {
+            method: call.method,
+            args: call.args,
+            sender: call.sender,
+            conversation: call.id,
+            service: ServiceHandle { shared: self },
+        };
+        match run_first_step(CatchUnwind(handler(request))) {
+            FirstStep::Done(result) => {
+                drop(permit);
+                responder.respond(checked(result));
             }
-        });
+            FirstStep::Waiting(outcome) => {
+                handle.spawn(async move {
+                    let _permit = permit;
+                    tokio::select! {
+                        biased;
+                        result = outcome => responder.respond(checked(result)),
+                        _ = alive.changed() => {}
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// How far a method got when polled once.
+enum FirstStep {
+    /// It answered without waiting for anything.
+    Done(MethodResult),
+    /// It waits for something: the rest runs in a task of its own.
+    Waiting(CatchUnwind),
+}
+
+/// Polls a method's future once, with a no-op waker: most methods answer without waiting
+/// for anything, and answering at once saves a task and two wake-ups per request. A future
+/// that is pending is handed back to be moved into a task, whose waker it registers on its
+/// next poll (it is boxed, so moving it is sound).
+fn run_first_step(mut outcome: CatchUnwind) -> FirstStep {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match Pin::new(&mut outcome).poll(&mut cx) {
+        Poll::Ready(result) => FirstStep::Done(result),
+        Poll::Pending => FirstStep::Waiting(outcome),
     }
 }
 
@@ -690,7 +715,7 @@ pub struct Request {
     pub(crate) method: Arc<str>,
     pub(crate) args: Vec<Value>,
     pub(crate) sender: Option<Binding>,
-    pub(crate) conversation: u64,
+    pub(crate) conversation: RequestId,
     pub(crate) service: ServiceHandle,
 }
 
@@ -716,9 +741,10 @@ impl Request {
         self.sender.as_ref()
     }
 
-    /// The conversation id of this request, unique within the caller's runtime.
+    /// The conversation id of this request: unique among the requests this runtime has
+    /// handled, whichever process they came from.
     pub fn conversation_id(&self) -> u64 {
-        self.conversation
+        self.conversation.raw()
     }
 
     /// The service handling the request, to publish or call from within the handler.

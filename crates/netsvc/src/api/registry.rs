@@ -1,10 +1,14 @@
 //! The registry as applications see it: lookups and watches.
 
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 
-use crate::announce::{Announcements, RegistryScope, ServiceStatus};
-use crate::binding::Binding;
-use crate::runtime::RuntimeShared;
+use crate::core::queue::{EventReceiver, RecvError};
+use crate::core::shared::RuntimeShared;
+use crate::model::announcement::{Announcement, RegistryScope, ServiceStatus};
+use crate::model::binding::Binding;
+use crate::model::ids::WatchId;
 
 /// A runtime's service registry: every service visible to this process, local or remote.
 ///
@@ -73,20 +77,20 @@ impl Registry {
 
     /// Watches the whole registry: every service with its groups, then every change,
     /// including group joins and leaves.
-    pub fn watch(&self) -> Announcements {
+    pub fn watch(&self) -> RegistryWatch {
         self.watch_scope(RegistryScope::All).0
     }
 
     /// Watches the services of one name: those present, then each one that becomes
     /// available or is withdrawn. Never reports group changes.
-    pub fn watch_name(&self, name: &str) -> Announcements {
+    pub fn watch_name(&self, name: &str) -> RegistryWatch {
         self.watch_scope(RegistryScope::Name(name.into())).0
     }
 
     /// Watches one service: if present, its availability and groups, then its changes.
     /// Also says at once whether it is present now; an absent service produces no
     /// announcement until it appears.
-    pub fn watch_address(&self, address: &str) -> (ServiceStatus, Announcements) {
+    pub fn watch_address(&self, address: &str) -> (ServiceStatus, RegistryWatch) {
         let (watch, empty) = self.watch_scope(RegistryScope::Address(address.into()));
         let status = if empty {
             ServiceStatus::Withdrawn
@@ -98,19 +102,63 @@ impl Registry {
 
     /// Watches one group: its current members (as joins), then every join and leave,
     /// including the leave implied by a member's withdrawal.
-    pub fn watch_group(&self, group: &str) -> Announcements {
+    pub fn watch_group(&self, group: &str) -> RegistryWatch {
         self.watch_scope(RegistryScope::Group(group.into())).0
     }
 
     /// Starts a watch; also says whether it started with an empty snapshot.
-    fn watch_scope(&self, scope: RegistryScope) -> (Announcements, bool) {
+    fn watch_scope(&self, scope: RegistryScope) -> (RegistryWatch, bool) {
         let capacity = self.runtime.config.announcement_capacity;
         let (id, rx, empty) = self.runtime.core.lock().watch(scope, capacity);
-        let watch = Announcements {
+        let watch = RegistryWatch {
             id,
             rx,
             runtime: Arc::downgrade(&self.runtime),
         };
         (watch, empty)
+    }
+}
+
+/// A registry watch: the current matches first, then every change, in order, with no gap
+/// and no duplicate. Dropping it ends the watch.
+///
+/// The queue between the registry and the watch is bounded; a watch that falls further
+/// behind than that is cut off and [`recv`](Self::recv) then returns
+/// [`RecvError::Lagged`]: watch again for a fresh snapshot.
+///
+/// Also a [`Stream`](futures_core::Stream) of `Result<Announcement, RecvError>`: it ends when
+/// the runtime is gone, after an `Err(RecvError::Lagged)` if the watch was cut off.
+#[derive(Debug)]
+pub struct RegistryWatch {
+    id: WatchId,
+    rx: EventReceiver<Announcement>,
+    runtime: Weak<RuntimeShared>,
+}
+
+impl RegistryWatch {
+    /// The next announcement.
+    pub async fn recv(&mut self) -> Result<Announcement, RecvError> {
+        self.rx.recv().await
+    }
+
+    /// The next announcement if one is queued.
+    pub fn try_recv(&mut self) -> Result<Option<Announcement>, RecvError> {
+        self.rx.try_recv()
+    }
+}
+
+impl Drop for RegistryWatch {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.upgrade() {
+            rt.core.lock().unwatch(self.id);
+        }
+    }
+}
+
+impl futures_core::Stream for RegistryWatch {
+    type Item = Result<Announcement, RecvError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_next_event(cx)
     }
 }

@@ -7,6 +7,11 @@
 
 use std::fmt;
 
+use netsvc_proto::value::Value;
+
+/// What a method handler returns, and what a call ends in.
+pub type MethodResult = Result<Value, Failure>;
+
 /// The framework's failure codes, with the original system's numbers.
 pub mod codes {
     /// The service does not exist (no service with that name, or an empty endpoint).
@@ -67,12 +72,14 @@ pub fn description_of(error: i32) -> &'static str {
 /// Why a request did not produce a value.
 ///
 /// ```
-/// use netsvc::{Failure, codes};
+/// use netsvc::Failure;
+/// use netsvc::failure::codes;
 /// let f = Failure::new(1, "Programming Error", "db", "table missing");
 /// assert_eq!((f.error, f.origin.as_str()), (1, "db"));
 /// assert_eq!(Failure::method_unavailable("nosuch").error, codes::METHOD_UNAVAILABLE);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct Failure {
     /// The error code: one of [`codes`] for framework failures, any integer for applications.
     pub error: i32,
@@ -82,6 +89,48 @@ pub struct Failure {
     pub origin: String,
     /// Free text: what exactly went wrong.
     pub details: String,
+    /// Whether the service went away before it responded (the original's 57 says so only
+    /// in its details; netsvc carries it as a flag, so no one has to read text).
+    #[serde(skip)]
+    withdrawn: bool,
+}
+
+/// What kind of failure a [`Failure`] is, for code that handles failures by kind rather
+/// than by number. Framework failures (origin `"netsvc"`) have a kind of their own each;
+/// every failure of another origin is [`Application`](Self::Application).
+///
+/// ```
+/// use netsvc::{Failure, FailureKind};
+/// assert_eq!(Failure::withdrawn().kind(), FailureKind::Withdrawn);
+/// assert_eq!(Failure::new(7, "Out of paper", "printer", "").kind(), FailureKind::Application(7));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// 46: there is no such service.
+    ServiceUnavailable,
+    /// 47: no response within the timeout.
+    Timeout,
+    /// 48: the request was aborted.
+    Aborted,
+    /// 51: the service, or the link toward it, is saturated; the request did not run.
+    Busy,
+    /// 42, 52: the request or its result could not be encoded (too deep, too large).
+    Encoding,
+    /// 44, 54: the request or its result could not be decoded.
+    Decoding,
+    /// 55: the service exports no such method.
+    MethodUnavailable,
+    /// 56: the arguments do not fit the method.
+    BadArguments,
+    /// 57: the method failed (it panicked).
+    MethodFailed,
+    /// 57: the service went away before it responded; the request may or may not have run.
+    Withdrawn,
+    /// Another framework code.
+    Other(i32),
+    /// A failure raised by the application (any origin but `"netsvc"`), with its code.
+    Application(i32),
 }
 
 impl Failure {
@@ -97,6 +146,7 @@ impl Failure {
             description: description.into(),
             origin: origin.into(),
             details: details.into(),
+            withdrawn: false,
         }
     }
 
@@ -151,14 +201,90 @@ impl Failure {
 
     /// 57: the service went away before it responded.
     pub fn withdrawn() -> Self {
-        Self::application_error(WITHDRAWN_DETAILS)
+        Self::withdrawn_because("")
+    }
+
+    /// 57: the service went away before it responded, with what is known of why (for
+    /// example that the connection toward it was lost).
+    pub(crate) fn withdrawn_because(why: &str) -> Self {
+        let details = match why {
+            "" => WITHDRAWN_DETAILS.to_owned(),
+            why => format!("{WITHDRAWN_DETAILS} ({why})"),
+        };
+        Self {
+            withdrawn: true,
+            ..Self::application_error(details)
+        }
+    }
+
+    /// The failure a FAILURE frame carries.
+    pub(crate) fn from_wire(frame: &netsvc_proto::wire::frame::Failure) -> Self {
+        Self {
+            withdrawn: frame.withdrawn,
+            ..Self::new(
+                frame.error,
+                frame.description.as_str(),
+                frame.origin.as_str(),
+                frame.details.as_str(),
+            )
+        }
+    }
+
+    /// 51: the link toward the service is congested, so the request was not sent.
+    pub(crate) fn link_congested() -> Self {
+        Self::netsvc(
+            codes::RESOURCE_UNAVAILABLE,
+            "The exchange link toward the service is congested; the request was not sent.",
+        )
+    }
+
+    /// 42: the request is larger than the next process on its way accepts.
+    pub(crate) fn request_too_large(size: usize, limit: usize) -> Self {
+        Self::netsvc(
+            codes::REQUEST_ENCODING_ERROR,
+            format!(
+                "The request is {size} bytes, over the frame limit of {limit} bytes of the \
+                 link toward the service; it was not sent."
+            ),
+        )
+    }
+
+    /// 52: the response is larger than the link back to the caller accepts.
+    pub(crate) fn response_too_large(size: usize, limit: usize) -> Self {
+        Self::netsvc(
+            codes::RESPONSE_ENCODING_ERROR,
+            format!(
+                "The response is {size} bytes, over the frame limit of {limit} bytes of the \
+                 link toward the caller; it was not sent."
+            ),
+        )
     }
 
     /// Whether this is the failure of a service that went away before responding.
     pub fn is_withdrawn(&self) -> bool {
-        self.error == codes::APPLICATION_ERROR
-            && self.origin == NETSVC_ORIGIN
-            && self.details.starts_with(WITHDRAWN_DETAILS)
+        self.withdrawn
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> FailureKind {
+        if self.withdrawn {
+            return FailureKind::Withdrawn;
+        }
+        if self.origin != NETSVC_ORIGIN {
+            return FailureKind::Application(self.error);
+        }
+        match self.error {
+            codes::SERVICE_UNAVAILABLE => FailureKind::ServiceUnavailable,
+            codes::REQUEST_TIMEOUT => FailureKind::Timeout,
+            codes::REQUEST_ABORTED => FailureKind::Aborted,
+            codes::RESOURCE_UNAVAILABLE => FailureKind::Busy,
+            codes::REQUEST_ENCODING_ERROR | codes::RESPONSE_ENCODING_ERROR => FailureKind::Encoding,
+            codes::REQUEST_DECODING_ERROR | codes::RESPONSE_DECODING_ERROR => FailureKind::Decoding,
+            codes::METHOD_UNAVAILABLE => FailureKind::MethodUnavailable,
+            codes::PARAMETERS_INCORRECT => FailureKind::BadArguments,
+            codes::APPLICATION_ERROR => FailureKind::MethodFailed,
+            other => FailureKind::Other(other),
+        }
     }
 }
 
@@ -201,6 +327,12 @@ mod tests {
         assert_eq!(f.description, "Application Error");
         assert_eq!(f.origin, "netsvc");
         assert!(f.is_withdrawn());
+        assert_eq!(f.kind(), FailureKind::Withdrawn);
+        assert_eq!(
+            Failure::application_error("boom").kind(),
+            FailureKind::MethodFailed
+        );
+        assert!(!Failure::new(57, "x", "netsvc", WITHDRAWN_DETAILS).is_withdrawn());
         assert_eq!(
             f.to_string(),
             "netsvc 57 (Application Error): Service was withdrawn before response received."

@@ -15,12 +15,13 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
-use crate::fast::FastMap;
-use crate::report::{Report, ReportEvent};
+use crate::model::collections::FastMap;
+use crate::model::report::{Report, ReportEvent};
 
 /// Why a receive found no event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +47,8 @@ pub(crate) struct EventSender<T> {
 pub(crate) struct EventReceiver<T> {
     rx: mpsc::Receiver<T>,
     lagged: Arc<AtomicBool>,
+    /// Whether a stream over it has said how it ended.
+    ended: bool,
 }
 
 /// Makes an event queue holding at most `capacity` undelivered events.
@@ -57,7 +60,11 @@ pub(crate) fn event_queue<T>(capacity: usize) -> (EventSender<T>, EventReceiver<
             tx,
             lagged: lagged.clone(),
         },
-        EventReceiver { rx, lagged },
+        EventReceiver {
+            rx,
+            lagged,
+            ended: false,
+        },
     )
 }
 
@@ -92,6 +99,28 @@ impl<T> EventReceiver<T> {
         }
     }
 
+    /// The next event for a stream: events, then `Err(Lagged)` if the consumer was cut
+    /// off, then the end.
+    pub(crate) fn poll_next_event(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<T, RecvError>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(event)) => Poll::Ready(Some(Ok(event))),
+            Poll::Ready(None) => {
+                self.ended = true;
+                match self.end() {
+                    RecvError::Lagged => Poll::Ready(Some(Err(RecvError::Lagged))),
+                    RecvError::Closed => Poll::Ready(None),
+                }
+            }
+        }
+    }
+
     fn end(&self) -> RecvError {
         if self.lagged.load(Ordering::Acquire) {
             RecvError::Lagged
@@ -113,7 +142,6 @@ type ReportKey = (Arc<str>, Arc<str>);
 #[derive(Debug)]
 pub(crate) struct ReportQueue {
     state: Mutex<QueueState>,
-    notify: Notify,
     capacity: usize,
 }
 
@@ -127,13 +155,15 @@ struct QueueState {
     coalesce: Option<FastMap<ReportKey, u64>>,
     missed: u64,
     closed: bool,
+    /// The consumer, when it waits for the queue to stop being empty (there is only ever
+    /// one consumer).
+    waiting: Option<Waker>,
 }
 
 impl ReportQueue {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             state: Mutex::default(),
-            notify: Notify::new(),
             capacity: capacity.max(1),
         }
     }
@@ -165,16 +195,23 @@ impl ReportQueue {
             index.insert(key_of(r), seq);
         }
         s.events.push_back(event);
+        let waiting = if was_empty { s.waiting.take() } else { None };
         drop(s);
-        if was_empty {
-            self.notify.notify_one();
+        if let Some(consumer) = waiting {
+            consumer.wake();
         }
     }
 
     /// Ends the queue: the consumer gets what is queued, then `None`.
     pub(crate) fn close(&self) {
-        self.state.lock().closed = true;
-        self.notify.notify_one();
+        let waiting = {
+            let mut s = self.state.lock();
+            s.closed = true;
+            s.waiting.take()
+        };
+        if let Some(consumer) = waiting {
+            consumer.wake();
+        }
     }
 
     /// Moves every queued event into `out` (which the consumer has emptied); whether any
@@ -190,17 +227,28 @@ impl ReportQueue {
     /// Waits for events and moves them all into `out`; leaves `out` empty once the queue is
     /// closed and drained.
     pub(crate) async fn pop_all(&self, out: &mut VecDeque<ReportEvent>) {
-        loop {
-            {
-                let mut s = self.state.lock();
-                if s.take_all(out) || s.closed {
-                    return;
-                }
-            }
-            // A push between the check above and this wait leaves a permit in `notify`, so
-            // nothing is missed: there is only ever one consumer.
-            self.notify.notified().await;
+        std::future::poll_fn(|cx| self.poll_pop_all(cx, out)).await;
+    }
+
+    /// Moves every queued event into `out` (which the consumer has emptied), or registers
+    /// the consumer to be woken by the next push. Ready with `out` empty once the queue is
+    /// closed and drained.
+    pub(crate) fn poll_pop_all(
+        &self,
+        cx: &mut Context<'_>,
+        out: &mut VecDeque<ReportEvent>,
+    ) -> Poll<()> {
+        let mut s = self.state.lock();
+        if s.take_all(out) || s.closed {
+            return Poll::Ready(());
         }
+        // Registered under the lock that pushes take: no push can slip in between the
+        // check above and this.
+        match &mut s.waiting {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 }
 

@@ -22,17 +22,41 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use netsvc_proto::wire::{self, CloseCode, Frame, Text};
+use netsvc_proto::wire::{self, CloseCode, Frame, Text, frame};
+
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::fast::FastMap;
+use crate::model::collections::FastMap;
+use crate::model::failure::Failure;
+use crate::model::ids::{Conv, Id as _};
 
-/// Byte limits of an outbound queue.
+/// Byte limits of a link's queue, and the largest frame body the peer accepts.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct QueueLimits {
     pub(crate) soft: usize,
     pub(crate) hard: usize,
+    /// The peer's `max_frame` from its HELLO: nothing larger is ever queued (PROTOCOL.md
+    /// §6.2), since the peer would close the link on it.
+    pub(crate) peer_max_frame: usize,
+}
+
+/// A frame that the peer would refuse for its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooLarge {
+    /// The frame's body size in bytes.
+    pub(crate) size: usize,
+    /// The peer's limit.
+    pub(crate) limit: usize,
+}
+
+/// Why a request was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestRefused {
+    /// The queue is over its soft limit (or the link is closing): failure 51.
+    Congested,
+    /// The request is larger than the peer accepts: failure 42.
+    TooLarge(TooLarge),
 }
 
 /// (publisher address, subject): reports with the same key may be coalesced.
@@ -137,7 +161,7 @@ impl State {
         }
         // Tell the peer what it lost, after the reports that replaced them.
         for (publisher, count) in self.untold.drain() {
-            wire::encode(&Frame::Missed { publisher, count }, out);
+            wire::encode(&Frame::Missed(frame::Missed { publisher, count }), out);
             any = true;
         }
         any
@@ -145,7 +169,7 @@ impl State {
 }
 
 /// One link's outbound queue.
-pub(crate) struct Outbound {
+pub(crate) struct LinkQueue {
     state: Mutex<State>,
     notify: Notify,
     /// Woken when the queue drops back under its soft limit (for paced publishers).
@@ -153,17 +177,17 @@ pub(crate) struct Outbound {
     limits: QueueLimits,
 }
 
-impl std::fmt::Debug for Outbound {
+impl std::fmt::Debug for LinkQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = self.state.lock();
-        f.debug_struct("Outbound")
+        f.debug_struct("LinkQueue")
             .field("bytes", &s.queued())
             .field("backlog", &s.backlog.len())
             .finish()
     }
 }
 
-impl Outbound {
+impl LinkQueue {
     pub(crate) fn new(limits: QueueLimits) -> Self {
         Self {
             state: Mutex::default(),
@@ -207,29 +231,93 @@ impl Outbound {
         }
     }
 
-    /// Queues a control frame.
+    /// Queues a control frame. One larger than the peer accepts is not sent (and logged):
+    /// the callers that can answer for such a frame use [`push_reply`](Self::push_reply)
+    /// and [`try_push_request`](Self::try_push_request) instead.
     pub(crate) fn push(&self, frame: Frame) {
-        self.push_control(|out| {
-            wire::encode(&frame, out);
+        if let Err(e) = self.push_control(|out| wire::encode(&frame, out)) {
+            tracing::warn!(
+                "{} frame of {} bytes not sent: over the peer's frame limit of {}",
+                frame.name(),
+                e.size,
+                e.limit
+            );
+        }
+    }
+
+    /// Queues a RESPONSE or FAILURE; one too large for the peer is replaced by FAILURE 52
+    /// saying so, so that the caller still gets an answer.
+    pub(crate) fn push_reply(&self, frame: Frame) {
+        let Err(e) = self.push_control(|out| wire::encode(&frame, out)) else {
+            return;
+        };
+        let conv = match &frame {
+            Frame::Response(r) => r.conv,
+            Frame::Failure(f) => f.conv,
+            _ => return,
+        };
+        self.push(failure_frame(
+            Conv::from_raw(conv),
+            &Failure::response_too_large(e.size, e.limit),
+        ));
+    }
+
+    /// Whether an encoded frame of `len` bytes (its length prefix included) is within the
+    /// peer's limit.
+    pub(crate) fn fits(&self, len: usize) -> bool {
+        len <= self.limits.peer_max_frame.saturating_add(4)
+    }
+
+    /// Queues one already-encoded control frame; one over the peer's limit is not sent.
+    pub(crate) fn push_raw(&self, raw: &[u8]) {
+        if let Err(e) = self.push_control(|out| {
+            out.extend_from_slice(raw);
+            raw.len()
+        }) {
+            tracing::warn!(
+                "frame of {} bytes not sent: over the peer's frame limit of {}",
+                e.size,
+                e.limit
+            );
+        }
+    }
+
+    /// Queues already-encoded frames, each of which the caller has checked with
+    /// [`fits`](Self::fits).
+    pub(crate) fn push_frames(&self, raw: &[u8]) {
+        let _ = self.push_control(|out| {
+            out.extend_from_slice(raw);
+            0
         });
     }
 
-    /// Queues already-encoded control frames.
-    pub(crate) fn push_raw(&self, raw: &[u8]) {
-        self.push_control(|out| out.extend_from_slice(raw));
-    }
-
-    fn push_control(&self, encode: impl FnOnce(&mut BytesMut)) {
+    /// Encodes with `encode` (which returns the encoded frame's size including its length
+    /// prefix, or 0 for pre-checked bytes) unless the result would be over the peer's limit.
+    fn push_control(&self, encode: impl FnOnce(&mut BytesMut) -> usize) -> Result<(), TooLarge> {
         let mut s = self.state.lock();
         if s.closing.is_some() {
-            return;
+            return Ok(());
         }
+        let limit = self.limits.peer_max_frame;
+        let too_large = |size: usize| {
+            (size > limit.saturating_add(4)).then(|| TooLarge {
+                size: size - 4,
+                limit,
+            })
+        };
         let was_empty = s.queued() == 0;
         if s.backlog.is_empty() {
-            encode(&mut s.flat);
+            let before = s.flat.len();
+            let size = encode(&mut s.flat);
+            if let Some(e) = too_large(size) {
+                s.flat.truncate(before);
+                return Err(e);
+            }
         } else {
             let mut buf = BytesMut::new();
-            encode(&mut buf);
+            if let Some(e) = too_large(encode(&mut buf)) {
+                return Err(e);
+            }
             s.push_backlog(Item::Control(buf.freeze()));
         }
         let queued = s.queued();
@@ -248,18 +336,34 @@ impl Outbound {
         if was_empty {
             self.notify.notify_one();
         }
+        Ok(())
     }
 
-    /// Queues a request unless the queue is over its soft limit.
-    pub(crate) fn try_push_request(&self, frame: Frame) -> bool {
+    /// Queues a request unless the queue is over its soft limit or the request is larger
+    /// than the peer accepts.
+    pub(crate) fn try_push_request(&self, frame: &Frame) -> Result<(), RequestRefused> {
         {
             let s = self.state.lock();
             if s.closing.is_some() || s.queued() > self.limits.soft {
-                return false;
+                return Err(RequestRefused::Congested);
             }
         }
-        self.push(frame);
-        true
+        self.push_control(|out| wire::encode(frame, out))
+            .map_err(RequestRefused::TooLarge)
+    }
+
+    /// Queues a TARGETED frame of `publisher`'s; one too large for the peer is counted as a
+    /// missed report of that publisher instead.
+    pub(crate) fn push_targeted(&self, frame: Frame, publisher: &Text) {
+        if self.push_control(|out| wire::encode(&frame, out)).is_err() {
+            *self
+                .state
+                .lock()
+                .untold
+                .entry(publisher.clone())
+                .or_default() += 1;
+            self.notify.notify_one();
+        }
     }
 
     /// Queues an encoded REPORT frame, coalescing or dropping it when the peer is behind.
@@ -268,6 +372,13 @@ impl Outbound {
     pub(crate) fn push_report(&self, raw: &[u8], key: impl FnOnce() -> ReportKey) -> bool {
         let mut s = self.state.lock();
         if s.closing.is_some() {
+            return false;
+        }
+        if !self.fits(raw.len()) {
+            // The peer would refuse it: it is told it missed one instead.
+            *s.untold.entry(key().0).or_default() += 1;
+            drop(s);
+            self.notify.notify_one();
             return false;
         }
         let queued = s.queued();
@@ -347,7 +458,7 @@ impl Outbound {
     }
 
     /// How many reports were coalesced and dropped so far.
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) fn report_losses(&self) -> (u64, u64) {
         let s = self.state.lock();
         (s.coalesced, s.dropped)
@@ -377,10 +488,10 @@ impl Outbound {
                     if s.close_sent {
                         return false;
                     }
-                    let frame = Frame::Close {
+                    let frame = Frame::Close(frame::Close {
                         code: closing.code,
                         reason: Text::from(closing.reason.as_str()),
-                    };
+                    });
                     wire::encode(&frame, out);
                     s.close_sent = true;
                     return true;
@@ -391,6 +502,18 @@ impl Outbound {
     }
 }
 
+/// The FAILURE frame carrying `failure` for conversation `conv`.
+pub(crate) fn failure_frame(conv: Conv, failure: &Failure) -> Frame {
+    Frame::Failure(frame::Failure {
+        conv: conv.raw(),
+        error: failure.error,
+        description: Text::from(failure.description.as_str()),
+        origin: Text::from(failure.origin.as_str()),
+        details: Text::from(failure.details.as_str()),
+        withdrawn: failure.is_withdrawn(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,6 +522,7 @@ mod tests {
         QueueLimits {
             soft: 100,
             hard: 1000,
+            peer_max_frame: 1 << 20,
         }
     }
 
@@ -406,7 +530,7 @@ mod tests {
         (Text::from("p"), Text::from(subject))
     }
 
-    async fn drain(q: &Outbound) -> Vec<u8> {
+    async fn drain(q: &LinkQueue) -> Vec<u8> {
         let mut out = BytesMut::new();
         assert!(q.next_batch(&mut out).await);
         out.to_vec()
@@ -414,7 +538,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_keep_their_order_across_the_soft_limit() {
-        let q = Outbound::new(limits());
+        let q = LinkQueue::new(limits());
         q.push_raw(&[1; 60]);
         assert!(!q.push_report(&[2; 30], || key("a")));
         // Over the soft limit now: these go to the backlog, after the buffer.
@@ -431,7 +555,7 @@ mod tests {
 
     #[tokio::test]
     async fn congested_reports_replace_the_queued_one_of_their_subject() {
-        let q = Outbound::new(limits());
+        let q = LinkQueue::new(limits());
         q.push_raw(&[0; 101]);
         assert!(q.push_report(&[1; 10], || key("a")));
         assert!(q.push_report(&[2; 10], || key("b")));
@@ -443,10 +567,10 @@ mod tests {
         // Then the MISSED frame telling the peer that one report of `p` was lost.
         let mut missed = BytesMut::new();
         wire::encode(
-            &Frame::Missed {
+            &Frame::Missed(frame::Missed {
                 publisher: Text::from("p"),
                 count: 1,
-            },
+            }),
             &mut missed,
         );
         assert_eq!(&out[121..], &missed[..]);
@@ -454,7 +578,7 @@ mod tests {
 
     #[tokio::test]
     async fn control_frames_past_the_hard_limit_close_the_link() {
-        let q = Outbound::new(limits());
+        let q = LinkQueue::new(limits());
         q.push_raw(&[0; 1001]);
         let closing = q.closing().expect("closed");
         assert_eq!(closing.code, CloseCode::SlowConsumer);
@@ -467,7 +591,7 @@ mod tests {
 
     #[tokio::test]
     async fn uncoalescable_reports_past_the_hard_limit_are_dropped_and_counted() {
-        let q = Outbound::new(limits());
+        let q = LinkQueue::new(limits());
         q.push_raw(&[0; 101]);
         for i in 0..200 {
             q.push_report(&[1; 10], || key(&format!("s{i}")));

@@ -5,16 +5,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use netsvc_proto::value::{self, Value};
-use netsvc_proto::wire::{Frame, Text};
+use netsvc_proto::wire::{Frame, Text, frame};
 use tokio::sync::oneshot;
 
-use crate::binding::Binding;
-use crate::call::{Reply, Responder};
 use crate::core::Route;
-use crate::failure::{Failure, codes};
-use crate::payload::check_depth;
-use crate::runtime::RuntimeShared;
-use crate::service::{Request, ServiceHandle};
+use crate::core::local::Call;
+use crate::core::reply::{Reply, Responder};
+use crate::core::shared::RuntimeShared;
+use crate::model::binding::Binding;
+use crate::model::failure::{Failure, codes};
+use crate::model::ids::{Conv, Id as _, LinkId};
+use crate::model::payload::check_depth;
 
 /// Which service an endpoint or a report subscription addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +59,8 @@ impl From<&Binding> for Target {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// use netsvc::{Runtime, codes};
+/// use netsvc::Runtime;
+/// use netsvc::failure::codes;
 /// let rt = Runtime::new();
 /// let missing = rt.endpoint("missing");
 /// assert!(!missing.is_available());
@@ -109,7 +111,7 @@ impl Endpoint {
             Target::Name(name) => core
                 .first_named(name)
                 .and_then(|a| core.registry.lookup_address(&a)),
-            Target::Binding(b) => core.route(b.address()).map(|_| b.clone()),
+            Target::Binding(b) => core.reachable(b.address()).then(|| b.clone()),
         }
     }
 
@@ -163,7 +165,7 @@ impl Endpoint {
                 .map_err(|e| Failure::netsvc(codes::REQUEST_ENCODING_ERROR, e.to_string()))?;
         }
         let (address, route) = {
-            let core = rt.core.lock();
+            let mut core = rt.core.lock();
             let address = match &self.target {
                 Target::Name(name) => core.first_named(name).ok_or_else(|| {
                     Failure::service_unavailable(format!("No service named {name:?} is available."))
@@ -177,19 +179,17 @@ impl Endpoint {
             None => Err(Failure::withdrawn()),
             Some(Route::Local {
                 service,
+                id,
                 mut liveness,
             }) => {
                 let (responder, response) = oneshot::channel::<Reply>();
-                let request = Request {
+                let call = Call {
+                    id,
                     method: method.into(),
                     args,
                     sender: self.sender.clone(),
-                    conversation: rt.next_conversation(),
-                    service: ServiceHandle {
-                        shared: service.clone(),
-                    },
                 };
-                service.dispatch(request, Responder::Local(responder), rt);
+                service.dispatch(call, Responder::Local(responder));
                 tokio::select! {
                     biased;
                     outcome = response => match outcome {
@@ -199,33 +199,24 @@ impl Endpoint {
                     _ = liveness.changed() => Err(Failure::withdrawn()),
                 }
             }
-            Some(Route::Remote {
-                link,
-                outbound,
-                mut liveness,
-            }) => {
-                let args = value::encode(&Value::List(args), limits)
-                    .map_err(|e| Failure::netsvc(codes::REQUEST_ENCODING_ERROR, e.to_string()))?;
-                let conv = rt.next_conversation();
-                let frame = Frame::Request {
-                    conv,
-                    to: Text::from(&*address),
-                    from: self.sender.as_ref().map(|b| Text::from(b.address())),
-                    method: Text::from(method),
-                    timeout_ms: timeout
-                        .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-                    args: Bytes::from(args),
+            Some(Route::Remote { link, mut liveness }) => {
+                let args =
+                    Bytes::from(value::encode(&Value::List(args), limits).map_err(|e| {
+                        Failure::netsvc(codes::REQUEST_ENCODING_ERROR, e.to_string())
+                    })?);
+                let request = |conv: Conv| {
+                    Frame::Request(frame::Request {
+                        conv: conv.raw(),
+                        to: Text::from(&*address),
+                        from: self.sender.as_ref().map(|b| Text::from(b.address())),
+                        method: Text::from(method),
+                        timeout_ms: timeout
+                            .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+                        args,
+                    })
                 };
                 let (tx, rx) = oneshot::channel::<Reply>();
-                {
-                    let mut core = rt.core.lock();
-                    if !outbound.try_push_request(frame) {
-                        return Err(crate::exchange::busy_failure());
-                    }
-                    if !core.await_reply(link, conv, tx) {
-                        return Err(Failure::withdrawn());
-                    }
-                }
+                let conv = rt.core.lock().start_call(link, request, tx)?;
                 // If this future is dropped (timeout, cancellation), the next hop is told.
                 let abandon = AbandonOnDrop {
                     runtime: rt,
@@ -251,8 +242,8 @@ impl Endpoint {
 /// Tells the next hop that a remote call is no longer awaited, unless disarmed.
 struct AbandonOnDrop<'a> {
     runtime: &'a RuntimeShared,
-    link: u64,
-    conv: u64,
+    link: LinkId,
+    conv: Conv,
     armed: bool,
 }
 
@@ -265,7 +256,7 @@ impl AbandonOnDrop<'_> {
 impl Drop for AbandonOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.runtime.core.lock().abandon_call(self.link, self.conv);
+            self.runtime.core.lock().cancel_call(self.link, self.conv);
         }
     }
 }

@@ -111,7 +111,7 @@ impl Binding {
         location: Location,
         network_group: Option<Arc<str>>,
     ) -> Self {
-        let address = crate::identity::service_address(&agent_identity, &name);
+        let address = super::identity::service_address(&agent_identity, &name);
         Self(Arc::new(BindingInner {
             name,
             audience,

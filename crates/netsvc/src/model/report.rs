@@ -1,17 +1,15 @@
-//! Reports: publish/subscribe on subjects, with a lifetime cache for late subscribers.
+//! Reports as values: their lifetime, a report as a subscriber receives it, and the events
+//! of a subscription (the handles that receive them are in `api::monitor`).
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use netsvc_proto::Pattern;
 use netsvc_proto::value::{Value, ValueError};
 
-use crate::binding::Binding;
-use crate::error::Error;
-use crate::payload::Payload;
-use crate::queue::{EventReceiver, RecvError, ReportQueue};
-use crate::runtime::RuntimeShared;
+use super::binding::Binding;
+use super::error::Error;
+use super::payload::Payload;
 
 /// How long a published report stays cached for subscribers who come later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -146,73 +144,6 @@ pub enum ReportEvent {
     Missed(u64),
 }
 
-/// A live report subscription. Dropping it unsubscribes.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use netsvc::{Lifetime, ReportEvent, Runtime};
-/// let rt = Runtime::new();
-/// let clock = rt.service("clock").build()?;
-/// clock.publish("system.time", 1, Lifetime::Forever)?;
-///
-/// let watcher = rt.service("").build()?;
-/// let mut monitor = watcher.monitor_reports("clock", "system.*")?;
-/// assert!(matches!(monitor.recv().await, Some(ReportEvent::PublisherAvailable(_))));
-/// let report = monitor.next_report().await.unwrap();
-/// assert_eq!((report.subject(), report.value()?.as_i64()), ("system.time", Some(1)));
-/// # Ok(()) }
-/// ```
-#[derive(Debug)]
-pub struct ReportMonitor {
-    pub(crate) id: u64,
-    pub(crate) queue: Arc<ReportQueue>,
-    /// Events taken from the queue in one go and not handed out yet: the queue's lock is
-    /// taken once per batch rather than once per report.
-    pub(crate) taken: VecDeque<ReportEvent>,
-    pub(crate) runtime: Weak<RuntimeShared>,
-}
-
-impl ReportMonitor {
-    /// The next event; `None` once the subscriber service is withdrawn or the runtime is gone.
-    pub async fn recv(&mut self) -> Option<ReportEvent> {
-        if self.taken.is_empty() {
-            self.queue.pop_all(&mut self.taken).await;
-        }
-        self.taken.pop_front()
-    }
-
-    /// The next event if one is queued.
-    pub fn try_recv(&mut self) -> Option<ReportEvent> {
-        if self.taken.is_empty() {
-            self.queue.try_pop_all(&mut self.taken);
-        }
-        self.taken.pop_front()
-    }
-
-    /// The next report, skipping publisher notifications and missed counts.
-    pub async fn next_report(&mut self) -> Option<Report> {
-        loop {
-            if let ReportEvent::Report(r) = self.recv().await? {
-                return Some(r);
-            }
-        }
-    }
-
-    /// Whether the subscription has ended (events may still be queued).
-    pub fn is_closed(&self) -> bool {
-        self.queue.is_closed()
-    }
-}
-
-impl Drop for ReportMonitor {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.upgrade() {
-            rt.core.lock().unsubscribe(self.id);
-        }
-    }
-}
-
 /// Whether a subscription was made or ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SubscriptionStatus {
@@ -231,22 +162,4 @@ pub struct SubscriptionEvent {
     pub pattern: Pattern,
     /// Requested or withdrawn.
     pub status: SubscriptionStatus,
-}
-
-/// A publisher's view of its subscribers: the current ones first, then every change.
-#[derive(Debug)]
-pub struct SubscriptionWatch {
-    pub(crate) rx: EventReceiver<SubscriptionEvent>,
-}
-
-impl SubscriptionWatch {
-    /// The next event.
-    pub async fn recv(&mut self) -> Result<SubscriptionEvent, RecvError> {
-        self.rx.recv().await
-    }
-
-    /// The next event if one is queued.
-    pub fn try_recv(&mut self) -> Result<Option<SubscriptionEvent>, RecvError> {
-        self.rx.try_recv()
-    }
 }

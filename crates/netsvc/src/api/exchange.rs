@@ -1,0 +1,408 @@
+//! The message exchange: links between processes, so that services everywhere are visible
+//! and usable as if they were local.
+//!
+//! An [`Exchange`] belongs to one runtime and one exchange group. A **server** listens for
+//! links (TCP or Unix socket) and, like a **client**, can connect to other servers; every
+//! process relays between all its links, with loop-free path-vector routing, so servers can
+//! form any mesh. A client keeps its connections up on its own: with a [`Retry`] policy it
+//! retries until the server is there and reconnects after any loss, and everything it had
+//! (services, groups, report subscriptions) is re-established without the application doing
+//! anything.
+//!
+//! ```no_run
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use netsvc::{Exchange, Retry, Runtime};
+//! use std::time::Duration;
+//!
+//! // The hub.
+//! let hub_rt = Runtime::new();
+//! let hub = Exchange::server(&hub_rt).build()?;
+//! let address = hub.listen("127.0.0.1:11111").await?;
+//!
+//! // A client, in this or (usually) another process.
+//! let rt = Runtime::new();
+//! let client = Exchange::client(&rt).build()?;
+//! let link = client.connect(&address.to_string(), Retry::every(Duration::from_secs(5)))?;
+//! link.synced_within(Duration::from_secs(10)).await?; // the hub's registry is here
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use netsvc_proto::names;
+use netsvc_proto::wire::Role;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::runtime::Runtime;
+use crate::core::queue::{EventReceiver, RecvError};
+use crate::core::shared::RuntimeShared;
+use crate::link::config::{ExchangeConfig, Retry};
+use crate::link::dial::{self, DialAddress};
+use crate::link::error::{ConnectError, ExchangeError, LinkFailure};
+use crate::link::events::{ConnectionEvent, ConnectorStatus, LinkPhase};
+use crate::link::listen::{self, OwnSocket};
+use crate::link::shared::{Authorise, ExchangeShared, PeerAddr};
+
+/// A watch on an exchange's links: the active links first, then every change.
+///
+/// Also a [`Stream`](futures_core::Stream) of `Result<ConnectionEvent, RecvError>`: it ends
+/// when the exchange is gone, after an `Err(RecvError::Lagged)` if the watch fell behind.
+#[derive(Debug)]
+pub struct ConnectionWatch {
+    rx: EventReceiver<ConnectionEvent>,
+}
+
+impl ConnectionWatch {
+    /// The next event.
+    pub async fn recv(&mut self) -> Result<ConnectionEvent, RecvError> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is queued.
+    pub fn try_recv(&mut self) -> Result<Option<ConnectionEvent>, RecvError> {
+        self.rx.try_recv()
+    }
+}
+
+impl futures_core::Stream for ConnectionWatch {
+    type Item = Result<ConnectionEvent, RecvError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_next_event(cx)
+    }
+}
+
+/// Builds an [`Exchange`].
+#[must_use = "an exchange exists only once built"]
+pub struct ExchangeBuilder {
+    runtime: Arc<RuntimeShared>,
+    role: Role,
+    group: String,
+    config: ExchangeConfig,
+    authorise: Option<Authorise>,
+}
+
+impl fmt::Debug for ExchangeBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExchangeBuilder")
+            .field("role", &self.role)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExchangeBuilder {
+    /// The exchange group (default `""`). Services whose audience is a group name are only
+    /// propagated through exchanges of that group.
+    pub fn group(mut self, group: &str) -> Self {
+        group.clone_into(&mut self.group);
+        self
+    }
+
+    /// The settings.
+    pub fn config(mut self, config: ExchangeConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// A hook that decides, from the peer's address, whether to accept a connection. A
+    /// refused client sees a failed attempt (and retries, if it does).
+    pub fn authorise(mut self, hook: impl Fn(&PeerAddr) -> bool + Send + Sync + 'static) -> Self {
+        self.authorise = Some(Arc::new(hook));
+        self
+    }
+
+    /// Creates the exchange. A runtime has at most one exchange per group.
+    pub fn build(self) -> Result<Exchange, ExchangeError> {
+        if !self.group.is_empty() {
+            names::check_group_name(&self.group)?;
+        }
+        self.config.check()?;
+        let group: Arc<str> = self.group.as_str().into();
+        if !self.runtime.exchange_groups.lock().insert(group.clone()) {
+            return Err(ExchangeError::DuplicateGroup(self.group));
+        }
+        let shared = Arc::new(ExchangeShared::new(
+            self.runtime,
+            self.role,
+            group,
+            self.config,
+            self.authorise,
+        ));
+        Ok(Exchange {
+            _stop_on_drop: Arc::new(StopOnDrop(shared.clone())),
+            shared,
+        })
+    }
+}
+
+/// One process's exchange for one group. Cheap to clone; when the last clone is dropped
+/// the exchange stops (without the graceful flush of [`Exchange::shutdown`]).
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    shared: Arc<ExchangeShared>,
+    _stop_on_drop: Arc<StopOnDrop>,
+}
+
+impl Exchange {
+    /// Starts building a server exchange: it listens for links and relays between them.
+    pub fn server(runtime: &Runtime) -> ExchangeBuilder {
+        Self::builder(runtime, Role::Server)
+    }
+
+    /// Starts building a client exchange: it connects to servers.
+    pub fn client(runtime: &Runtime) -> ExchangeBuilder {
+        Self::builder(runtime, Role::Client)
+    }
+
+    fn builder(runtime: &Runtime, role: Role) -> ExchangeBuilder {
+        ExchangeBuilder {
+            runtime: runtime.shared().clone(),
+            role,
+            group: String::new(),
+            config: ExchangeConfig::default(),
+            authorise: None,
+        }
+    }
+
+    /// The exchange group.
+    pub fn group(&self) -> &str {
+        &self.shared.group
+    }
+
+    /// Client or server.
+    pub fn role(&self) -> Role {
+        self.shared.role
+    }
+
+    /// Listens on a TCP address (`HOST:PORT`; port 0 picks a free port) and returns the
+    /// address actually bound.
+    pub async fn listen(&self, address: &str) -> Result<SocketAddr, ExchangeError> {
+        self.check_listen()?;
+        let failed = |source| ExchangeError::Listen {
+            address: address.to_owned(),
+            source,
+        };
+        let listener = TcpListener::bind(address).await.map_err(failed)?;
+        let bound = listener.local_addr().map_err(failed)?;
+        tracing::info!(group = %self.shared.group, "exchange listening on {bound}");
+        self.shared.listener_started();
+        self.shared
+            .runtime
+            .handle
+            .spawn(listen::accept_tcp(listener, self.shared.clone()));
+        Ok(bound)
+    }
+
+    /// Listens on a Unix socket at `path`. Nothing there is ever destroyed: a file that is
+    /// not a socket is refused, and so is a socket that another process still listens on
+    /// ("address in use"); only a stale socket, which nothing answers, is replaced. The
+    /// socket is removed when the exchange stops, unless something else has taken its place.
+    pub async fn listen_unix(&self, path: impl AsRef<Path>) -> Result<(), ExchangeError> {
+        self.check_listen()?;
+        let path = path.as_ref();
+        let (listener, socket) =
+            OwnSocket::bind(path)
+                .await
+                .map_err(|source| ExchangeError::Listen {
+                    address: path.display().to_string(),
+                    source,
+                })?;
+        tracing::info!(group = %self.shared.group, "exchange listening on {}", path.display());
+        self.shared.listener_started();
+        self.shared.runtime.handle.spawn(listen::accept_unix(
+            listener,
+            socket,
+            self.shared.clone(),
+        ));
+        Ok(())
+    }
+
+    fn check_listen(&self) -> Result<(), ExchangeError> {
+        if self.shared.role != Role::Server {
+            return Err(ExchangeError::NotAServer);
+        }
+        if self.shared.stopping() {
+            return Err(ExchangeError::ShutDown);
+        }
+        Ok(())
+    }
+
+    /// Connects to a server at `HOST:PORT` or `unix:PATH`, in the background, retrying and
+    /// reconnecting as `retry` says: with [`Retry::every`] or [`Retry::backoff`] for as long
+    /// as the exchange exists, whether the server is there yet or not.
+    ///
+    /// Returns at once, with a [`Connector`] that tells how the connection stands and can
+    /// wait until it is synced. Dropping the connector does not stop it.
+    pub fn connect(&self, address: &str, retry: Retry) -> Result<Connector, ExchangeError> {
+        if self.shared.stopping() {
+            return Err(ExchangeError::ShutDown);
+        }
+        let target = DialAddress::parse(address)?;
+        let (status, watch) = watch::channel(ConnectorStatus::new());
+        self.shared.runtime.handle.spawn(dial::connect_loop(
+            target,
+            retry,
+            self.shared.clone(),
+            Arc::new(status),
+        ));
+        Ok(Connector {
+            address: address.into(),
+            status: watch,
+        })
+    }
+
+    /// Watches this exchange's links: an [`Active`](crate::ConnectionState::Active) event
+    /// for each link up now, then every change.
+    pub fn watch_connections(&self) -> ConnectionWatch {
+        ConnectionWatch {
+            rx: self.shared.watch(),
+        }
+    }
+
+    /// The links up now.
+    pub fn connections(&self) -> Vec<ConnectionEvent> {
+        self.shared.connections()
+    }
+
+    /// Stops listening and connecting, sends what is queued on every link followed by an
+    /// orderly close, and waits (at most `grace`) for the links to end and the listeners to
+    /// clean up (a Unix socket is removed by then).
+    ///
+    /// To leave cleanly, withdraw the services first ([`Runtime::shutdown`]) so that peers
+    /// hear why they went.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.shared.stop.send_replace(true);
+        self.shared.wait_idle(grace).await;
+    }
+}
+
+/// A client's connection to one server, kept up by the exchange as its [`Retry`] says:
+/// where it stands, what its attempts came to, and a way to wait until it is usable.
+///
+/// ```no_run
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use netsvc::{Exchange, Retry, Runtime};
+/// use std::time::Duration;
+///
+/// let rt = Runtime::new();
+/// let exchange = Exchange::client(&rt).build()?;
+/// let link = exchange.connect("127.0.0.1:11111", Retry::every(Duration::from_secs(1)))?;
+/// match link.synced_within(Duration::from_secs(5)).await {
+///     Ok(()) => println!("linked; {} services visible", rt.registry().services().len()),
+///     Err(e) => eprintln!("{e}"), // names the address and the cause
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Connector {
+    address: Arc<str>,
+    status: watch::Receiver<ConnectorStatus>,
+}
+
+impl Connector {
+    /// The server's address, as given to [`Exchange::connect`].
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Where the connection stands now, with the count of attempts and the last failure.
+    pub fn status(&self) -> ConnectorStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Whether a link is up and synced now.
+    pub fn is_synced(&self) -> bool {
+        self.status.borrow().phase == LinkPhase::Synced
+    }
+
+    /// Waits for the next change of status (an attempt begun or failed, a link up, synced
+    /// or lost) and returns the new status.
+    pub async fn changed(&mut self) -> ConnectorStatus {
+        // The sender lives as long as the connector's task; once that has ended the status
+        // says `Stopped` and never changes again.
+        let _ = self.status.changed().await;
+        self.status.borrow_and_update().clone()
+    }
+
+    /// Waits until a link is up and synced: the server's whole registry has arrived here
+    /// and every report subscription through the link is in place, so that a lookup sees
+    /// every service the server knows and a call to a missing one fails at once with 46.
+    /// Returns at once if that is so now (for example again, after a reconnect).
+    ///
+    /// Waits as long as the connector keeps trying; fails only once it has stopped (a
+    /// single-attempt [`Retry`] that failed, or the exchange shut down), with the cause.
+    pub async fn synced(&self) -> Result<(), ConnectError> {
+        let mut status = self.status.clone();
+        let outcome = status
+            .wait_for(|s| matches!(s.phase, LinkPhase::Synced | LinkPhase::Stopped))
+            .await
+            .map(|s| s.clone());
+        match outcome {
+            Ok(s) if s.phase == LinkPhase::Synced => Ok(()),
+            Ok(s) => Err(self.error(None, s.last_failure, true)),
+            Err(_) => Err(self.error(None, self.status().last_failure, true)),
+        }
+    }
+
+    /// Like [`synced`](Self::synced), within `limit`. Also fails early, without waiting for
+    /// the limit, when the last attempt failed for a reason that retrying cannot mend (see
+    /// [`LinkFailure::is_final`](crate::LinkFailure::is_final): another group, another
+    /// protocol).
+    pub async fn synced_within(&self, limit: Duration) -> Result<(), ConnectError> {
+        let mut status = self.status.clone();
+        let wait = status.wait_for(|s| {
+            matches!(s.phase, LinkPhase::Synced | LinkPhase::Stopped)
+                || s.last_failure.as_ref().is_some_and(|f| f.is_final())
+        });
+        match tokio::time::timeout(limit, wait).await {
+            Ok(Ok(s)) if s.phase == LinkPhase::Synced => Ok(()),
+            Ok(Ok(s)) => {
+                let stopped = s.phase == LinkPhase::Stopped;
+                let cause = s.last_failure.clone();
+                Err(self.error(None, cause, stopped))
+            }
+            Ok(Err(_)) => Err(self.error(None, self.status().last_failure, true)),
+            Err(_) => Err(self.error(Some(limit), self.status().last_failure, false)),
+        }
+    }
+
+    fn error(
+        &self,
+        waited: Option<Duration>,
+        cause: Option<LinkFailure>,
+        stopped: bool,
+    ) -> ConnectError {
+        ConnectError {
+            address: self.address.to_string(),
+            waited,
+            cause,
+            stopped,
+        }
+    }
+}
+
+/// Stops the exchange when the last [`Exchange`] handle goes.
+struct StopOnDrop(Arc<ExchangeShared>);
+
+impl fmt::Debug for StopOnDrop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StopOnDrop")
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop.send_replace(true);
+        self.0.runtime.exchange_groups.lock().remove(&self.0.group);
+    }
+}

@@ -1,0 +1,237 @@
+//! Everything of the runtime's state that crosses exchange links: the links themselves,
+//! routes to remote services, requests and report subscriptions relayed between links, and
+//! what each link has been told.
+//!
+//! Routing is path-vector: every SERVICE announcement carries the processes it went
+//! through, a process ignores announcements that already passed through it, and it keeps
+//! every route it hears of, using the shortest. This is loop-free on any topology, and a
+//! lost link only withdraws the services that have no other route.
+//!
+//! - `inbound.rs`: the frames a link receives, checked and turned into domain values, each
+//!   kind handed to the part below that owns it;
+//! - `routes.rs`: remote services and the routes to them;
+//! - `ads.rs`: what each link has been told of our registry, and telling it of changes;
+//! - `relay.rs`: requests that cross links, ours and relayed;
+//! - `subs.rs`: subscriptions toward remote publishers, ours and relayed, and those that
+//!   links hold on our publishers;
+//! - `reports.rs`: reports arriving from remote publishers, delivered and relayed.
+
+mod ads;
+mod inbound;
+mod relay;
+mod reports;
+mod routes;
+mod subs;
+
+use std::sync::Arc;
+
+use self::ads::ServiceAd;
+use self::relay::Pending;
+use self::routes::RemoteService;
+use self::subs::{RemotePublisher, RemoteSubs, Served};
+use super::Core;
+use super::link_queue::LinkQueue;
+use super::link_queue::failure_frame;
+use super::local::{EncodedCall, ServiceRef};
+use super::reply::{Reply, Responder};
+use crate::model::announcement::WithdrawReason;
+use crate::model::collections::{FastMap, FastSet};
+use crate::model::failure::Failure;
+use crate::model::ids::{Conv, Ids, LinkId, Sid};
+
+pub(crate) use self::subs::SubOrigin;
+
+/// What a link is, as the state owner needs to know it.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkInfo {
+    pub(crate) group: Arc<str>,
+    pub(crate) peer: Arc<str>,
+    pub(crate) initiated_here: bool,
+}
+
+/// Everything the runtime keeps about one established link.
+struct LinkState {
+    info: LinkInfo,
+    queue: Arc<LinkQueue>,
+    /// Conversation ids of the requests we send on this link, ours and relayed: one
+    /// namespace per link and direction (PROTOCOL.md §4.6).
+    convs: Ids<Conv>,
+    /// Our requests on this link awaiting their reply.
+    calls: FastMap<Conv, Pending>,
+    /// Requests received on this link and relayed: their conv → (next link, conv there).
+    relayed: FastMap<Conv, (LinkId, Conv)>,
+    /// Subscriptions the peer holds through this link, by its subscription id.
+    served: FastMap<Sid, Served>,
+    /// The remote publishers that our subscriptions on this link go to, so that they move
+    /// to another route when the link goes. One entry per publisher rather than one id per
+    /// subscription: a hub's link to a busy publisher carries thousands.
+    out_subs: FastSet<Arc<str>>,
+    /// Whether the peer has sent its whole registry, and which of our subscriptions sent on
+    /// this link before then still await their acknowledgement.
+    peer_synced: bool,
+    awaiting_acks: FastSet<Sid>,
+    resynced: bool,
+}
+
+/// The exchange half of the core's state.
+#[derive(Default)]
+pub(super) struct Mesh {
+    links: FastMap<LinkId, LinkState>,
+    /// Services learned through links, by address.
+    remote: FastMap<Arc<str>, RemoteService>,
+    /// Our subscriptions toward remote publishers, by subscription id.
+    subs: RemoteSubs,
+    /// The same, by publisher, with what routes its reports.
+    publishers: FastMap<Arc<str>, RemotePublisher>,
+    /// Encoded SERVICE frames, by address, until the service's state changes.
+    ads: FastMap<Arc<str>, ServiceAd>,
+}
+
+impl Mesh {
+    fn link(&self, id: LinkId) -> Option<&LinkState> {
+        self.links.get(&id)
+    }
+
+    /// The queue of link `id`.
+    pub(super) fn queue(&self, id: LinkId) -> Option<Arc<LinkQueue>> {
+        self.links.get(&id).map(|l| l.queue.clone())
+    }
+}
+
+/// Work a link's task does after releasing the state lock.
+pub(crate) enum Action {
+    /// Run a method for a request that came in on the link.
+    Dispatch {
+        service: ServiceRef,
+        call: EncodedCall,
+        responder: Responder,
+    },
+    /// The peer's registry is fully known and our subscriptions through it are in place.
+    Resynced,
+    /// A paced report from this link went to a congested link: stop reading until it
+    /// drains (bounded by `ExchangeConfig::backpressure_limit`).
+    Backpressure(Arc<LinkQueue>),
+}
+
+/// Why a link could not be established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkRefused {
+    /// Another link to the same process in the same group wins.
+    Duplicate,
+}
+
+impl Core {
+    /// Registers an established link and announces to it everything it may see. Returns its
+    /// id and the queue of a duplicate link that this one replaces (which the caller closes).
+    pub(crate) fn link_up(
+        &mut self,
+        info: LinkInfo,
+        queue: Arc<LinkQueue>,
+    ) -> Result<(LinkId, Option<Arc<LinkQueue>>), LinkRefused> {
+        let mut replaced = None;
+        if let Some((&other, existing)) = self
+            .mesh
+            .links
+            .iter()
+            .find(|(_, l)| l.info.peer == info.peer && l.info.group == info.group)
+        {
+            let initiator = |l: &LinkInfo| -> Arc<str> {
+                if l.initiated_here {
+                    self.identity.clone()
+                } else {
+                    l.peer.clone()
+                }
+            };
+            let (old, new) = (initiator(&existing.info), initiator(&info));
+            // Both ends compute the same answer: the link started by the lower identity
+            // survives; between two links started by the same process, the older one.
+            if new >= old {
+                return Err(LinkRefused::Duplicate);
+            }
+            replaced = Some(other);
+        }
+        let replaced = replaced.and_then(|other| {
+            let queue = self.mesh.queue(other);
+            self.link_down(other);
+            queue
+        });
+        let id = self.ids.links.next();
+        self.mesh.links.insert(
+            id,
+            LinkState {
+                info,
+                queue,
+                convs: Ids::default(),
+                calls: FastMap::default(),
+                relayed: FastMap::default(),
+                served: FastMap::default(),
+                out_subs: FastSet::default(),
+                peer_synced: false,
+                awaiting_acks: FastSet::default(),
+                resynced: false,
+            },
+        );
+        self.send_registry(id);
+        Ok((id, replaced))
+    }
+
+    /// Forgets a link: its routes, the calls and subscriptions through it.
+    pub(crate) fn link_down(&mut self, id: LinkId) {
+        let Some(link) = self.mesh.links.remove(&id) else {
+            return;
+        };
+        let lost = Failure::withdrawn_because(&format!("connection to {} lost", link.info.peer));
+        for (_, pending) in link.calls {
+            match pending {
+                Pending::Local(tx) => {
+                    let _ = tx.send(Reply::Failure(lost.clone()));
+                }
+                Pending::Relay { link, conv } => {
+                    if let Some(back) = self.mesh.links.get_mut(&link) {
+                        back.relayed.remove(&conv);
+                        back.queue.push_reply(failure_frame(conv, &lost));
+                    }
+                }
+            }
+        }
+        for (_, (next, conv)) in link.relayed {
+            self.cancel_relayed(next, conv);
+        }
+        for (_, served) in link.served {
+            self.end_served(served);
+        }
+        // Routes through the link go; services with no other route are withdrawn.
+        let affected: Vec<Arc<str>> = self
+            .mesh
+            .remote
+            .iter()
+            .filter(|(_, s)| s.route(id).is_some())
+            .map(|(a, _)| a.clone())
+            .collect();
+        for address in affected {
+            self.remove_route(&address, id, WithdrawReason::ConnectionLost);
+        }
+        // Subscriptions we had sent on it and whose publisher is still reachable move to
+        // the new route.
+        for publisher in link.out_subs {
+            self.reroute_subscriptions(&publisher);
+        }
+    }
+
+    /// Handles one frame received on link `id`. Work that must not run under the lock is
+    /// appended to `actions`.
+    pub(crate) fn handle_frame(
+        &mut self,
+        id: LinkId,
+        frame: netsvc_proto::wire::Frame,
+        raw: &bytes::Bytes,
+        now: tokio::time::Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        self.on_frame(id, frame, raw, now, actions);
+        // Checked after every frame, not only after SYNCED and SUBSCRIBED: a subscription
+        // awaited for the resync can also end without an acknowledgement (its publisher
+        // withdrawn, its monitor dropped), and the link must still be declared resynced.
+        self.check_resynced(id, actions);
+    }
+}

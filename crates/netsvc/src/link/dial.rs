@@ -1,0 +1,164 @@
+//! The client side: the addresses a client connects to, and the task that keeps one such
+//! connection up as its [`Retry`] policy says.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::watch;
+
+use super::config::Retry;
+use super::error::{ExchangeError, LinkFailure};
+use super::events::{ConnectorStatus, LinkPhase};
+use super::shared::{ExchangeShared, stopped};
+use super::{Endpoints, LinkEnd, run};
+
+/// Where a client connects.
+#[derive(Debug, Clone)]
+pub(crate) enum DialAddress {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+/// A connection made to a [`DialAddress`].
+enum Dialled {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl DialAddress {
+    /// `HOST:PORT` or `unix:PATH`.
+    pub(crate) fn parse(address: &str) -> Result<Self, ExchangeError> {
+        if let Some(path) = address.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(ExchangeError::InvalidAddress(address.to_owned()));
+            }
+            return Ok(Self::Unix(path.into()));
+        }
+        match address.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(Self::Tcp(address.to_owned()))
+            }
+            _ => Err(ExchangeError::InvalidAddress(address.to_owned())),
+        }
+    }
+
+    async fn connect(&self) -> std::io::Result<(Dialled, String, String)> {
+        match self {
+            Self::Tcp(address) => {
+                let stream = TcpStream::connect(address).await?;
+                stream.set_nodelay(true)?;
+                let peer = stream
+                    .peer_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                let local = stream
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                Ok((Dialled::Tcp(stream), peer, local))
+            }
+            Self::Unix(path) => {
+                let stream = UnixStream::connect(path).await?;
+                Ok((
+                    Dialled::Unix(stream),
+                    format!("unix:{}", path.display()),
+                    "unix".to_owned(),
+                ))
+            }
+        }
+    }
+}
+
+impl fmt::Display for DialAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(a) => f.write_str(a),
+            Self::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Keeps a client connection up as `retry` says, until the exchange stops, telling
+/// `status` of every attempt and every change of the link.
+pub(crate) async fn connect_loop(
+    address: DialAddress,
+    retry: Retry,
+    exchange: Arc<ExchangeShared>,
+    status: Arc<watch::Sender<ConnectorStatus>>,
+) {
+    let mut stop = exchange.stop.subscribe();
+    let mut failures = 0u32;
+    let stopped_now = |status: &watch::Sender<ConnectorStatus>| {
+        status.send_modify(|s| s.phase = LinkPhase::Stopped);
+    };
+    loop {
+        if exchange.stopping() {
+            return stopped_now(&status);
+        }
+        status.send_modify(|s| {
+            s.attempts += 1;
+            s.phase = LinkPhase::Connecting;
+        });
+        let attempt = tokio::select! {
+            r = address.connect() => r,
+            _ = stopped(&mut stop) => return stopped_now(&status),
+        };
+        let failure = match attempt {
+            Ok((stream, peer, local)) => {
+                let endpoints = Endpoints::dialled(peer, local, status.clone());
+                let end = match stream {
+                    Dialled::Tcp(s) => run(s, &exchange, endpoints).await,
+                    Dialled::Unix(s) => run(s, &exchange, endpoints).await,
+                };
+                match end {
+                    LinkEnd::Ended => {
+                        failures = 0;
+                        None
+                    }
+                    LinkEnd::Refused(failure) => {
+                        tracing::info!(%address, "connection refused: {failure}");
+                        Some(failure)
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(%address, "cannot connect: {e}");
+                Some(LinkFailure::of_connect(&e))
+            }
+        };
+        if let Some(failure) = failure {
+            status.send_modify(|s| {
+                s.failures += 1;
+                s.last_failure = Some(failure);
+            });
+        }
+        if !retry.retries() {
+            tracing::info!(%address, "not reconnecting (single attempt)");
+            return stopped_now(&status);
+        }
+        status.send_modify(|s| s.phase = LinkPhase::Connecting);
+        let delay = retry.delay(failures);
+        failures = failures.saturating_add(1);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stopped(&mut stop) => return stopped_now(&status),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse() {
+        assert!(DialAddress::parse("127.0.0.1:11111").is_ok());
+        assert!(DialAddress::parse("localhost:0").is_ok());
+        assert!(DialAddress::parse("unix:/tmp/x.sock").is_ok());
+        for bad in ["", "nohost", ":1", "host:notaport", "unix:"] {
+            assert!(DialAddress::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

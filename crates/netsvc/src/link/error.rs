@@ -1,0 +1,162 @@
+//! What can go wrong with an exchange: setting it up ([`ExchangeError`]), and linking to a
+//! server ([`LinkFailure`], [`ConnectError`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use netsvc_proto::names::NameError;
+use netsvc_proto::wire::CloseCode;
+use netsvc_proto::wire::handshake::{Cause, Rejection};
+
+/// An exchange could not be set up or used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExchangeError {
+    /// The group name is not acceptable.
+    #[error(transparent)]
+    InvalidGroup(#[from] NameError),
+    /// This runtime already has an exchange for that group.
+    #[error("this process already has an exchange for group {0:?}")]
+    DuplicateGroup(String),
+    /// An address could not be parsed.
+    #[error("invalid exchange address {0:?}: expected HOST:PORT or unix:PATH")]
+    InvalidAddress(String),
+    /// Listening failed: the port is in use, a Unix socket path holds something else, ...
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address given to listen on.
+        address: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// Only a server exchange listens.
+    #[error("a client exchange cannot listen; build it with Exchange::server")]
+    NotAServer,
+    /// The exchange has been shut down.
+    #[error("the exchange has been shut down")]
+    ShutDown,
+    /// A setting in [`ExchangeConfig`](crate::ExchangeConfig) cannot work (for example a
+    /// zero heartbeat).
+    #[error("invalid exchange configuration: {0}")]
+    InvalidConfig(String),
+}
+
+/// Why an attempt to link to a server failed, as precisely as the client can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkFailure {
+    /// Nothing accepted the connection: no server listens there (yet).
+    Refused(String),
+    /// The connection could not be made for another reason (no route, unknown host, ...).
+    Unreachable(String),
+    /// The server is in another exchange group; its words say which.
+    GroupMismatch(String),
+    /// The server does not let this process in.
+    NotAuthorised(String),
+    /// The server speaks another version of the protocol.
+    VersionMismatch(String),
+    /// An original OSE exchange answered, not a netsvc one.
+    OseExchange,
+    /// Something that is not a netsvc exchange answered (an HTTP server, say).
+    NotNetsvc(String),
+    /// The handshake did not complete in time.
+    HandshakeTimeout,
+    /// The server refused the link for another reason (duplicate link, too many
+    /// connections, ...) or closed the connection during the handshake.
+    Closed(String),
+}
+
+impl LinkFailure {
+    /// Whether retrying cannot help until someone changes a configuration: the peer is not
+    /// a netsvc exchange of this group and version. (A refused connection, a timeout or a
+    /// refusal may pass: the server may be starting, busy, or about to admit us.)
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            Self::GroupMismatch(_)
+                | Self::VersionMismatch(_)
+                | Self::OseExchange
+                | Self::NotNetsvc(_)
+        )
+    }
+
+    /// The failure of a connection attempt that the system refused.
+    pub(crate) fn of_connect(error: &std::io::Error) -> Self {
+        match error.kind() {
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
+                Self::Refused(error.to_string())
+            }
+            _ => Self::Unreachable(error.to_string()),
+        }
+    }
+
+    /// The failure a handshake rejection stands for.
+    pub(crate) fn of_rejection(rejection: &Rejection) -> Self {
+        let reason = rejection.reason.clone();
+        match rejection.cause {
+            Cause::OseExchange => Self::OseExchange,
+            Cause::NotNetsvc => Self::NotNetsvc(reason),
+            Cause::Refused(code) | Cause::PeerClosed(code) => match code {
+                CloseCode::GroupMismatch => Self::GroupMismatch(reason),
+                CloseCode::VersionMismatch => Self::VersionMismatch(reason),
+                CloseCode::NotAuthorised => Self::NotAuthorised(reason),
+                CloseCode::HandshakeTimeout => Self::HandshakeTimeout,
+                _ => Self::Closed(reason),
+            },
+            _ => Self::Closed(reason),
+        }
+    }
+}
+
+impl fmt::Display for LinkFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Refused(e) => write!(f, "connection refused ({e})"),
+            Self::Unreachable(e) => write!(f, "cannot connect ({e})"),
+            Self::GroupMismatch(why) => write!(f, "exchange group mismatch ({why})"),
+            Self::NotAuthorised(why) => write!(f, "not authorised ({why})"),
+            Self::VersionMismatch(why) => write!(f, "protocol version mismatch ({why})"),
+            Self::OseExchange => f.write_str(
+                "this is an original OSE exchange, not a netsvc one (its frames start with \
+                 the bytes AA AA 30 33)",
+            ),
+            Self::NotNetsvc(why) => f.write_str(why),
+            Self::HandshakeTimeout => f.write_str(
+                "the server accepted the connection but did not complete the handshake in time",
+            ),
+            Self::Closed(why) => write!(f, "the link was not established ({why})"),
+        }
+    }
+}
+
+/// A client could not link to a server (see [`Connector::synced`](crate::Connector::synced)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectError {
+    /// The server's address, as given to `connect`.
+    pub address: String,
+    /// How long the caller waited, if it gave a limit that passed.
+    pub waited: Option<Duration>,
+    /// Why the last attempt failed, if one did (none: the link was up but its registry had
+    /// not arrived yet, or no attempt had ended yet).
+    pub cause: Option<LinkFailure>,
+    /// Whether the connector has stopped trying (a single-attempt [`Retry`](crate::Retry)
+    /// that failed, or the exchange shut down).
+    pub stopped: bool,
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no link to the exchange at {}", self.address)?;
+        if let Some(waited) = self.waited {
+            write!(f, " within {:.1} s", waited.as_secs_f64())?;
+        }
+        match &self.cause {
+            Some(cause) => write!(f, ": {cause}"),
+            None if self.stopped => f.write_str(": the connector stopped"),
+            None => f.write_str(": linked, but the registry has not arrived yet"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}

@@ -1,0 +1,207 @@
+//! What PROTOCOL.md promises a peer, checked from a raw peer's side: unknown WITHDRAW
+//! reasons, the peer's announced frame limit, and the connection limit counting handshakes.
+
+use std::time::Duration;
+
+use netsvc::{AnnouncementKind, ExchangeConfig, Lifetime, RuntimeConfig, Value, WithdrawReason};
+use netsvc_proto::wire::{self, CloseCode, Frame, Text, frame};
+
+use crate::util::{
+    RawPeer, client, config, eventually, hello, hub, hub_with, linked_peers, visible, within,
+};
+
+/// A raw client that opens a link in group `g` announcing `max_frame`, then announces one
+/// service of its own.
+async fn raw_client(
+    address: std::net::SocketAddr,
+    process: &str,
+    max_frame: u32,
+    service: &str,
+) -> RawPeer {
+    let mut peer = RawPeer::connect(address).await;
+    let mut h = hello("g", process);
+    h.max_frame = max_frame;
+    peer.send_frame(&Frame::Hello(h)).await;
+    match peer.next_frame().await {
+        Some(Frame::Hello(_)) => {}
+        other => panic!("expected the hub's HELLO, got {other:?}"),
+    }
+    peer.send_frame(&Frame::Service(frame::Service {
+        address: Text::from(format!("1@{process}!{service}")),
+        name: Text::from(service),
+        audience: Text::from("*"),
+        groups: Vec::new(),
+        version: 1,
+        path: vec![Text::from(process)],
+    }))
+    .await;
+    peer.send_frame(&Frame::Synced).await;
+    peer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_withdraw_reason_reads_as_withdrawn_by_its_owner() {
+    let (hrt, _hex, address) = hub().await;
+    let mut peer = raw_client(address, "odd:1", 1 << 20, "odd").await;
+    let odd = visible(&hrt, "odd").await;
+    let (_, mut watch) = hrt.registry().watch_address(odd.address());
+    peer.send_frame(&Frame::Withdraw(frame::Withdraw {
+        address: Text::from(odd.address()),
+        reason: 200,
+    }))
+    .await;
+    let reason = within("the withdrawal", async {
+        loop {
+            if let AnnouncementKind::Withdrawn(reason) = watch.recv().await.unwrap().kind {
+                return reason;
+            }
+        }
+    })
+    .await;
+    assert_eq!(reason, WithdrawReason::Owner);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_larger_than_the_peers_frame_limit_is_sent_to_it() {
+    const LIMIT: u32 = 2048;
+    let (hrt, hex, address) = hub().await;
+    let big = "x".repeat(4096);
+    let answer = big.clone();
+    let _on_hub = hrt
+        .service("on-hub")
+        .export("big", move |_| {
+            let answer = answer.clone();
+            async move { Ok(Value::from(answer)) }
+        })
+        .build()
+        .unwrap();
+    let publisher = hrt.service("news").build().unwrap();
+    // A normal client, to check that requests relayed toward the small peer fail too.
+    let (crt, _cex) = client(address);
+    let mut peer = raw_client(address, "small:1", LIMIT, "small").await;
+    let small = visible(&hrt, "small").await;
+    visible(&crt, "small").await;
+    let news = visible(&hrt, "news").await;
+
+    // A request from the hub, and one relayed by the hub, too large for the peer.
+    let direct = hrt.endpoint(&small);
+    let call = direct.call("echo", vec![Value::from(big.clone())]);
+    let f = within("the direct call", call).await.unwrap_err();
+    assert_eq!(
+        f.error,
+        netsvc::failure::codes::REQUEST_ENCODING_ERROR,
+        "{f}"
+    );
+    assert!(f.details.contains("frame limit"), "{f}");
+    let relayed = crt.endpoint("small");
+    let call = relayed.call("echo", vec![Value::from(big.clone())]);
+    let f = within("the relayed call", call).await.unwrap_err();
+    assert_eq!(
+        f.error,
+        netsvc::failure::codes::REQUEST_ENCODING_ERROR,
+        "{f}"
+    );
+
+    // A response too large for the peer becomes a failure.
+    peer.send_frame(&Frame::Request(frame::Request {
+        conv: 7,
+        to: Text::from(hrt.registry().lookup_name("on-hub")[0].address()),
+        from: None,
+        method: Text::from("big"),
+        timeout_ms: 0,
+        args: bytes::Bytes::from_static(&[0x90]),
+    }))
+    .await;
+    // A report too large for the peer is counted as missed, not sent.
+    peer.send_frame(&Frame::Subscribe(frame::Subscribe {
+        sid: 1,
+        publisher: Text::from(news.address()),
+        subscriber: Text::from("1@small:1!small"),
+        pattern: Text::from("*"),
+    }))
+    .await;
+    let mut failure = None;
+    let mut subscribed = false;
+    while failure.is_none() || !subscribed {
+        match peer.next_frame().await {
+            Some(Frame::Failure(frame::Failure {
+                conv: 7,
+                error,
+                details,
+                ..
+            })) => failure = Some((error, details.to_string())),
+            Some(Frame::Subscribed(frame::Subscribed { sid: 1 })) => subscribed = true,
+            Some(_) => {}
+            None => panic!("the hub closed the link"),
+        }
+    }
+    let (error, details) = failure.unwrap();
+    assert_eq!(
+        error,
+        netsvc::failure::codes::RESPONSE_ENCODING_ERROR,
+        "{details}"
+    );
+    assert!(details.contains("frame limit"), "{details}");
+    publisher
+        .publish("big", Value::from(big.clone()), Lifetime::None)
+        .unwrap();
+    publisher.publish("small", 1, Lifetime::None).unwrap();
+    // Every frame the peer receives fits its limit; the big report is missed, the small
+    // one arrives.
+    let mut raw = bytes::BytesMut::new();
+    let decoder = wire::Decoder::new(LIMIT as usize);
+    let mut missed = 0;
+    let mut got_small = false;
+    within("the reports", async {
+        use tokio::io::AsyncReadExt;
+        while !(got_small && missed > 0) {
+            while let Some((frame, _)) = decoder.decode(&mut raw).expect("frames within the limit")
+            {
+                match frame {
+                    Frame::Report(frame::Report { subject, .. }) => {
+                        assert_eq!(subject.as_str(), "small");
+                        got_small = true;
+                    }
+                    Frame::Missed(frame::Missed { count, .. }) => missed += count,
+                    _ => {}
+                }
+            }
+            let n = peer.stream.read_buf(&mut raw).await.unwrap();
+            assert!(n > 0, "the hub closed the link");
+        }
+    })
+    .await;
+    assert_eq!(missed, 1);
+    assert!(linked_peers(&hex).contains(&"small:1".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_still_in_the_handshake_count_against_the_limit() {
+    let mut limited: ExchangeConfig = config();
+    limited.max_connections = 3;
+    // Long enough that the half-open connections below are still waiting when the fourth
+    // arrives.
+    limited.handshake_timeout = Duration::from_secs(30);
+    let (_hrt, hex, address) = hub_with(limited, RuntimeConfig::default()).await;
+    let mut half_open = Vec::new();
+    for _ in 0..3 {
+        half_open.push(RawPeer::connect(address).await);
+    }
+    // The fourth is refused at once, not after the handshake timeout.
+    let mut extra = RawPeer::connect(address).await;
+    let (code, reason) = within("the refusal", extra.close_frame()).await;
+    assert_eq!(code, CloseCode::TooManyConnections, "{reason}");
+    assert!(
+        reason.contains("too many connections (limit 3)"),
+        "{reason}"
+    );
+    // Once they go, a real client gets in.
+    drop(half_open);
+    let (crt, _cex) = client(address);
+    let _svc = crt.service("late").build().unwrap();
+    let late = crt.process_identity().to_owned();
+    eventually("the late client's link", || {
+        linked_peers(&hex) == [late.clone()]
+    })
+    .await;
+}
