@@ -472,33 +472,40 @@ impl LinkQueue {
             *out = BytesMut::new();
         }
         loop {
-            {
-                let mut s = self.state.lock();
-                if s.take(out) {
-                    let queued = s.queued();
-                    if queued <= self.limits.soft {
-                        self.drained.notify_waiters();
-                    }
-                    if queued <= self.limits.soft / 2 {
-                        s.slow = false;
-                    }
-                    return true;
-                }
-                if let Some(closing) = &s.closing {
-                    if s.close_sent {
-                        return false;
-                    }
-                    let frame = Frame::Close(frame::Close {
-                        code: closing.code,
-                        reason: Text::from(closing.reason.as_str()),
-                    });
-                    wire::encode(&frame, out);
-                    s.close_sent = true;
-                    return true;
-                }
+            let notified = self.notify.notified();
+            match self.try_next_batch(out) {
+                Some(more) => return more,
+                None => notified.await,
             }
-            self.notify.notified().await;
         }
+    }
+
+    /// Moves a batch of queued frames into `out` if there is one: `Some(true)` then,
+    /// `Some(false)` once the queue is closed and everything (the CLOSE frame included) is
+    /// out, `None` when there is nothing to send yet.
+    pub(crate) fn try_next_batch(&self, out: &mut BytesMut) -> Option<bool> {
+        let mut s = self.state.lock();
+        if s.take(out) {
+            let queued = s.queued();
+            if queued <= self.limits.soft {
+                self.drained.notify_waiters();
+            }
+            if queued <= self.limits.soft / 2 {
+                s.slow = false;
+            }
+            return Some(true);
+        }
+        let closing = s.closing.as_ref()?;
+        if s.close_sent {
+            return Some(false);
+        }
+        let frame = Frame::Close(frame::Close {
+            code: closing.code,
+            reason: Text::from(closing.reason.as_str()),
+        });
+        wire::encode(&frame, out);
+        s.close_sent = true;
+        Some(true)
     }
 }
 

@@ -30,6 +30,8 @@ pub(crate) mod queue;
 mod registry;
 pub(crate) mod reply;
 pub(crate) mod shared;
+#[cfg(test)]
+mod testing;
 mod watchers;
 
 use std::sync::Arc;

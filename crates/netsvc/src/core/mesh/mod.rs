@@ -22,6 +22,8 @@ mod relay;
 mod reports;
 mod routes;
 mod subs;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
