@@ -324,7 +324,11 @@ fn hub_restarted_with_clients_connected(
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let svc = c.rt.service("pub").build().unwrap();
+            let svc =
+                c.rt.service("pub")
+                    .export("ping", |_| async { Ok::<_, Failure>(Value::None) })
+                    .build()
+                    .unwrap();
             svc.publish("state", i64::try_from(i).unwrap(), Lifetime::Forever)
                 .unwrap();
             svc
@@ -404,7 +408,35 @@ fn hub_restarted_with_clients_connected(
             .iter()
             .all(|(_, s)| state_reports(s) >= 2 * publishers)
     });
-    std::thread::sleep(Duration::from_millis(200));
+    // Nothing more is on its way. A call from a watcher to a publisher follows whatever the
+    // watcher sent toward it before (a subscription made again, say), and its answer follows
+    // whatever the publisher sent back (links are FIFO, docs/PROTOCOL.md §1). A report
+    // published after that comes after all of it, down to the watcher's recorded events.
+    block_within(
+        &tokio,
+        "a call from every watcher to every publisher",
+        limit,
+        async {
+            for (watcher, _) in &watching {
+                for publisher in &pubs {
+                    let to = watcher.endpoint(publisher.binding()).unwrap();
+                    to.call("ping", vec![]).await.unwrap();
+                }
+            }
+        },
+    );
+    for svc in &pubs {
+        svc.publish("end", 0, Lifetime::None).unwrap();
+    }
+    wait_until(
+        "every watcher has every publisher's last report",
+        limit,
+        || {
+            watching
+                .iter()
+                .all(|(_, s)| reports(s, "end").len() >= publishers)
+        },
+    );
     for (i, (_, seen)) in watching.iter().enumerate() {
         let mut got = reports(seen, "state");
         got.sort_unstable();
@@ -412,6 +444,7 @@ fn hub_restarted_with_clients_connected(
             .chain((0..publishers as i64).map(|i| 1000 + i))
             .collect();
         assert_eq!(got, want, "watch-{i}: each report exactly once");
+        assert_eq!(reports(seen, "end").len(), publishers, "watch-{i}");
     }
     println!(
         "hub SIGKILLed with {clients} clients: all noticed within {noticed:?}; after the \

@@ -8,8 +8,8 @@ use netsvc::{
 };
 
 use crate::util::{
-    client, connection, echo, eventually, fast_config, gone, hub, hub_again, quick, seen, visible,
-    withdrawal_of, within,
+    Tap, client, connection, echo, eventually, fast_config, gave_up, gone, hub, hub_again,
+    listen_again, never_answers, quick, seen, visible, withdrawal_of, within,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,16 +21,25 @@ async fn s37_a_client_started_before_its_server_connects_once_the_server_is_up()
         .unwrap()
         .port();
     let address = format!("127.0.0.1:{port}");
+    assert!(
+        std::net::TcpStream::connect(&address).is_err(),
+        "nothing listens there yet"
+    );
     let (crt, _cex) = client(&address);
     let _client_svc = echo(&crt, "client-svc");
-    tokio::time::sleep(Duration::from_millis(100)).await; // a few failed attempts
+    // A few failed attempts: refused while nothing listens (which only the client can see),
+    // then hung up on by a stand-in, which counts them. Two attempts there: the client has
+    // failed and tried again.
+    let not_up_yet = Tap::hanging_up_on(&address).await;
+    not_up_yet.accepted_at_least(2).await;
+    not_up_yet.close().await;
     let srt = Runtime::new();
     let sex = Exchange::server(&srt)
         .config(fast_config())
         .build()
         .unwrap();
     let _server_svc = echo(&srt, "server-svc");
-    sex.listen(&address).await.unwrap();
+    listen_again(&sex, &address).await;
 
     let remote = visible(&crt, "server-svc").await;
     assert_eq!(remote.location(), Location::Remote);
@@ -127,13 +136,14 @@ async fn s38_when_the_server_dies_clients_see_withdrawals_and_then_the_services_
 async fn a_request_in_flight_fails_at_once_when_the_link_to_its_service_is_lost() {
     let (hrt, _hex, address) = hub().await;
     let (art, aex) = client(&address);
-    let _a = echo(&art, "slow");
+    let (_a, mut reached) = never_answers(&art, "slow");
     let target = visible(&hrt, "slow").await;
     let ep = hrt
         .endpoint(&target)
         .with_timeout(Some(Duration::from_secs(30)));
     let pending = tokio::spawn(async move { ep.call("never", vec![]).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // In flight: the service has it.
+    within(reached.recv()).await.unwrap();
     let started = tokio::time::Instant::now();
     drop(aex);
     let f = within(pending).await.unwrap().unwrap_err();
@@ -146,12 +156,13 @@ async fn a_request_in_flight_fails_at_once_when_the_link_to_its_service_is_lost(
 async fn a_withdrawn_remote_service_fails_pending_calls_and_is_announced_with_its_reason() {
     let (hrt, _hex, address) = hub().await;
     let (art, _aex) = client(&address);
-    let svc = echo(&art, "temp");
+    let (svc, mut reached) = never_answers(&art, "temp");
     let target = visible(&hrt, "temp").await;
     let ep = hrt.endpoint(&target).with_timeout(None);
     let (_, mut watch) = hrt.registry().watch_address(target.address());
     let pending = tokio::spawn(async move { ep.call("never", vec![]).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Pending: the service has it.
+    within(reached.recv()).await.unwrap();
     drop(svc);
     assert!(within(pending).await.unwrap().unwrap_err().is_withdrawn());
     let last = within(async {
@@ -184,7 +195,11 @@ async fn s39_connection_events_carry_the_peer_and_only_follow_handshakes() {
         .unwrap();
     let mut events = cex.watch_connections();
     cex.connect(&address, quick()).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Failed attempts: refused while nothing listens, then hung up on by a stand-in that
+    // counts them (two: the client has failed and tried again).
+    let not_up_yet = Tap::hanging_up_on(&address).await;
+    not_up_yet.accepted_at_least(2).await;
+    not_up_yet.close().await;
     assert!(
         events.try_recv().unwrap().is_none(),
         "no event for failed attempts"
@@ -196,8 +211,15 @@ async fn s39_connection_events_carry_the_peer_and_only_follow_handshakes() {
         .build()
         .unwrap();
     let mut server_events = sex.watch_connections();
-    sex.listen(&address).await.unwrap();
-    let up = connection(&mut events, ConnectionState::Active).await;
+    listen_again(&sex, &address).await;
+    // One connector makes its attempts one after the other, so an event of a failed attempt
+    // would come before this one: the first event is the link to the server.
+    let up = within(events.recv()).await.unwrap();
+    assert_eq!(
+        up.state,
+        ConnectionState::Active,
+        "no event for failed attempts"
+    );
     assert_eq!(up.peer_process, srt.process_identity());
     assert_eq!(up.peer_address, address);
     assert!(up.initiated_here);
@@ -221,22 +243,34 @@ async fn s40_a_single_attempt_client_does_not_reconnect() {
         .build()
         .unwrap();
     let mut events = cex.watch_connections();
-    cex.connect(&address, Retry::once()).unwrap();
+    let connector = cex.connect(&address, Retry::once()).unwrap();
     connection(&mut events, ConnectionState::Active).await;
     drop(hex);
     hrt.shutdown();
     connection(&mut events, ConnectionState::Inactive).await;
     let (nrt, _nex) = hub_again(&address).await;
     let _svc = echo(&nrt, "new-hub");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The connector ends instead of reconnecting; nothing connects to the new hub after
+    // that.
+    assert_eq!(
+        gave_up(&connector).await,
+        None,
+        "the link ended, no attempt failed"
+    );
     assert!(cex.connections().is_empty());
     assert!(crt.registry().lookup_name("new-hub").is_empty());
+    assert!(events.try_recv().unwrap().is_none(), "no new link");
 
     // And a single attempt at nothing fails without an event.
     let dead = Exchange::client(&Runtime::new()).build().unwrap();
     let mut dead_events = dead.watch_connections();
-    dead.connect("127.0.0.1:1", Retry::once()).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let connector = dead.connect("127.0.0.1:1", Retry::once()).unwrap();
+    let cause = gave_up(&connector).await;
+    assert!(
+        matches!(cause, Some(netsvc::LinkFailure::Refused(_))),
+        "{cause:?}"
+    );
+    assert_eq!(connector.status().attempts, 1);
     assert!(dead_events.try_recv().unwrap().is_none());
 }
 
@@ -363,6 +397,7 @@ async fn a_reconnect_storm_shows_every_service_leave_and_come_back_exactly_once(
             rt.service(&format!("storm-{i}"))
                 .join_group("g1")
                 .join_group("g2")
+                .export("ping", |_| async { Ok(Value::None) })
                 .build()
                 .unwrap()
         })
@@ -379,8 +414,15 @@ async fn a_reconnect_storm_shows_every_service_leave_and_come_back_exactly_once(
     }
     eventually(|| ort.registry().lookup_group("g2").len() == CLIENTS).await;
     eventually(|| nrt.registry().lookup_group("g2").len() == CLIENTS).await;
-    // Anything late would show up here.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Anything late would show up here. What the observer hears of a service comes from its
+    // client's link to the hub, then the hub's link to the observer; a call from the observer
+    // to the service comes back along those links, after everything sent on them before
+    // (links are FIFO, docs/PROTOCOL.md §1).
+    for service in &services {
+        within(ort.endpoint(service.binding()).call("ping", vec![]))
+            .await
+            .unwrap();
+    }
 
     let mut events: std::collections::HashMap<String, Vec<AnnouncementKind>> =
         std::collections::HashMap::new();

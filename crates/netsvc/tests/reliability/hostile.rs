@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use netsvc::failure::codes;
 use netsvc::{Exchange, ExchangeConfig, Runtime, RuntimeConfig, Value, args};
 use netsvc_proto::wire::{self, CloseCode, Frame, Text, frame};
 use tokio::io::AsyncWriteExt;
@@ -410,7 +411,35 @@ async fn a_peer_that_stops_reading_and_then_misbehaves_is_still_dropped() {
         }))
         .await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait until the hub's writes to the glutton are stuck, with more queued behind them:
+    // until its queue toward the glutton is over its soft limit (8 MiB), when the hub refuses
+    // a request to the glutton's service at once with 51 (docs/ARCHITECTURE.md, "link
+    // outbound"). The responses alone may not show it: the link's task takes everything
+    // queued in one go, and what it holds while its write is stuck is not counted as queued.
+    // So the hub also sends the glutton requests of 1 MiB (which it never answers: each
+    // times out): they stay queued while the write ahead of them is stuck, which it is once
+    // a few of the 24 MiB of responses have filled the socket buffers.
+    let glutton = scene.hub_rt.registry().lookup_name("glutton-svc")[0].clone();
+    let to_glutton = scene.hub_rt.endpoint(&glutton);
+    let more = vec![Value::bytes(vec![9u8; 1 << 20])];
+    within(
+        "the hub's queue toward the glutton over its soft limit",
+        async {
+            loop {
+                let call = to_glutton.call_with_timeout(
+                    "any",
+                    more.clone(),
+                    Some(Duration::from_millis(10)),
+                );
+                if let Err(f) = call.await
+                    && f.error == codes::RESOURCE_UNAVAILABLE
+                {
+                    return;
+                }
+            }
+        },
+    )
+    .await;
     peer.send(&framed(&[0x91, 0x7f])).await;
     let started = Instant::now();
     // The hub drops the link although it could not even send its CLOSE.

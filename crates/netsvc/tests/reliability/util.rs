@@ -92,7 +92,8 @@ pub(crate) async fn visible(rt: &Runtime, name: &str) -> Binding {
     .await
 }
 
-/// Polls `check` until it holds.
+/// Polls `check` until it holds. (The 5 ms sleep only spaces the checks of a condition that
+/// must become true; it never stands in for "long enough".)
 pub(crate) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     within(what, async {
         while !check() {
@@ -157,7 +158,8 @@ pub(crate) fn capture_logs() {
     });
 }
 
-/// Waits for a log line containing every one of `parts`; returns it.
+/// Waits for a log line containing every one of `parts`; returns it. (Polls every 5 ms for a
+/// line that must come.)
 pub(crate) async fn log_line(parts: &[&str]) -> String {
     let find = || {
         let log = LOG.lock().unwrap_or_else(PoisonError::into_inner);
