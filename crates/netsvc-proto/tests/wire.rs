@@ -213,7 +213,19 @@ fn vectors() -> Vec<(&'static str, &'static str, Frame)> {
         (
             "subscribed",
             "SUBSCRIBED: subscription 1 is installed; live reports follow.",
-            Frame::Subscribed(frame::Subscribed { sid: 1 }),
+            Frame::Subscribed(frame::Subscribed {
+                sid: 1,
+                refused: false,
+            }),
+        ),
+        (
+            "subscribed-refused",
+            "SUBSCRIBED for subscription 2 that the publisher's process does not serve: the \
+             trailing `refused` element; no report follows.",
+            Frame::Subscribed(frame::Subscribed {
+                sid: 2,
+                refused: true,
+            }),
         ),
         (
             "report",
@@ -377,8 +389,13 @@ fn frame_json(frame: &Frame) -> String {
             ("subscriber", text(subscriber)),
             ("pattern", text(pattern)),
         ]),
-        Frame::Subscribed(frame::Subscribed { sid })
-        | Frame::Unsubscribe(frame::Unsubscribe { sid }) => {
+        Frame::Subscribed(frame::Subscribed { sid, refused }) => {
+            fields.push(("sid", Json::from(*sid)));
+            if *refused {
+                fields.push(("refused", Json::from(true)));
+            }
+        }
+        Frame::Unsubscribe(frame::Unsubscribe { sid }) => {
             fields.push(("sid", Json::from(*sid)));
         }
         Frame::Report(frame::Report {
@@ -639,7 +656,8 @@ fn frame() -> impl Strategy<Value = Frame> {
                 pattern,
             })
         }),
-        uint().prop_map(|sid| Frame::Subscribed(frame::Subscribed { sid })),
+        (uint(), any::<bool>())
+            .prop_map(|(sid, refused)| Frame::Subscribed(frame::Subscribed { sid, refused })),
         uint().prop_map(|sid| Frame::Unsubscribe(frame::Unsubscribe { sid })),
         (text(), text(), uint(), bytes()).prop_map(|(publisher, subject, seq, payload)| {
             Frame::Report(frame::Report {

@@ -161,7 +161,10 @@ fn parse(data: &Bytes, start: usize) -> Result<Frame, WireError> {
             subscriber: f.text("subscriber")?,
             pattern: f.text("pattern")?,
         }),
-        kind::SUBSCRIBED => Frame::Subscribed(frame::Subscribed { sid: f.int("sid")? }),
+        kind::SUBSCRIBED => Frame::Subscribed(frame::Subscribed {
+            sid: f.int("sid")?,
+            refused: f.next < f.count && f.bool("refused")?,
+        }),
         kind::UNSUBSCRIBE => Frame::Unsubscribe(frame::Unsubscribe { sid: f.int("sid")? }),
         kind::REPORT => Frame::Report(frame::Report {
             publisher: f.text("publisher")?,

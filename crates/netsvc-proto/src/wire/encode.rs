@@ -110,8 +110,15 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) -> usize {
             w.text(subscriber);
             w.text(pattern);
         }
-        Frame::Subscribed(frame::Subscribed { sid })
-        | Frame::Unsubscribe(frame::Unsubscribe { sid }) => {
+        Frame::Subscribed(frame::Subscribed { sid, refused }) => {
+            // `refused` is a trailing element, present only when true (see `paced`).
+            w.header(frame.kind(), if *refused { 2 } else { 1 });
+            w.uint(*sid);
+            if *refused {
+                w.bool(true);
+            }
+        }
+        Frame::Unsubscribe(frame::Unsubscribe { sid }) => {
             w.header(frame.kind(), 1);
             w.uint(*sid);
         }

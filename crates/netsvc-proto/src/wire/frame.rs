@@ -378,6 +378,10 @@ pub struct Subscribe {
 pub struct Subscribed {
     /// The subscription id of the SUBSCRIBE acknowledged.
     pub sid: u64,
+    /// The publisher's process does not serve it (it cannot see the subscriber, the pattern
+    /// is invalid, the publisher is gone): no report will follow for it. On the wire, a
+    /// second element `true` when set and nothing otherwise (absent means served).
+    pub refused: bool,
 }
 
 /// Ends a subscription (kind 0x32).

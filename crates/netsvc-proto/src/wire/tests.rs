@@ -121,7 +121,14 @@ fn samples() -> Vec<Frame> {
             subscriber: t("sub"),
             pattern: t("a.*"),
         }),
-        Frame::Subscribed(frame::Subscribed { sid: 65_535 }),
+        Frame::Subscribed(frame::Subscribed {
+            sid: 65_535,
+            refused: false,
+        }),
+        Frame::Subscribed(frame::Subscribed {
+            sid: 7,
+            refused: true,
+        }),
         Frame::Unsubscribe(frame::Unsubscribe { sid: 65_536 }),
         Frame::Report(frame::Report {
             publisher: t("pub"),

@@ -99,6 +99,9 @@ struct State {
     /// Sequence number of the backlog's front item.
     head_seq: u64,
     backlog_bytes: usize,
+    /// Bytes the link task has taken and not written yet: still this link's, for every
+    /// limit (a write stuck on a peer that does not read must not make room for more).
+    in_flight: usize,
     /// Report key → sequence number of its newest report in the backlog.
     coalesce: FastMap<ReportKey, u64>,
     coalesced: u64,
@@ -114,7 +117,7 @@ struct State {
 
 impl State {
     fn queued(&self) -> usize {
-        self.flat.len() + self.backlog_bytes
+        self.flat.len() + self.backlog_bytes + self.in_flight
     }
 
     fn push_backlog(&mut self, item: Item) {
@@ -444,6 +447,20 @@ impl LinkQueue {
         }
     }
 
+    /// The link task wrote `n` bytes of what it took: they leave the queue's count.
+    pub(crate) fn wrote(&self, n: usize) {
+        let mut s = self.state.lock();
+        s.in_flight = s.in_flight.saturating_sub(n);
+        let queued = s.queued();
+        if queued <= self.limits.soft / 2 {
+            s.slow = false;
+        }
+        drop(s);
+        if queued <= self.limits.soft {
+            self.drained.notify_waiters();
+        }
+    }
+
     /// Frees the buffer's memory if nothing is queued (for a link that has gone quiet).
     pub(crate) fn release_idle_buffer(&self) {
         let mut s = self.state.lock();
@@ -485,14 +502,9 @@ impl LinkQueue {
     /// out, `None` when there is nothing to send yet.
     pub(crate) fn try_next_batch(&self, out: &mut BytesMut) -> Option<bool> {
         let mut s = self.state.lock();
+        let before = out.len();
         if s.take(out) {
-            let queued = s.queued();
-            if queued <= self.limits.soft {
-                self.drained.notify_waiters();
-            }
-            if queued <= self.limits.soft / 2 {
-                s.slow = false;
-            }
+            s.in_flight += out.len() - before;
             return Some(true);
         }
         let closing = s.closing.as_ref()?;
@@ -540,7 +552,25 @@ mod tests {
     async fn drain(q: &LinkQueue) -> Vec<u8> {
         let mut out = BytesMut::new();
         assert!(q.next_batch(&mut out).await);
+        q.wrote(out.len());
         out.to_vec()
+    }
+
+    #[tokio::test]
+    async fn bytes_taken_but_not_yet_written_still_count() {
+        let q = LinkQueue::new(limits());
+        q.push_raw(&[0; 150]);
+        let mut out = BytesMut::new();
+        assert!(q.next_batch(&mut out).await);
+        // The write is stuck: the queue is as full as before the take.
+        assert!(q.is_congested());
+        let request = Frame::Cancel(frame::Cancel { conv: 1 });
+        assert_eq!(q.try_push_request(&request), Err(RequestRefused::Congested));
+        q.wrote(40);
+        assert!(q.is_congested());
+        q.wrote(110);
+        assert!(!q.is_congested());
+        assert_eq!(q.try_push_request(&request), Ok(()));
     }
 
     #[tokio::test]

@@ -21,6 +21,10 @@ pub(crate) struct RuntimeShared {
     pub(crate) config: RuntimeConfig,
     pub(crate) handle: Handle,
     agents: AtomicU64,
+    /// Connections this runtime has opened, counted: each HELLO it sends as the connecting
+    /// side carries the count (its `attempt` option), so that both ends of two links
+    /// between the same processes agree on which is the older (PROTOCOL.md §6.3).
+    attempts: AtomicU64,
     /// Wakes the expiry sweeper when a report expiring earlier than it planned is cached.
     pub(crate) sweeper: Arc<Notify>,
     /// Distinguishes this run of the process from earlier ones with the same identity.
@@ -39,6 +43,7 @@ impl RuntimeShared {
             config,
             handle: handle.clone(),
             agents: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
             incarnation: random_u64(),
             exchange_groups: Mutex::new(HashSet::new()),
             sweeper: Arc::new(Notify::new()),
@@ -53,6 +58,11 @@ impl RuntimeShared {
     /// The number of this runtime's next service (its agent identity is made from it).
     pub(crate) fn next_agent_number(&self) -> u64 {
         self.agents.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The number of the connection this runtime is opening now.
+    pub(crate) fn next_attempt(&self) -> u64 {
+        self.attempts.fetch_add(1, Ordering::Relaxed) + 1
     }
 }
 

@@ -81,6 +81,9 @@ pub(super) struct Network {
     nodes: Vec<Core>,
     wires: Vec<Wire>,
     agents: u64,
+    /// Connections opened so far (every node numbers its connections from the same count
+    /// here, which is enough for tests: the numbers only have to grow).
+    attempts: u64,
     /// What each node's link tasks would have done after its core's lock: the resync
     /// notices, by node.
     pub(super) resynced: Vec<usize>,
@@ -96,6 +99,7 @@ impl Network {
                 .collect(),
             wires: Vec::new(),
             agents: 0,
+            attempts: 0,
             resynced: Vec::new(),
         }
     }
@@ -114,10 +118,13 @@ impl Network {
                 peer_max_frame: netsvc_proto::wire::DEFAULT_MAX_FRAME,
             }))
         };
+        self.attempts += 1;
+        let attempt = Some(self.attempts);
         let info = |peer: usize, initiated_here: bool, nodes: &[Core]| LinkInfo {
             group: Arc::from(""),
             peer: nodes[peer].identity.clone(),
             initiated_here,
+            attempt,
         };
         let (qa, qb) = (queue(), queue());
         let ia = info(to, true, &self.nodes);
@@ -192,10 +199,11 @@ impl Network {
             }
             for (from, to) in [(0, 1), (1, 0)] {
                 let mut bytes = BytesMut::new();
-                let sent = self.wires[w].ends[from].queue.try_next_batch(&mut bytes);
-                if sent != Some(true) {
+                let queue = &self.wires[w].ends[from].queue;
+                if queue.try_next_batch(&mut bytes) != Some(true) {
                     continue;
                 }
+                queue.wrote(bytes.len());
                 moved = true;
                 let (node, link) = (self.wires[w].ends[to].node, self.wires[w].ends[to].link);
                 self.deliver(node, link, &mut bytes);

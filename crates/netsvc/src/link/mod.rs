@@ -45,6 +45,9 @@ use crate::model::ids::LinkId;
 /// through it) alive.
 const FLUSH_ON_CLOSE: Duration = Duration::from_millis(200);
 
+/// The HELLO option in which the connecting side numbers its connections (PROTOCOL.md §4.1).
+const ATTEMPT_OPTION: &str = "attempt";
+
 /// The read buffer's size bounds: it starts small and doubles while reads fill it.
 const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 64 * 1024;
@@ -166,6 +169,7 @@ where
     let config = &exchange.config;
     let initiated_here = endpoints.initiated_here();
     let mut rbuf = BytesMut::with_capacity(READ_MIN);
+    let attempt = initiated_here.then(|| rt.next_attempt());
     let hello = Hello {
         version: wire::PROTOCOL_VERSION,
         role: exchange.role,
@@ -174,7 +178,10 @@ where
         incarnation: rt.incarnation,
         heartbeat_ms: u32::try_from(config.heartbeat.as_millis()).unwrap_or(u32::MAX),
         max_frame: u32::try_from(config.max_frame).unwrap_or(u32::MAX),
-        options: Vec::new(),
+        options: attempt
+            .map(|n| (Text::from(ATTEMPT_OPTION), Text::from(n.to_string())))
+            .into_iter()
+            .collect(),
     };
     let mut hello_bytes = BytesMut::new();
     wire::encode(&Frame::Hello(hello), &mut hello_bytes);
@@ -239,6 +246,13 @@ where
         group: exchange.group.clone(),
         peer: Arc::from(peer.process.as_str()),
         initiated_here,
+        attempt: attempt.or_else(|| {
+            let option = peer
+                .options
+                .iter()
+                .find(|(k, _)| k.as_str() == ATTEMPT_OPTION);
+            option.and_then(|(_, v)| v.parse().ok())
+        }),
     };
     if !initiated_here {
         // Our HELLO must precede everything `link_up` queues.
@@ -423,7 +437,8 @@ impl<'a> LinkTask<'a> {
                     written = writer.write_buf(&mut self.pending), if !self.pending.is_empty() => {
                         match written {
                             Ok(0) => break 'link "connection closed while writing".to_owned(),
-                            Ok(_) => {
+                            Ok(n) => {
+                                self.queue.wrote(n);
                                 self.last_tx = Instant::now();
                                 self.wrote_since_tick = true;
                             }

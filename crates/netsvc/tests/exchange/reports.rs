@@ -243,14 +243,12 @@ async fn s47_a_process_only_service_can_call_out_but_not_subscribe_remotely() {
     );
 }
 
-/// A library bug (see docs/PROTOCOL.md §11: a SUBSCRIBE the publisher's process does not
-/// serve is answered with SUBSCRIBED alone, "no report will follow for it"): the
-/// subscriber's process installs the unserved subscription when that SUBSCRIBED arrives, so
-/// as soon as another service of the same process subscribes to the same publisher and is
-/// served, the publisher's live reports reach the process-only subscriber too. (A subscriber
-/// in another process does not cause it: the hub does not install the subscription.)
+/// A SUBSCRIBE the publisher's process does not serve is acknowledged as refused
+/// (docs/PROTOCOL.md §11), and the subscriber's process does not install it: so when another
+/// service of the same process subscribes to the same publisher and is served, the
+/// publisher's live reports, which now reach that process, still do not reach the
+/// process-only subscriber. (Before SUBSCRIBED carried `refused`, they did.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails: the subscriber's process installs an unserved subscription (library bug)"]
 async fn a_process_only_subscriber_gets_no_report_when_a_neighbour_is_served() {
     let (_hrt, _hex, address) = hub().await;
     let (qrt, _qex) = client(&address);

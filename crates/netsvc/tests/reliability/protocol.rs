@@ -130,7 +130,10 @@ async fn nothing_larger_than_the_peers_frame_limit_is_sent_to_it() {
                 details,
                 ..
             })) => failure = Some((error, details.to_string())),
-            Some(Frame::Subscribed(frame::Subscribed { sid: 1 })) => subscribed = true,
+            Some(Frame::Subscribed(frame::Subscribed { sid: 1, refused })) => {
+                assert!(!refused, "the raw peer is visible to the hub");
+                subscribed = true;
+            }
             Some(_) => {}
             None => panic!("the hub closed the link"),
         }

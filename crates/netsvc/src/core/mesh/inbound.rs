@@ -40,7 +40,9 @@ impl Core {
             Frame::Failure(failure) => self.on_failure(link, failure),
             Frame::Cancel(cancel) => self.on_cancel(link, Conv::from_raw(cancel.conv)),
             Frame::Subscribe(subscribe) => self.subscribe_checked(link, &subscribe, now),
-            Frame::Subscribed(ack) => self.on_subscribed(link, Sid::from_raw(ack.sid)),
+            Frame::Subscribed(ack) => {
+                self.on_subscribed(link, Sid::from_raw(ack.sid), ack.refused);
+            }
             Frame::Unsubscribe(end) => self.on_unsubscribe(link, Sid::from_raw(end.sid)),
             Frame::Report(report) => self.on_report(link, report, raw, actions),
             Frame::Targeted(targeted) => self.on_targeted(link, targeted),

@@ -49,6 +49,24 @@ pub(crate) struct LinkInfo {
     pub(crate) group: Arc<str>,
     pub(crate) peer: Arc<str>,
     pub(crate) initiated_here: bool,
+    /// The number the connecting side gave this connection among those it opened (its
+    /// HELLO's `attempt` option), if it said.
+    pub(crate) attempt: Option<u64>,
+}
+
+impl LinkInfo {
+    /// What decides which of two links between the same two processes survives, the same
+    /// at both ends (PROTOCOL.md §6.3): the link started by the lower process identity, and
+    /// of two started by one process, the one it started first. Lower survives.
+    fn precedence(&self, ours: &Arc<str>) -> (Arc<str>, u64) {
+        let initiator = if self.initiated_here {
+            ours.clone()
+        } else {
+            self.peer.clone()
+        };
+        // A peer that does not number its connections: the link registered first here wins.
+        (initiator, self.attempt.unwrap_or(u64::MAX))
+    }
 }
 
 /// Everything the runtime keeps about one established link.
@@ -137,16 +155,8 @@ impl Core {
             .iter()
             .find(|(_, l)| l.info.peer == info.peer && l.info.group == info.group)
         {
-            let initiator = |l: &LinkInfo| -> Arc<str> {
-                if l.initiated_here {
-                    self.identity.clone()
-                } else {
-                    l.peer.clone()
-                }
-            };
-            let (old, new) = (initiator(&existing.info), initiator(&info));
-            // Both ends compute the same answer: the link started by the lower identity
-            // survives; between two links started by the same process, the older one.
+            let old = existing.info.precedence(&self.identity);
+            let new = info.precedence(&self.identity);
             if new >= old {
                 return Err(LinkRefused::Duplicate);
             }

@@ -339,19 +339,24 @@ impl Core {
         let Some(queue) = self.mesh.queue(link) else {
             return;
         };
-        let acknowledge = || Frame::Subscribed(frame::Subscribed { sid: sid.raw() });
+        let acknowledge = |refused| {
+            Frame::Subscribed(frame::Subscribed {
+                sid: sid.raw(),
+                refused,
+            })
+        };
         // As in the original, a publisher serves only subscribers it can see. A subscription
-        // not served is still acknowledged: the subscriber then knows its request was
-        // processed (and nothing will flow), instead of waiting for an answer that never
-        // comes.
+        // not served is still acknowledged, as refused: the subscriber then knows its request
+        // was processed and that nothing will flow, instead of waiting for an answer that
+        // never comes.
         let Some(subscriber) = self.registry.lookup_address(subscriber) else {
             tracing::debug!(%subscriber, "SUBSCRIBE from a service not visible here not served");
-            queue.push(acknowledge());
+            queue.push(acknowledge(true));
             return;
         };
         if let Some(local) = self.locals.get_mut(publisher) {
             if !local.visible {
-                queue.push(acknowledge());
+                queue.push(acknowledge(true));
                 return;
             }
             let key = self.ids.sub_keys.next();
@@ -368,7 +373,7 @@ impl Core {
                 },
                 now,
             );
-            queue.push(acknowledge());
+            queue.push(acknowledge(false));
             self.served
                 .entry(subscriber.address_arc().clone())
                 .or_default()
@@ -385,26 +390,32 @@ impl Core {
                     l.served.insert(sid, Served::Relayed { sid: ours });
                 }
             }
-            None => queue.push(acknowledge()),
+            None => queue.push(acknowledge(true)),
         }
     }
 
-    /// A SUBSCRIBE that cannot be served (its pattern is invalid) is still acknowledged.
+    /// A SUBSCRIBE that cannot be served (its pattern is invalid) is still acknowledged,
+    /// as refused.
     pub(super) fn refuse_subscribe(&mut self, link: LinkId, sid: Sid) {
         if let Some(queue) = self.mesh.queue(link) {
-            queue.push(Frame::Subscribed(frame::Subscribed { sid: sid.raw() }));
+            queue.push(Frame::Subscribed(frame::Subscribed {
+                sid: sid.raw(),
+                refused: true,
+            }));
         }
     }
 
-    /// A SUBSCRIBED: our subscription is in place; from now on live reports match it.
-    pub(super) fn on_subscribed(&mut self, link: LinkId, sid: Sid) {
+    /// A SUBSCRIBED: our subscription is in place, and from now on live reports match it;
+    /// or, `refused`, the publisher's process does not serve it, and nothing ever will
+    /// (unless the subscription moves to another route, where it is asked for again).
+    pub(super) fn on_subscribed(&mut self, link: LinkId, sid: Sid, refused: bool) {
         let Some(sub) = self.mesh.subs.get_mut(sid) else {
             return;
         };
         if sub.link != link {
             return;
         }
-        if !sub.installed {
+        if !sub.installed && !refused {
             sub.installed = true;
             if let Some(p) = self.mesh.publishers.get_mut(sub.publisher.address()) {
                 p.index.insert(&sub.pattern, sid);
@@ -414,8 +425,10 @@ impl Core {
         if let SubOrigin::Relay { link, sid: theirs } = sub.origin
             && let Some(l) = self.mesh.links.get(&link)
         {
-            l.queue
-                .push(Frame::Subscribed(frame::Subscribed { sid: theirs.raw() }));
+            l.queue.push(Frame::Subscribed(frame::Subscribed {
+                sid: theirs.raw(),
+                refused,
+            }));
         }
         if let Some(l) = self.mesh.links.get_mut(&link) {
             l.awaiting_acks.remove(&sid);
