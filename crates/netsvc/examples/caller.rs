@@ -4,22 +4,17 @@
 
 use std::time::Duration;
 
-use netsvc::{ConnectionState, Exchange, Retry, Runtime, args};
+use netsvc::{Exchange, Retry, Runtime, args};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let hub = std::env::var("NETSVC_EXCHANGE").unwrap_or_else(|_| "127.0.0.1:11111".into());
     let rt = Runtime::new();
     let exchange = Exchange::client(&rt).build()?;
-    let mut links = exchange.watch_connections();
-    exchange.connect(&hub, Retry::every(Duration::from_millis(200)))?;
+    let link = exchange.connect(&hub, Retry::every(Duration::from_millis(200)))?;
     // Wait until the hub's registry has arrived, so that "no such service" is an answer
-    // and not a race.
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while links.recv().await?.state != ConnectionState::Resynced {}
-        Ok::<_, netsvc::RecvError>(())
-    })
-    .await??;
+    // and not a race. The error says which address and why, if it does not.
+    link.synced_within(Duration::from_secs(5)).await?;
 
     let ep = rt
         .endpoint("example")

@@ -5,8 +5,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use netsvc::{
-    ConnectionState, Endpoint, Exchange, Lifetime, ReportEvent, ReportMonitor, Retry, Runtime,
-    RuntimeConfig, Service, SubscriptionStatus, SubscriptionWatch, Value,
+    Endpoint, Exchange, Lifetime, ReportEvent, ReportMonitor, Retry, Runtime, RuntimeConfig,
+    Service, SubscriptionStatus, SubscriptionWatch, Value,
 };
 
 use super::{Adapter, Caller, Filter, Msg, Publisher, SUBJECT, Subscription};
@@ -20,14 +20,14 @@ pub(crate) const ECHO_SERVICE: &str = SUBJECT;
 /// A client runtime with queues deep enough that workloads measure links, not the
 /// slow-consumer policy.
 pub(crate) fn client_config() -> RuntimeConfig {
-    let mut config = RuntimeConfig::default();
-    config.report_capacity = 1 << 22;
-    config.announcement_capacity = 1 << 20;
-    config
+    RuntimeConfig::default()
+        .with_report_capacity(1 << 22)
+        .with_announcement_capacity(1 << 20)
 }
 
-/// `role netsvc-hub`: a runtime with a server exchange on `listen`. Answers `COUNT` on stdin
-/// with what its registry holds of W5's clients.
+/// `role netsvc-hub`: a runtime with a server exchange on `listen`. Answers
+/// `COUNT PREFIX GROUP` on stdin with what its registry holds of the services named
+/// `PREFIX*` and of the members of `GROUP` (see [`Registry`]).
 pub(crate) async fn hub_role(listen: &str) -> Result<()> {
     let rt = Runtime::new();
     let ex = Exchange::server(&rt).build()?;
@@ -35,12 +35,40 @@ pub(crate) async fn hub_role(listen: &str) -> Result<()> {
     crate::proc::ready(addr);
     let mut commands = crate::proc::Commands::new();
     while let Some(line) = commands.next().await? {
-        if line == "COUNT" {
-            crate::proc::emit("COUNT", &crate::workloads::w5::count_registry(&rt))?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let ["COUNT", prefix, group] = words[..] {
+            crate::proc::emit("COUNT", &count_registry(&rt, prefix, group))?;
         }
     }
     // Stdin closed: the orchestrator is gone; so are we.
     Ok(())
+}
+
+/// What a hub's registry holds of a workload's services.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Registry {
+    /// Services whose names start with the prefix asked for.
+    pub(crate) services: usize,
+    /// Distinct names among them.
+    pub(crate) distinct: usize,
+    /// Members of the group asked for.
+    pub(crate) group_members: usize,
+}
+
+fn count_registry(rt: &Runtime, prefix: &str, group: &str) -> Registry {
+    let names: Vec<String> = rt
+        .registry()
+        .services()
+        .iter()
+        .map(|b| b.service_name().to_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    let distinct = names.iter().collect::<std::collections::HashSet<_>>().len();
+    Registry {
+        services: names.len(),
+        distinct,
+        group_members: rt.registry().lookup_group(group).len(),
+    }
 }
 
 /// Connects a client exchange and waits until the link is resynced (at most `timeout`).
@@ -52,14 +80,10 @@ pub(crate) async fn connect_client(
 ) -> Result<(Runtime, Exchange)> {
     let rt = Runtime::with_config(config)?;
     let ex = Exchange::client(&rt).build()?;
-    let mut links = ex.watch_connections();
-    ex.connect(addr, retry)?;
-    tokio::time::timeout(timeout, async {
-        while links.recv().await?.state != ConnectionState::Resynced {}
-        Ok::<_, netsvc::RecvError>(())
-    })
-    .await
-    .context("netsvc hub did not resync in time")??;
+    ex.connect(addr, retry)?
+        .synced_within(timeout)
+        .await
+        .context("netsvc hub did not resync in time")?;
     Ok((rt, ex))
 }
 

@@ -18,7 +18,7 @@
 //! The clients run as tasks in 4 processes on CPU 1.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -35,6 +35,7 @@ use tokio::sync::watch;
 use super::Target;
 use crate::adapters::System;
 use crate::adapters::nats as nats_adapter;
+use crate::adapters::netsvc::Registry;
 use crate::harness::{Env, HubOptions};
 use crate::payload::{self, now_ns};
 use crate::proc::{Commands, Cpu, emit, ready};
@@ -73,17 +74,6 @@ struct Outcome {
     resynced_ns: u64,
     duplicates: u64,
     lost: u64,
-}
-
-/// What the hub's registry holds (netsvc).
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-pub(crate) struct Registry {
-    /// Services named `w5-c-*`.
-    pub(crate) services: usize,
-    /// Distinct names among them.
-    pub(crate) distinct: usize,
-    /// Members of group `w5`.
-    pub(crate) group_members: usize,
 }
 
 /// The figures of one system.
@@ -223,27 +213,10 @@ pub(crate) async fn run(env: &Env, system: System, clients: usize) -> Result<Run
 }
 
 async fn hub_registry(hub: &mut crate::proc::Proc) -> Result<Registry> {
-    hub.send("COUNT").await?;
+    hub.send(&format!("COUNT w5-c- {GROUP}")).await?;
     Ok(serde_json::from_str(
         &hub.expect("COUNT", Duration::from_secs(10)).await?,
     )?)
-}
-
-/// The netsvc hub's answer to `COUNT`.
-pub(crate) fn count_registry(rt: &Runtime) -> Registry {
-    let names: Vec<String> = rt
-        .registry()
-        .services()
-        .iter()
-        .map(|b| b.service_name().to_owned())
-        .filter(|n| n.starts_with("w5-c-"))
-        .collect();
-    let distinct = names.iter().collect::<HashSet<_>>().len();
-    Registry {
-        services: names.len(),
-        distinct,
-        group_members: rt.registry().lookup_group(GROUP).len(),
-    }
 }
 
 /// `role w5-pub`.

@@ -38,6 +38,66 @@ pub struct ExchangeConfig {
     pub backpressure_limit: Duration,
 }
 
+/// Builder-style setters, so that a configuration reads as one expression:
+/// `ExchangeConfig::default().with_...(..)`.
+impl ExchangeConfig {
+    /// Sets [`heartbeat`](Self::heartbeat).
+    #[must_use]
+    pub fn with_heartbeat(mut self, heartbeat: Duration) -> Self {
+        self.heartbeat = heartbeat;
+        self
+    }
+
+    /// Sets [`heartbeat_misses`](Self::heartbeat_misses).
+    #[must_use]
+    pub fn with_heartbeat_misses(mut self, heartbeat_misses: u32) -> Self {
+        self.heartbeat_misses = heartbeat_misses;
+        self
+    }
+
+    /// Sets [`handshake_timeout`](Self::handshake_timeout).
+    #[must_use]
+    pub fn with_handshake_timeout(mut self, handshake_timeout: Duration) -> Self {
+        self.handshake_timeout = handshake_timeout;
+        self
+    }
+
+    /// Sets [`max_frame`](Self::max_frame).
+    #[must_use]
+    pub fn with_max_frame(mut self, max_frame: usize) -> Self {
+        self.max_frame = max_frame;
+        self
+    }
+
+    /// Sets [`queue_soft_limit`](Self::queue_soft_limit).
+    #[must_use]
+    pub fn with_queue_soft_limit(mut self, queue_soft_limit: usize) -> Self {
+        self.queue_soft_limit = queue_soft_limit;
+        self
+    }
+
+    /// Sets [`queue_hard_limit`](Self::queue_hard_limit).
+    #[must_use]
+    pub fn with_queue_hard_limit(mut self, queue_hard_limit: usize) -> Self {
+        self.queue_hard_limit = queue_hard_limit;
+        self
+    }
+
+    /// Sets [`max_connections`](Self::max_connections).
+    #[must_use]
+    pub fn with_max_connections(mut self, max_connections: usize) -> Self {
+        self.max_connections = max_connections;
+        self
+    }
+
+    /// Sets [`backpressure_limit`](Self::backpressure_limit).
+    #[must_use]
+    pub fn with_backpressure_limit(mut self, backpressure_limit: Duration) -> Self {
+        self.backpressure_limit = backpressure_limit;
+        self
+    }
+}
+
 impl Default for ExchangeConfig {
     fn default() -> Self {
         Self {

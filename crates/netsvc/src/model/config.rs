@@ -25,6 +25,45 @@ pub struct RuntimeConfig {
     pub value_limits: Limits,
 }
 
+/// Builder-style setters, so that a configuration reads as one expression:
+/// `RuntimeConfig::default().with_...(..)`.
+impl RuntimeConfig {
+    /// Sets [`request_timeout`](Self::request_timeout).
+    #[must_use]
+    pub fn with_request_timeout(mut self, request_timeout: Option<Duration>) -> Self {
+        self.request_timeout = request_timeout;
+        self
+    }
+
+    /// Sets [`announcement_capacity`](Self::announcement_capacity).
+    #[must_use]
+    pub fn with_announcement_capacity(mut self, announcement_capacity: usize) -> Self {
+        self.announcement_capacity = announcement_capacity;
+        self
+    }
+
+    /// Sets [`report_capacity`](Self::report_capacity).
+    #[must_use]
+    pub fn with_report_capacity(mut self, report_capacity: usize) -> Self {
+        self.report_capacity = report_capacity;
+        self
+    }
+
+    /// Sets [`max_requests_in_progress`](Self::max_requests_in_progress).
+    #[must_use]
+    pub fn with_max_requests_in_progress(mut self, max_requests_in_progress: usize) -> Self {
+        self.max_requests_in_progress = max_requests_in_progress;
+        self
+    }
+
+    /// Sets [`value_limits`](Self::value_limits).
+    #[must_use]
+    pub fn with_value_limits(mut self, value_limits: Limits) -> Self {
+        self.value_limits = value_limits;
+        self
+    }
+}
+
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {

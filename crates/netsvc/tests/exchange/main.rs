@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly, by design
 
+mod connect;
 mod mesh;
 mod relay;
 mod reports;

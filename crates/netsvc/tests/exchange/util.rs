@@ -23,9 +23,7 @@ pub(crate) fn quick() -> Retry {
 
 /// Exchange settings that detect dead peers quickly.
 pub(crate) fn fast_config() -> ExchangeConfig {
-    let mut config = ExchangeConfig::default();
-    config.heartbeat = Duration::from_millis(100);
-    config
+    ExchangeConfig::default().with_heartbeat(Duration::from_millis(100))
 }
 
 /// A runtime with a server exchange listening on an ephemeral loopback port.

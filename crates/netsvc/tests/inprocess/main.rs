@@ -9,5 +9,6 @@
 mod registry;
 mod reports;
 mod requests;
+mod streams;
 mod util;
 mod values;
