@@ -32,6 +32,32 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Across processes, one process runs an exchange server (a hub) and the others connect
+//! to it; here both in one program, on a free port:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use netsvc::{Exchange, Retry, Runtime, Value, args};
+//! use std::time::Duration;
+//!
+//! let hub_rt = Runtime::new();
+//! let hub = Exchange::server(&hub_rt).build()?;
+//! let address = hub.listen("127.0.0.1:0").await?.to_string();
+//! let _echo = hub_rt
+//!     .service("echo")
+//!     .export("echo", |req| async move { Ok(Value::List(req.into_args())) })
+//!     .build()?;
+//!
+//! let rt = Runtime::new();
+//! let client = Exchange::client(&rt).build()?;
+//! let link = client.connect(&address, Retry::every(Duration::from_millis(100)))?;
+//! link.synced_within(Duration::from_secs(10)).await?;
+//! let echoed = rt.endpoint("echo").call("echo", args!["hi"]).await?;
+//! assert_eq!(echoed, Value::List(args!["hi"]));
+//! # Ok(()) }
+//! ```
+//!
 //! The vocabulary is the original OSE netsvc's: service, registry, binding, audience,
 //! group, endpoint, request, response, failure, report, subject, pattern, lifetime,
 //! exchange. See `docs/ARCHITECTURE.md` for who owns which state.
@@ -83,6 +109,10 @@ pub mod exchange {
     pub use crate::link::shared::PeerAddr;
     pub use netsvc_proto::wire::Role;
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;
 
 /// The old name of [`RegistryWatch`].
 #[deprecated(since = "0.2.0", note = "renamed RegistryWatch")]
