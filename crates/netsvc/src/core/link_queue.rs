@@ -60,7 +60,7 @@ pub(crate) enum RequestRefused {
 }
 
 /// (publisher address, subject): reports with the same key may be coalesced.
-pub(crate) type ReportKey = (Text, Text);
+pub(crate) type CoalesceKey = (Text, Text);
 
 /// Buffers that grew past this while the peer was behind are freed once written, so a
 /// burst does not pin its peak memory on every link for the link's lifetime.
@@ -72,7 +72,7 @@ const BACKLOG_BATCH: usize = 256 * 1024;
 /// A frame queued in the backlog.
 enum Item {
     Control(Bytes),
-    Report { raw: Bytes, key: ReportKey },
+    Report { raw: Bytes, key: CoalesceKey },
 }
 
 impl Item {
@@ -103,7 +103,7 @@ struct State {
     /// limit (a write stuck on a peer that does not read must not make room for more).
     in_flight: usize,
     /// Report key → sequence number of its newest report in the backlog.
-    coalesce: FastMap<ReportKey, u64>,
+    coalesce: FastMap<CoalesceKey, u64>,
     coalesced: u64,
     dropped: u64,
     /// Reports lost per publisher since the peer was last told (with a MISSED frame).
@@ -372,7 +372,7 @@ impl LinkQueue {
     /// Queues an encoded REPORT frame, coalescing or dropping it when the peer is behind.
     /// `key` is only asked for then. Returns whether the queue is now congested (over its
     /// soft limit), for publishers that pace themselves.
-    pub(crate) fn push_report(&self, raw: &[u8], key: impl FnOnce() -> ReportKey) -> bool {
+    pub(crate) fn push_report(&self, raw: &[u8], key: impl FnOnce() -> CoalesceKey) -> bool {
         let mut s = self.state.lock();
         if s.closing.is_some() {
             return false;
@@ -545,7 +545,7 @@ mod tests {
         }
     }
 
-    fn key(subject: &str) -> ReportKey {
+    fn key(subject: &str) -> CoalesceKey {
         (Text::from("p"), Text::from(subject))
     }
 
