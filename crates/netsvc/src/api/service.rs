@@ -20,7 +20,7 @@ use crate::core::local::{Call, Methods};
 use crate::core::queue::ReportQueue;
 use crate::core::reply::Responder;
 use crate::core::shared::RuntimeShared;
-use crate::core::{Monitor, MonitorTarget, Publication, Published};
+use crate::core::{Core, Monitor, MonitorTarget, Publication, Published, PublisherState};
 use crate::model::announcement::WithdrawReason;
 use crate::model::binding::{Audience, Binding, Location, Visibility};
 use crate::model::error::Error;
@@ -403,23 +403,47 @@ impl ServiceHandle {
     ) -> Result<Published, Error> {
         names::check_subject(subject)?;
         let lifetime = lifetime.validated()?;
-        let rt = self.runtime()?;
-        let now = tokio::time::Instant::now();
-        let mut core = rt.core.lock();
-        let publisher = core
-            .publisher(self.address())
-            .ok_or_else(|| self.withdrawn())?;
         let report = Publication {
             subject,
             content,
             lifetime,
             paced,
         };
-        let published = publisher.publish(self.binding(), report, &rt.config.value_limits, now)?;
-        if let Some(at) = published.expires {
-            core.schedule_sweep(at, &rt.sweeper);
-        }
-        Ok(published)
+        self.with_publisher(|rt, core, now| {
+            let publisher = core
+                .publisher(self.address())
+                .ok_or_else(|| self.withdrawn())?;
+            let published =
+                publisher.publish(self.binding(), report, &rt.config.value_limits, now)?;
+            if let Some(at) = published.expires {
+                core.schedule_sweep(at, &rt.sweeper);
+            }
+            Ok(published)
+        })
+    }
+
+    /// Runs `f` with the runtime, its core locked and the time, unless the service is gone.
+    fn with_publisher<T>(
+        &self,
+        f: impl FnOnce(&RuntimeShared, &mut Core, tokio::time::Instant) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let rt = self.runtime()?;
+        let now = tokio::time::Instant::now();
+        let mut core = rt.core.lock();
+        f(&rt, &mut core, now)
+    }
+
+    /// Runs `f` on this service's publisher state, unless the service is gone.
+    fn on_publisher<T>(
+        &self,
+        f: impl FnOnce(&mut PublisherState, tokio::time::Instant) -> T,
+    ) -> Result<T, Error> {
+        self.with_publisher(|_, core, now| {
+            let publisher = core
+                .publisher(self.address())
+                .ok_or_else(|| self.withdrawn())?;
+            Ok(f(publisher, now))
+        })
     }
 
     /// Publishes a typed value (see [`publish`](Self::publish)).
@@ -443,64 +467,46 @@ impl ServiceHandle {
         content: impl Into<Value>,
     ) -> Result<usize, Error> {
         names::check_subject(subject)?;
-        let rt = self.runtime()?;
-        let payload = Payload::from_value(content.into(), &rt.config.value_limits)?;
-        let mut core = rt.core.lock();
-        let publisher = core
-            .publisher(self.address())
-            .ok_or_else(|| self.withdrawn())?;
-        publisher
-            .send_to(
+        let payload = Payload::from_value(content.into(), &self.runtime()?.config.value_limits)?;
+        self.on_publisher(|publisher, _| {
+            publisher.send_to(
                 self.binding(),
                 subscriber.address(),
                 subject.into(),
                 payload,
             )
-            .ok_or_else(|| Error::NotSubscribed {
-                publisher: self.address().to_owned(),
-                subscriber: subscriber.address().to_owned(),
-            })
+        })?
+        .ok_or_else(|| Error::NotSubscribed {
+            publisher: self.address().to_owned(),
+            subscriber: subscriber.address().to_owned(),
+        })
     }
 
     /// Drops cached reports whose subject matches `pattern` and that were published at
     /// least `age` ago (zero: all of them). Returns how many were dropped.
     pub fn expire_reports(&self, pattern: &str, age: Duration) -> Result<usize, Error> {
         let pattern = Pattern::new(pattern)?;
-        let rt = self.runtime()?;
-        let now = tokio::time::Instant::now();
-        let mut core = rt.core.lock();
-        let publisher = core
-            .publisher(self.address())
-            .ok_or_else(|| self.withdrawn())?;
-        Ok(publisher.expire(&pattern, age, now))
+        self.on_publisher(|publisher, now| publisher.expire(&pattern, age, now))
     }
 
     /// Frees the memory of cached reports whose lifetime has run out. (Expired reports are
     /// never delivered in any case, and a background task purges them as they expire; this
     /// is for the original's `purgeReports`.)
     pub fn purge_reports(&self) -> Result<(), Error> {
-        let rt = self.runtime()?;
-        let now = tokio::time::Instant::now();
-        let mut core = rt.core.lock();
-        if let Some(p) = core.publisher(self.address()) {
-            p.purge_expired(now);
-        }
-        Ok(())
+        self.on_publisher(|publisher, now| {
+            publisher.purge_expired(now);
+        })
     }
 
     /// The subjects of this service's cached, unexpired reports, sorted.
     pub fn cached_subjects(&self) -> Result<Vec<String>, Error> {
-        let rt = self.runtime()?;
-        let now = tokio::time::Instant::now();
-        let mut core = rt.core.lock();
-        let publisher = core
-            .publisher(self.address())
-            .ok_or_else(|| self.withdrawn())?;
-        Ok(publisher
-            .cached_subjects(now)
-            .iter()
-            .map(|s| s.to_string())
-            .collect())
+        self.on_publisher(|publisher, now| {
+            publisher
+                .cached_subjects(now)
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        })
     }
 
     /// Subscribes to the reports of `target` whose subject matches `pattern`.

@@ -43,7 +43,6 @@ use tokio::time::Instant;
 use self::local::{LocalService, ServiceRef};
 use self::mesh::Mesh;
 use self::monitors::Monitors;
-use self::publisher::PublisherState;
 use self::queue::EventReceiver;
 use self::watchers::Watchers;
 use crate::model::announcement::{Announcement, AnnouncementKind, RegistryScope, WithdrawReason};
@@ -54,7 +53,7 @@ use crate::model::report::SubscriptionEvent;
 
 pub(crate) use self::mesh::{Action, LinkInfo, LinkRefused};
 pub(crate) use self::monitors::{Monitor, MonitorTarget};
-pub(crate) use self::publisher::{Publication, Published};
+pub(crate) use self::publisher::{Publication, Published, PublisherState};
 pub(crate) use self::registry::RegistryState;
 
 /// How a caller reaches the target of a request.
