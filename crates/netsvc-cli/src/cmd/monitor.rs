@@ -161,6 +161,11 @@ fn print_report(report: &Report) -> anyhow::Result<bool> {
 }
 
 fn publisher_notice(args: &MonitorArgs, event: &'static str, b: &Binding) -> anyhow::Result<()> {
+    // With --all every visible service is a publisher, the anonymous helpers of clients
+    // (this monitor's own subscriber among them) too: those are not worth a notice.
+    if b.service_name().is_empty() {
+        return Ok(());
+    }
     if args.events {
         output::json_line(&PublisherLine {
             event,

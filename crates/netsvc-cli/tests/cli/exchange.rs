@@ -154,3 +154,31 @@ fn the_committed_example_config_is_valid() {
     let line = hub.wait_stderr("11111");
     assert!(!line.contains("invalid config"), "{line}");
 }
+
+#[test]
+fn a_unix_socket_in_use_or_a_plain_file_is_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("hub.sock");
+    let path = socket.to_str().expect("utf-8 path");
+    let mut hub = Proc::spawn(&["exchange", "--unix", path]);
+    hub.wait_stderr(&format!("listening on unix:{path}"));
+
+    // A second hub on the same live socket is refused; the first keeps serving.
+    let output = run(&["exchange", "--unix", path]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("in use"), "{}", stderr(&output));
+    let unix = format!("unix:{path}");
+    let output = run(&["services", "--connect", &unix]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // A file that is not a socket is refused and kept.
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "keep me").expect("write");
+    let output = run(&["exchange", "--unix", file.to_str().expect("utf-8")]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), "keep me");
+
+    hub.signal("INT");
+    assert_eq!(hub.wait_exit().code(), Some(0));
+    assert!(!socket.exists(), "the hub removes its own socket");
+}

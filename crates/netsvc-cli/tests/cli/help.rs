@@ -9,6 +9,7 @@ fn every_command_has_help_with_an_example() {
         &["call"],
         &["publish"],
         &["monitor"],
+        &["serve"],
         &["demo"],
     ] {
         let mut args = command.to_vec();
