@@ -14,11 +14,15 @@ pub(crate) const DEFAULT_ADDRESS: &str = "127.0.0.1:11111";
 
 const TOP_EXAMPLES: &str = "\
 Examples:
-  netsvc exchange &                      # a hub on 127.0.0.1:11111
-  netsvc demo &                          # example services: echo, clock
-  netsvc services                        # what is there
-  netsvc call echo echo '\"hi\"'           # call a method; prints \"hi\"
-  netsvc monitor clock                   # follow the clock's reports
+  netsvc exchange &                        # a hub on 127.0.0.1:11111
+  netsvc demo --connect 127.0.0.1:11111 &  # example services echo and clock join it
+  netsvc monitor --count 1 clock           # waits for the clock, prints one report
+  netsvc services                          # what is there
+  netsvc call echo echo '\"hi\"'             # call a method; prints \"hi\"
+  netsvc monitor --all                     # every report of every service (Ctrl-C ends it)
+
+Commands that run until stopped wait for the hub as long as it takes (saying why it
+cannot be reached yet); call and services wait at most --wait seconds (default 5).
 
 Exit codes: 0 ok, 1 request failed, 2 usage/connection/config error,
 130 interrupted (SIGINT), 143 terminated (SIGTERM). See docs/CLI.md.";
@@ -52,9 +56,15 @@ pub(crate) enum Command {
     /// Publish reports as a service.
     #[command(after_help = PUBLISH_EXAMPLES)]
     Publish(PublishArgs),
-    /// Print the reports of every service of a name, one JSON object per line.
-    #[command(after_help = MONITOR_EXAMPLES)]
+    /// Print the reports of every service of a name (or of all), one JSON object per line.
+    #[command(
+        after_help = MONITOR_EXAMPLES,
+        override_usage = "netsvc monitor [OPTIONS] SERVICE [PATTERN]\n       netsvc monitor [OPTIONS] --all [PATTERN]"
+    )]
     Monitor(MonitorArgs),
+    /// Host a method whose requests a shell command answers (or a fixed reply).
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
     /// Host example services (echo, clock) so there is something to look at.
     #[command(after_help = DEMO_EXAMPLES)]
     Demo(DemoArgs),
@@ -76,9 +86,14 @@ pub(crate) struct ConnectArgs {
     /// group are only visible through exchanges of that group.
     #[arg(short, long, value_name = "NAME", default_value = "")]
     pub(crate) group: String,
-    /// How long to wait for the exchange before giving up, in seconds (at least 0.2).
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse::wait_seconds)]
+    /// Seconds between attempts to reach the exchange, and before relinking after a loss.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse::retry)]
     pub(crate) retry: Duration,
+    /// How long to wait for the link to the exchange before giving up: seconds (at least
+    /// 0.2), or `forever` [default: 5 for call, services and a one-shot publish; forever for
+    /// the commands that run until stopped]
+    #[arg(long, value_name = "SECS|forever", value_parser = parse::wait)]
+    pub(crate) wait: Option<parse::Wait>,
 }
 
 const EXCHANGE_EXAMPLES: &str = "\
@@ -99,7 +114,8 @@ pub(crate) struct ExchangeArgs {
     /// config file's `listen`.
     #[arg(short, long, value_name = "ADDR")]
     pub(crate) listen: Vec<String>,
-    /// Listen on this Unix socket path too (an existing socket file there is replaced).
+    /// Listen on this Unix socket path too. A file that is not a socket, or a socket that
+    /// something still listens on, is refused; a stale socket is replaced. Removed on shutdown.
     #[arg(long, value_name = "PATH")]
     pub(crate) unix: Option<PathBuf>,
     /// The exchange group ("" is the default group).
@@ -124,6 +140,7 @@ Examples:
   netsvc services --json                 # one JSON object per service
   netsvc services echo                   # only the services named echo
   netsvc services --watch --json         # the current set, then every change
+  netsvc services --wait 30              # give a hub that is starting 30 s
   NETSVC_EXCHANGE=hub:11111 netsvc services";
 
 #[derive(Debug, Args)]
@@ -150,10 +167,13 @@ Examples:
   netsvc call echo echo 1 2.5 '{\"a\":[true]}' hello
   netsvc call --timeout 2 echo sleep 5      # failure 47 after 2 s, exit 1
   netsvc call echo fail 7 'out of paper'    # failure 7 as JSON on stderr, exit 1
+  netsvc call --args big.json echo echo     # the arguments as a JSON array in a file
+  produce-json | netsvc call --args - echo echo
 
 Each ARG is parsed as JSON and taken as a string when it is not valid JSON (--strict:
-an error instead). The result is printed as JSON on stdout; a failure prints
-{\"error\",\"description\",\"origin\",\"details\"} on stderr and exits 1.";
+an error instead); JSON nested deeper than 64 levels is an error. The result is printed
+as JSON on stdout; a failure prints {\"error\",\"description\",\"origin\",\"details\"} on
+stderr and exits 1. No link within --wait seconds (default 5): exit 2, with the cause.";
 
 #[derive(Debug, Args)]
 pub(crate) struct CallArgs {
@@ -165,6 +185,10 @@ pub(crate) struct CallArgs {
     /// Every ARG must be valid JSON (no fallback to a string).
     #[arg(long)]
     pub(crate) strict: bool,
+    /// Read the arguments from FILE (`-`: stdin) instead: a JSON array with one element per
+    /// argument. For arguments too long for a command line (Linux: 128 KiB each).
+    #[arg(long = "args", value_name = "FILE", conflicts_with = "args")]
+    pub(crate) args_file: Option<PathBuf>,
     /// The service's name.
     pub(crate) service: String,
     /// The method.
@@ -225,6 +249,10 @@ Examples:
   netsvc monitor clock 'system.*'                # only matching subjects
   netsvc monitor --count 1 clock | jq .value     # one report, then exit
   netsvc monitor --events clock                  # publisher notices on stdout too
+  netsvc monitor --all                           # every report of every publisher
+  netsvc monitor --all 'system.*'                # ... whose subject matches
+
+PATTERN is a glob: * any run of characters (dots included), ? one character; default *.
 
 Each report is one line:
   {\"event\":\"report\",\"service\":\"clock\",\"publisher\":\"3@host:41!clock\",
@@ -241,11 +269,65 @@ pub(crate) struct MonitorArgs {
     /// stdout (without it they are status lines on stderr).
     #[arg(short, long)]
     pub(crate) events: bool,
+    /// The reports of every publisher, whatever its name; the one argument is then PATTERN.
+    #[arg(short, long)]
+    pub(crate) all: bool,
     /// The publishers' service name.
+    #[arg(value_name = "SERVICE", required_unless_present = "all")]
+    pub(crate) service: Option<String>,
+    /// The subjects to receive, as a glob pattern [default: *].
+    #[arg(value_name = "PATTERN")]
+    pub(crate) pattern: Option<String>,
+}
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  netsvc serve greet hello -- echo hello               # result: \"hello\"
+  netsvc serve calc sum -- jq -c 'add'                 # the arguments come on stdin
+  netsvc serve env show -- sh -c 'echo \"$NETSVC_ARGS\"'
+  netsvc serve --reply '{\"ok\":true}' health check      # a fixed reply, no command
+  netsvc call calc sum 1 2 3                           # prints 6
+
+For each request COMMAND runs with the arguments as a JSON array on stdin (and in
+NETSVC_ARGS when under 32 KiB; NETSVC_SERVICE, NETSVC_METHOD, NETSVC_SENDER too). Its
+stdout, as JSON (else as a string; empty: null), is the result. Exit status N > 0 fails
+the request with code N, origin \"serve\", stderr as details; past --timeout the command
+(its whole process group) is killed and the caller gets 47. SIGINT/SIGTERM withdraw the
+service and exit 0.";
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    /// Answer every request with this value (JSON, or a plain string) instead of running a
+    /// command.
+    #[arg(
+        long,
+        value_name = "VALUE",
+        conflicts_with = "command",
+        allow_hyphen_values = true
+    )]
+    pub(crate) reply: Option<String>,
+    /// Seconds a command may run (and a request wait for a free slot) before it is killed
+    /// and the caller told 47.
+    #[arg(short, long, value_name = "SECS", default_value = "30", value_parser = parse::positive_seconds)]
+    pub(crate) timeout: Duration,
+    /// How many commands run at once; further requests wait for a free slot.
+    #[arg(
+        short,
+        long,
+        value_name = "N",
+        default_value = "4",
+        value_parser = clap::value_parser!(u32).range(1..=1024)
+    )]
+    pub(crate) jobs: u32,
+    /// The service's name.
     pub(crate) service: String,
-    /// The subjects to receive, as a glob pattern.
-    #[arg(default_value = "*")]
-    pub(crate) pattern: String,
+    /// The method.
+    pub(crate) method: String,
+    /// The command to run for each request, and its arguments (after `--`).
+    #[arg(last = true, value_name = "COMMAND", required_unless_present = "reply")]
+    pub(crate) command: Vec<String>,
 }
 
 const DEMO_EXAMPLES: &str = "\
@@ -253,6 +335,7 @@ Examples:
   netsvc demo                              # embeds a hub on 127.0.0.1:11111
   netsvc demo --connect 127.0.0.1:11111    # joins a running hub
   netsvc demo --listen 127.0.0.1:0         # embeds a hub on a free port
+  netsvc demo --connect 127.0.0.1:11111 -g team   # joins a hub of group team
 
 Services: echo (methods echo, sleep SECS, fail [CODE [DETAILS]]) and clock (method now;
 publishes system.time every second with a lifetime of 5 s), both in the group demo.";
@@ -271,9 +354,14 @@ pub(crate) struct DemoArgs {
     /// The exchange group.
     #[arg(short, long, value_name = "NAME", default_value = "")]
     pub(crate) group: String,
-    /// With --connect: how long to wait for the exchange, in seconds.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse::wait_seconds)]
+    /// With --connect: seconds between attempts to reach the exchange, and before relinking
+    /// after a loss.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse::retry)]
     pub(crate) retry: Duration,
+    /// With --connect: how long to wait for the exchange before giving up: seconds, or
+    /// `forever`.
+    #[arg(long, value_name = "SECS|forever", default_value = "forever", value_parser = parse::wait)]
+    pub(crate) wait: parse::Wait,
 }
 
 #[cfg(test)]

@@ -1,40 +1,78 @@
-//! Reaching an exchange from a client command, shared by services, call, publish, monitor
-//! and `demo --connect`.
+//! Reaching an exchange from a client command, shared by services, call, publish, monitor,
+//! serve and `demo --connect`.
 //!
-//! The library's client connects in the background and retries for ever; a command line
-//! tool must instead either get a usable link within a bounded time or say clearly that it
-//! could not. "Usable" means synced: [`ConnectionState::Resynced`] fires once the peer's
-//! whole registry has arrived, so a lookup right after [`connect`] sees every service the
-//! hub knows, and a call to a missing service fails with 46 at once instead of racing the
-//! registry sync.
+//! The library's [`Connector`] keeps trying, every `--retry` seconds, and knows why each
+//! attempt failed. A command waits until the link is **synced** (the hub's whole registry
+//! has arrived, so a lookup sees every service the hub knows and a call to a missing one
+//! fails with 46 at once):
+//!
+//! - within `--wait` seconds ([`Wait`] with a limit: the default of the one-shot commands),
+//!   failing with the cause the connector knows, and at once when that cause is final
+//!   (another group, not a netsvc exchange);
+//! - or for as long as it takes (the default of the commands that run until stopped),
+//!   saying once on stderr that it is waiting and why, and again only if the cause changes.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
-use netsvc::{ConnectionState, Exchange, Retry, Runtime};
+use anyhow::Context as _;
+use netsvc::{
+    ConnectError, ConnectionState, Connector, ConnectorStatus, Exchange, ExchangeConfig,
+    LinkFailure, LinkPhase, RecvError, Retry, Runtime,
+};
 
 use crate::Exit;
 use crate::cli::ConnectArgs;
 use crate::output::status;
+use crate::parse::Wait;
 use crate::signals::Signals;
-
-/// How often a client retries while waiting for the exchange, and later relinks after a
-/// loss (the library keeps the link up on its own once connected).
-const RETRY_EVERY: Duration = Duration::from_millis(200);
 
 /// How long a command's graceful exit waits for its link to flush and close.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// The longest handshake a client allows (the library's default).
+const MAX_HANDSHAKE: Duration = Duration::from_secs(5);
+
+/// Where and how a client links.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// The exchange's address as given.
+    pub(crate) address: String,
+    /// The exchange group this client joins.
+    pub(crate) group: String,
+    /// The delay between attempts, and before relinking after a loss.
+    pub(crate) retry: Duration,
+    /// How long to wait for the first link.
+    pub(crate) wait: Wait,
+}
+
+impl Target {
+    /// The target of a client command whose `--wait` defaults to `default_wait`.
+    pub(crate) fn of(args: &ConnectArgs, default_wait: Wait) -> Self {
+        Self {
+            address: args.address.clone(),
+            group: args.group.clone(),
+            retry: args.retry,
+            wait: args.wait.unwrap_or(default_wait),
+        }
+    }
+}
 
 /// A runtime linked and synced to an exchange.
 #[derive(Debug)]
 pub(crate) struct Connection {
     pub(crate) rt: Runtime,
     pub(crate) exchange: Exchange,
-    /// The exchange's address as given.
-    pub(crate) address: String,
+    pub(crate) connector: Connector,
+    pub(crate) target: Target,
 }
 
 impl Connection {
+    /// The exchange's address as given.
+    pub(crate) fn address(&self) -> &str {
+        &self.target.address
+    }
+
     /// Leaves cleanly: withdraws this process's services (peers hear "process exit") and
     /// waits for what is queued on the link to be sent before closing it.
     pub(crate) async fn close(self) {
@@ -43,83 +81,177 @@ impl Connection {
     }
 }
 
-/// Connects a new runtime to the exchange and waits until the link is synced.
-///
-/// Fails after `args.retry` with an error naming the address; a stop signal meanwhile ends
-/// the command with 130/143.
-pub(crate) async fn connect(
-    args: &ConnectArgs,
-    signals: &mut Signals,
-) -> anyhow::Result<Connection> {
-    let rt = Runtime::with_config(netsvc::RuntimeConfig::default())?;
-    let exchange = Exchange::client(&rt)
-        .group(&args.group)
+/// A client exchange of `target`'s group for `rt`. With a bounded wait, a handshake may take
+/// at most half of it, so that a server that accepts but never answers is reported as such
+/// within the wait rather than as an attempt still under way.
+pub(crate) fn client_exchange(rt: &Runtime, target: &Target) -> anyhow::Result<Exchange> {
+    let mut config = ExchangeConfig::default();
+    if let Some(limit) = target.wait.0 {
+        config.handshake_timeout = (limit / 2).clamp(Duration::from_millis(100), MAX_HANDSHAKE);
+    }
+    Exchange::client(rt)
+        .group(&target.group)
+        .config(config)
         .build()
-        .with_context(|| format!("invalid exchange group {:?}", args.group))?;
-    link(rt, exchange, &args.address, args.retry, signals).await
+        .with_context(|| format!("invalid exchange group {:?}", target.group))
 }
 
-/// Links an existing client runtime to `address` and waits until the link is synced.
+/// Connects a new runtime to the exchange and waits until the link is synced.
+pub(crate) async fn connect(target: Target, signals: &mut Signals) -> anyhow::Result<Connection> {
+    let rt = Runtime::with_config(netsvc::RuntimeConfig::default())?;
+    let exchange = client_exchange(&rt, &target)?;
+    link(rt, exchange, target, signals).await
+}
+
+/// Links an existing client runtime to the target and waits until the link is synced, as
+/// long as `target.wait` says. A stop signal meanwhile ends the command with 130/143.
 pub(crate) async fn link(
     rt: Runtime,
     exchange: Exchange,
-    address: &str,
-    wait: Duration,
+    target: Target,
     signals: &mut Signals,
 ) -> anyhow::Result<Connection> {
-    // Watch before connecting so that no event can be missed.
-    let mut events = exchange.watch_connections();
-    exchange.connect(address, Retry::every(RETRY_EVERY))?;
-    let deadline = tokio::time::sleep(wait);
-    tokio::pin!(deadline);
-    let mut linked = false;
-    loop {
-        tokio::select! {
-            event = events.recv() => match event {
-                Ok(e) if e.state == ConnectionState::Resynced => break,
-                Ok(e) if e.state == ConnectionState::Active => {
-                    tracing::debug!(peer = %e.peer_process, "link up; waiting for the registry");
-                    linked = true;
-                }
-                Ok(e) => {
-                    tracing::debug!(reason = ?e.reason, "link down before it was synced");
-                }
-                Err(e) => bail!("lost track of the exchange connection: {e}"),
-            },
-            () = &mut deadline => {
-                exchange.shutdown(Duration::ZERO).await;
-                bail!("{}", unreachable_message(address, wait, linked).await);
-            }
-            stop = signals.recv() => {
-                return Err(Exit(stop.exit_code()).into());
-            }
-        }
+    let connector = exchange.connect(&target.address, Retry::every(target.retry))?;
+    let outcome = match target.wait.0 {
+        Some(limit) => tokio::select! {
+            synced = connector.synced_within(limit) => synced
+                .map_err(|e| anyhow::anyhow!(link_error(&e, &connector.status(), &target))),
+            stop = signals.recv() => Err(Exit(stop.exit_code()).into()),
+        },
+        None => wait_forever(connector.clone(), &target, signals).await,
+    };
+    if let Err(e) = outcome {
+        exchange.shutdown(Duration::ZERO).await;
+        return Err(e);
     }
-    tracing::info!(%address, "connected to the exchange");
+    tracing::info!(address = %target.address, "connected to the exchange");
     Ok(Connection {
         rt,
         exchange,
-        address: address.to_owned(),
+        connector,
+        target,
     })
 }
 
-/// Says on stderr when the link to the exchange is lost and when it is back, for the
-/// commands that run until stopped (the library relinks on its own, silently). Stops when
-/// the returned guard is dropped: drop it before closing, or the command's own exit would
-/// be reported as a loss.
+/// Waits until the connector is synced, saying on stderr why it is not yet.
+async fn wait_forever(
+    mut connector: Connector,
+    target: &Target,
+    signals: &mut Signals,
+) -> anyhow::Result<()> {
+    let mut said = None;
+    loop {
+        let now = connector.status();
+        match now.phase {
+            LinkPhase::Synced => break,
+            LinkPhase::Stopped => anyhow::bail!(
+                "no link to the exchange at {}: the connection was stopped",
+                target.address
+            ),
+            _ => say_why(&now, target, &mut said),
+        }
+        tokio::select! {
+            _ = connector.changed() => {}
+            stop = signals.recv() => return Err(Exit(stop.exit_code()).into()),
+        }
+    }
+    if said.is_some() {
+        status(format_args!("linked to the exchange at {}", target.address));
+    }
+    Ok(())
+}
+
+/// Says why the last attempt failed, unless that has been said already.
+fn say_why(now: &ConnectorStatus, target: &Target, said: &mut Option<String>) {
+    let Some(failure) = &now.last_failure else {
+        return;
+    };
+    let why = cause(failure, target);
+    if said.as_deref() != Some(why.as_str()) {
+        status(format_args!(
+            "waiting for the exchange at {}: {why}; retrying every {:.1} s",
+            target.address,
+            target.retry.as_secs_f64()
+        ));
+        *said = Some(why);
+    }
+}
+
+/// Why an attempt failed, with what the user can do about it where that is clear.
+pub(crate) fn cause(failure: &LinkFailure, target: &Target) -> String {
+    match failure {
+        LinkFailure::Refused(_) => format!("{failure}; is a hub running? (netsvc exchange)"),
+        LinkFailure::GroupMismatch(_) => format!(
+            "{failure}; this client asked for group {:?}: give the hub's group with -g/--group",
+            target.group
+        ),
+        LinkFailure::HandshakeTimeout => {
+            format!("{failure} (is it a netsvc exchange, and is it overloaded?)")
+        }
+        LinkFailure::NotNetsvc(_) => format!("{failure}; is {} the right address?", target.address),
+        _ => failure.to_string(),
+    }
+}
+
+/// The error of a bounded wait that ended without a synced link.
+fn link_error(error: &ConnectError, now: &ConnectorStatus, target: &Target) -> String {
+    let mut text = format!("no link to the exchange at {}", error.address);
+    if let Some(waited) = error.waited {
+        let _ = write!(text, " within {:.1} s", waited.as_secs_f64());
+    }
+    let why = match (&error.cause, now.phase) {
+        (Some(failure), _) => cause(failure, target),
+        (None, _) if error.stopped => "the connection was stopped".to_owned(),
+        (None, LinkPhase::Linked | LinkPhase::Synced) => {
+            "linked, but the hub's registry did not arrive in time; try a longer --wait".to_owned()
+        }
+        (None, _) => "no attempt had completed yet (the connection or its handshake was still \
+                      under way); try a longer --wait"
+            .to_owned(),
+    };
+    let _ = write!(text, ": {why}");
+    text
+}
+
+/// Says on stderr when the link to the exchange is lost, why it cannot be relinked yet
+/// (once per cause), and when it is back, for the commands that run until stopped (the
+/// library relinks on its own, silently). Stops when the returned guard is dropped: drop it
+/// before closing, or the command's own exit would be reported as a loss.
 #[must_use = "reporting stops when the guard is dropped"]
-pub(crate) fn report_link_changes(exchange: &Exchange, address: &str) -> LinkReporter {
-    let mut events = exchange.watch_connections();
-    let address = address.to_owned();
+pub(crate) fn report_link_changes(conn: &Connection) -> LinkReporter {
+    let mut events = conn.exchange.watch_connections();
+    let mut connector = conn.connector.clone();
+    let target = conn.target.clone();
     LinkReporter(tokio::spawn(async move {
-        while let Ok(e) = events.recv().await {
-            match e.state {
-                ConnectionState::Inactive => status(format_args!(
-                    "lost the exchange at {address}: {}; relinking",
-                    e.reason.as_deref().unwrap_or("link closed")
-                )),
-                ConnectionState::Resynced => status(format_args!("relinked to {address}")),
-                _ => {}
+        let mut lost = false;
+        let mut said = None;
+        loop {
+            tokio::select! {
+                biased;
+                event = events.recv() => match event {
+                    Ok(e) if e.state == ConnectionState::Inactive => {
+                        status(format_args!(
+                            "lost the exchange at {}: {}; relinking every {:.1} s",
+                            target.address,
+                            e.reason.as_deref().unwrap_or("link closed"),
+                            target.retry.as_secs_f64()
+                        ));
+                        lost = true;
+                        said = None;
+                    }
+                    Ok(_) | Err(RecvError::Lagged) => {}
+                    Err(_) => return,
+                },
+                now = connector.changed() => match now.phase {
+                    // Once stopped it never changes again.
+                    LinkPhase::Stopped => return,
+                    LinkPhase::Synced if lost => {
+                        status(format_args!("relinked to {}", target.address));
+                        lost = false;
+                    }
+                    LinkPhase::Connecting if lost => say_why(&now, &target, &mut said),
+                    _ => {}
+                },
             }
         }
     }))
@@ -132,43 +264,5 @@ pub(crate) struct LinkReporter(tokio::task::JoinHandle<()>);
 impl Drop for LinkReporter {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// Why the exchange could not be used, as precisely as can be told.
-///
-/// The library retries silently (its reasons are debug logs), so after the wait one direct
-/// connection attempt tells "nothing listens there" (with the system's reason) from
-/// "something listens but the netsvc link was not established".
-async fn unreachable_message(address: &str, waited: Duration, linked: bool) -> String {
-    let secs = waited.as_secs_f64();
-    if linked {
-        return format!(
-            "connected to the exchange at {address} but its registry did not arrive \
-             within {secs:.1} s; try a longer --retry"
-        );
-    }
-    let probe = tokio::time::timeout(Duration::from_secs(1), probe(address)).await;
-    match probe {
-        Ok(Ok(())) => format!(
-            "the exchange at {address} accepts connections but no netsvc link was established \
-             within {secs:.1} s (a different exchange group, a refusal, or not a netsvc \
-             exchange? -v shows why)"
-        ),
-        Ok(Err(e)) => format!(
-            "cannot reach the exchange at {address} (waited {secs:.1} s: {e}); is a hub \
-             running? (netsvc exchange)"
-        ),
-        Err(_) => format!(
-            "cannot reach the exchange at {address} (waited {secs:.1} s); is a hub running? \
-             (netsvc exchange)"
-        ),
-    }
-}
-
-async fn probe(address: &str) -> std::io::Result<()> {
-    match address.strip_prefix("unix:") {
-        Some(path) => tokio::net::UnixStream::connect(path).await.map(drop),
-        None => tokio::net::TcpStream::connect(address).await.map(drop),
     }
 }

@@ -82,6 +82,7 @@ async fn run(command: cli::Command) -> u8 {
         cli::Command::Call(args) => cmd::call::run(args, &mut signals).await,
         cli::Command::Publish(args) => cmd::publish::run(args, &mut signals).await,
         cli::Command::Monitor(args) => cmd::monitor::run(args, &mut signals).await,
+        cli::Command::Serve(args) => cmd::serve::run(args, &mut signals).await,
         cli::Command::Demo(args) => cmd::demo::run(args, &mut signals).await,
     };
     match result {

@@ -7,7 +7,7 @@
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use netsvc::{Binding, Location, WithdrawReason};
+use netsvc::{Binding, Location};
 use serde::Serialize;
 
 static QUIET: AtomicBool = AtomicBool::new(false);
@@ -126,16 +126,6 @@ impl ServiceLine {
 pub(crate) const SERVICE_COLUMNS: [&str; 7] = [
     "NAME", "AUDIENCE", "GROUPS", "LOCATION", "AGENT", "PROCESS", "ADDRESS",
 ];
-
-/// How a withdrawal reason is spelt in JSON output.
-pub(crate) fn reason_name(reason: WithdrawReason) -> &'static str {
-    match reason {
-        WithdrawReason::Owner => "owner",
-        WithdrawReason::ProcessExit => "process-exit",
-        WithdrawReason::ConnectionLost => "connection-lost",
-        _ => "unknown",
-    }
-}
 
 /// Column widths that fit `header` and every row, for [`aligned`].
 pub(crate) fn widths(header: &[&str], rows: &[Vec<String>]) -> Vec<usize> {

@@ -23,10 +23,40 @@ pub(crate) fn seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// How long to wait for the exchange. A floor keeps `--retry 0` meaningful (one quick
-/// attempt) instead of failing before the first connection could complete.
-pub(crate) fn wait_seconds(text: &str) -> Result<Duration, String> {
-    Ok(seconds(text)?.max(Duration::from_millis(200)))
+/// How long a client waits for its link to the exchange: `None` for as long as it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Wait(pub(crate) Option<Duration>);
+
+/// The shortest `--wait`: enough for one quick attempt (`--wait 0`) to complete.
+pub(crate) const MIN_WAIT: Duration = Duration::from_millis(200);
+
+/// How long to wait for the exchange: seconds (at least [`MIN_WAIT`], so that `--wait 0`
+/// still makes one quick attempt), or `forever`.
+pub(crate) fn wait(text: &str) -> Result<Wait, String> {
+    if text.trim().eq_ignore_ascii_case("forever") {
+        return Ok(Wait(None));
+    }
+    let d = seconds(text).map_err(|e| format!("{e} (or forever)"))?;
+    Ok(Wait(Some(d.max(MIN_WAIT))))
+}
+
+/// The delay between attempts to reach the exchange: positive seconds (at least 10 ms, the
+/// library's floor).
+pub(crate) fn retry(text: &str) -> Result<Duration, String> {
+    let d = seconds(text)?;
+    if d.is_zero() {
+        return Err("the delay between attempts must be positive".to_owned());
+    }
+    Ok(d.max(Duration::from_millis(10)))
+}
+
+/// A positive number of seconds.
+pub(crate) fn positive_seconds(text: &str) -> Result<Duration, String> {
+    let d = seconds(text)?;
+    if d.is_zero() {
+        return Err(format!("{text:?}: expected a positive number of seconds"));
+    }
+    Ok(d)
 }
 
 /// A request timeout; `None`: no timeout. (A newtype, because clap takes an `Option`
@@ -63,22 +93,146 @@ pub(crate) fn lifetime(text: &str) -> Result<Lifetime, String> {
     }
 }
 
+/// How deep lists and maps may nest in a value: the library's limit
+/// (`netsvc::value::Limits::default().max_depth`).
+pub(crate) const MAX_DEPTH: usize = netsvc::value::Limits::DEFAULT.max_depth;
+
+/// How many levels of JSON structure (`[` and `{`, outside strings) the deepest point of
+/// `text` is inside; it need not be well-formed. Counting the text itself, rather than
+/// asking serde_json, also covers text deeper than serde_json's own recursion limit (128),
+/// which it refuses to parse at all.
+pub(crate) fn json_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// A value nested deeper than [`MAX_DEPTH`]: what `what` is, and how deep.
+fn too_deep(what: &str, depth: usize) -> anyhow::Error {
+    let what = if what.is_empty() { "the value" } else { what };
+    anyhow::anyhow!("{what} is nested {depth} levels deep; the limit is {MAX_DEPTH}")
+}
+
+/// `what: message`, or the message alone when `what` is empty.
+fn named(what: &str, message: impl std::fmt::Display) -> String {
+    if what.is_empty() {
+        message.to_string()
+    } else {
+        format!("{what}: {message}")
+    }
+}
+
 /// A value given on the command line: JSON if it parses as JSON, else the text itself as
-/// a string (so `hello` needs no quotes), unless `strict`.
+/// a string (so `hello` needs no quotes), unless `strict`. `what` names it in errors
+/// (`argument 2`, `VALUE`).
 ///
 /// Text that *is* JSON but not a valid netsvc value (such as a misspelt `{"$dateime": ..}`)
-/// is an error either way: taking it as a string would hide the mistake.
-pub(crate) fn value(text: &str, strict: bool) -> anyhow::Result<Value> {
+/// is an error either way: taking it as a string would hide the mistake. So is text that
+/// opens more than [`MAX_DEPTH`] levels of JSON structure, well-formed or not.
+pub(crate) fn value(text: &str, strict: bool, what: &str) -> anyhow::Result<Value> {
+    if text.trim_start().starts_with(['[', '{']) {
+        let depth = json_depth(text);
+        if depth > MAX_DEPTH {
+            return Err(too_deep(what, depth));
+        }
+    }
     match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(json) => netsvc::value::json::from_json(&json).context("not a valid netsvc value"),
-        Err(e) if strict => bail!("invalid JSON: {e}"),
+        Ok(json) => netsvc::value::json::from_json(&json)
+            .with_context(|| named(what, "not a valid netsvc value")),
+        Err(e) if strict => bail!("{}", named(what, format_args!("invalid JSON: {e}"))),
         Err(_) => Ok(Value::String(text.to_owned())),
     }
 }
 
 /// A value that must be JSON (a `SUBJECT JSON` line of `publish`).
 pub(crate) fn json_value(text: &str) -> anyhow::Result<Value> {
-    value(text, true)
+    value(text, true, "")
+}
+
+/// The arguments of a call from a JSON array (the text of `call --args FILE`), each
+/// converted as a strict `ARG` would be; `source` names the file in errors.
+pub(crate) fn json_args(text: &str, source: &str) -> anyhow::Result<Vec<Value>> {
+    // The array is a level of its own; an argument may be MAX_DEPTH deep inside it.
+    if json_depth(text) > MAX_DEPTH + 1 {
+        // Say which argument: the first whose own text is too deep, if it can be told.
+        return Err(deepest_element(text).map_or_else(
+            || {
+                anyhow::anyhow!(
+                    "{source}: nested more than {MAX_DEPTH} levels deep inside its array"
+                )
+            },
+            |(index, depth)| too_deep(&format!("argument {index}"), depth),
+        ));
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(text).with_context(|| format!("{source}: invalid JSON"))?;
+    let serde_json::Value::Array(items) = json else {
+        bail!("{source}: expected a JSON array of the arguments, like [1, \"two\"]");
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            netsvc::value::json::from_json(item)
+                .with_context(|| format!("argument {}: not a valid netsvc value", i + 1))
+        })
+        .collect()
+}
+
+/// In text that opens a JSON array, the first top-level element (1-based) nested more than
+/// [`MAX_DEPTH`] levels deep, and how deep.
+fn deepest_element(text: &str) -> Option<(usize, usize)> {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    let mut index = 1;
+    for b in text.trim_start().strip_prefix('[')?.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' if depth == 0 => {
+                if deepest > MAX_DEPTH {
+                    return Some((index, deepest));
+                }
+                index += 1;
+                deepest = 0;
+            }
+            _ => {}
+        }
+    }
+    (deepest > MAX_DEPTH).then_some((index, deepest))
 }
 
 #[cfg(test)]
@@ -87,6 +241,7 @@ mod tests {
 
     #[test]
     fn values_fall_back_to_strings() {
+        let value = |text: &str, strict: bool| value(text, strict, "ARG");
         assert_eq!(value("42", false).unwrap(), Value::from(42));
         assert_eq!(value("\"42\"", false).unwrap(), Value::from("42"));
         assert_eq!(value("hello", false).unwrap(), Value::from("hello"));
@@ -100,11 +255,55 @@ mod tests {
         );
     }
 
+    fn nested(depth: usize) -> String {
+        format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn depth_is_counted_outside_strings_and_limited() {
+        assert_eq!(json_depth("1"), 0);
+        assert_eq!(json_depth(r#"[{"a":[1]},[2]]"#), 3);
+        assert_eq!(json_depth(r#"["[[[", "\\"[", {"}": 1}]"#), 2);
+        assert_eq!(json_depth(&"[".repeat(500)), 500);
+        assert!(value(&nested(MAX_DEPTH), true, "ARG").is_ok());
+        for depth in [MAX_DEPTH + 1, 128, 1000] {
+            for strict in [false, true] {
+                let e = value(&nested(depth), strict, "argument 3").unwrap_err();
+                assert_eq!(
+                    e.to_string(),
+                    format!("argument 3 is nested {depth} levels deep; the limit is 64")
+                );
+            }
+        }
+        // Not JSON structure: a string, whatever it contains.
+        assert_eq!(value("a[[[[", false, "ARG").unwrap(), Value::from("a[[[["));
+    }
+
+    #[test]
+    fn argument_arrays() {
+        assert_eq!(
+            json_args(r#"[1, "two"]"#, "f").unwrap(),
+            vec![Value::from(1), Value::from("two")]
+        );
+        assert!(json_args("{}", "f").is_err());
+        let text = format!("[1, {}, {}]", nested(3), nested(200));
+        let e = json_args(&text, "f").unwrap_err().to_string();
+        assert_eq!(e, "argument 3 is nested 200 levels deep; the limit is 64");
+        assert!(json_args(&format!("[{}]", nested(MAX_DEPTH)), "f").is_ok());
+    }
+
     #[test]
     fn durations_and_lifetimes() {
         assert_eq!(seconds("1.5").unwrap(), Duration::from_millis(1500));
         assert!(seconds("-1").is_err() && seconds("NaN").is_err() && seconds("x").is_err());
-        assert_eq!(wait_seconds("0").unwrap(), Duration::from_millis(200));
+        assert_eq!(wait("0").unwrap(), Wait(Some(MIN_WAIT)));
+        assert_eq!(wait("forever").unwrap(), Wait(None));
+        assert_eq!(
+            wait("2.5").unwrap(),
+            Wait(Some(Duration::from_millis(2500)))
+        );
+        assert!(wait("-1").is_err() && retry("0").is_err());
+        assert_eq!(retry("0.5").unwrap(), Duration::from_millis(500));
         assert_eq!(timeout("none").unwrap(), Timeout(None));
         assert!(timeout("0").is_err());
         assert_eq!(lifetime("forever").unwrap(), Lifetime::Forever);

@@ -1,27 +1,36 @@
 //! `netsvc call`: one request, its result on stdout or its failure on stderr.
 
+use std::io::Read as _;
+use std::path::Path;
+
 use anyhow::Context as _;
 use netsvc::{Failure, Value, names};
 
 use crate::cli::CallArgs;
+use crate::client::{self, Target};
+use crate::parse::{self, Wait};
 use crate::signals::Signals;
-use crate::{client, exit, output, parse};
+use crate::{exit, output};
+
+/// How long a one-shot command waits for the exchange unless `--wait` says.
+pub(crate) const DEFAULT_WAIT: Wait = Wait(Some(std::time::Duration::from_secs(5)));
 
 pub(crate) async fn run(args: CallArgs, signals: &mut Signals) -> anyhow::Result<u8> {
     names::check_service_name(&args.service)
         .with_context(|| format!("invalid service name {:?}", args.service))?;
     names::check_method_name(&args.method)
         .with_context(|| format!("invalid method name {:?}", args.method))?;
-    let values = args
-        .args
-        .iter()
-        .enumerate()
-        .map(|(i, text)| {
-            parse::value(text, args.strict).with_context(|| format!("argument {}", i + 1))
-        })
-        .collect::<anyhow::Result<Vec<Value>>>()?;
+    let values = match &args.args_file {
+        Some(path) => args_from(path)?,
+        None => args
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, text)| parse::value(text, args.strict, &format!("argument {}", i + 1)))
+            .collect::<anyhow::Result<Vec<Value>>>()?,
+    };
 
-    let conn = client::connect(&args.connect, signals).await?;
+    let conn = client::connect(Target::of(&args.connect, DEFAULT_WAIT), signals).await?;
     // A runtime endpoint needs no service of our own: the request simply has no sender.
     let endpoint = conn
         .rt
@@ -46,6 +55,22 @@ pub(crate) async fn run(args: CallArgs, signals: &mut Signals) -> anyhow::Result
             Ok(exit::FAILURE)
         }
     }
+}
+
+/// The arguments from `--args FILE` (`-`: stdin): a JSON array.
+fn args_from(path: &Path) -> anyhow::Result<Vec<Value>> {
+    let (text, source) = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the arguments from stdin")?;
+        (text, "stdin".to_owned())
+    } else {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the arguments from {}", path.display()))?;
+        (text, path.display().to_string())
+    };
+    parse::json_args(&text, &source)
 }
 
 /// A failure's four fields as one JSON line on stderr.

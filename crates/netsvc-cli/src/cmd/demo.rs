@@ -15,9 +15,10 @@ use netsvc::value::DateTime;
 use netsvc::{Exchange, Failure, Lifetime, Request, Runtime, Service, ServiceHandle, Value};
 
 use crate::cli::{DEFAULT_ADDRESS, DemoArgs};
+use crate::client::{self, Target};
+use crate::exit;
 use crate::output::status;
 use crate::signals::Signals;
-use crate::{client, exit};
 
 /// The group both demo services join.
 const GROUP: &str = "demo";
@@ -38,13 +39,16 @@ pub(crate) async fn run(args: DemoArgs, signals: &mut Signals) -> anyhow::Result
     };
     let (exchange, via, reporter) = match (&args.listen, &address) {
         (None, Some(address)) => {
-            let exchange = Exchange::client(&rt)
-                .group(&args.group)
-                .build()
-                .with_context(|| format!("invalid exchange group {:?}", args.group))?;
-            let conn = client::link(rt.clone(), exchange, address, args.retry, signals).await?;
-            let reporter = client::report_link_changes(&conn.exchange, &conn.address);
-            (conn.exchange, conn.address, Some(reporter))
+            let target = Target {
+                address: address.clone(),
+                group: args.group.clone(),
+                retry: args.retry,
+                wait: args.wait,
+            };
+            let exchange = client::client_exchange(&rt, &target)?;
+            let conn = client::link(rt.clone(), exchange, target, signals).await?;
+            let reporter = client::report_link_changes(&conn);
+            (conn.exchange.clone(), address.clone(), Some(reporter))
         }
         (listen, _) => {
             let exchange = Exchange::server(&rt)
@@ -65,8 +69,14 @@ pub(crate) async fn run(args: DemoArgs, signals: &mut Signals) -> anyhow::Result
     status(format_args!(
         "demo ready: services echo and clock available through {via}"
     ));
+    // The flags a client needs to reach these services from another shell.
+    let flags = if args.group.is_empty() {
+        format!("--connect {via}")
+    } else {
+        format!("--connect {via} -g {}", args.group)
+    };
     status(format_args!(
-        "try: netsvc call --connect {via} echo echo '\"hi\"'   or   netsvc monitor --connect {via} clock"
+        "try: netsvc call {flags} echo echo '\"hi\"'   or   netsvc monitor {flags} clock"
     ));
 
     let stop = signals.recv().await;

@@ -102,10 +102,8 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
     status(format_args!("{}: shutting down", stop.name()));
     // Withdraw first so that peers hear why, then flush and close every link.
     rt.shutdown();
+    // The library removes its own Unix socket (and nothing that took its place) by then.
     exchange.shutdown(client::CLOSE_GRACE).await;
-    if let Some(path) = &settings.unix {
-        let _ = std::fs::remove_file(path);
-    }
     status("exchange stopped");
     Ok(exit::OK)
 }

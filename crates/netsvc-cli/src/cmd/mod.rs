@@ -6,4 +6,5 @@ pub(crate) mod demo;
 pub(crate) mod exchange;
 pub(crate) mod monitor;
 pub(crate) mod publish;
+pub(crate) mod serve;
 pub(crate) mod services;

@@ -5,9 +5,11 @@ use netsvc::{Binding, Pattern, Report, ReportEvent, names};
 use serde::Serialize;
 
 use crate::cli::MonitorArgs;
+use crate::client::{self, Target};
+use crate::exit;
 use crate::output::{self, status};
+use crate::parse::Wait;
 use crate::signals::Signals;
-use crate::{client, exit};
 
 #[derive(Debug, Serialize)]
 struct ReportLine<'a> {
@@ -35,28 +37,54 @@ struct MissedLine {
     count: u64,
 }
 
+/// Whose reports to follow.
+enum Publishers {
+    Named(String),
+    All,
+}
+
 pub(crate) async fn run(args: MonitorArgs, signals: &mut Signals) -> anyhow::Result<u8> {
-    names::check_service_name(&args.service)
-        .with_context(|| format!("invalid service name {:?}", args.service))?;
-    if args.service.is_empty() {
-        anyhow::bail!("a service name is required (anonymous services cannot be monitored)");
-    }
-    Pattern::new(&args.pattern).with_context(|| format!("invalid pattern {:?}", args.pattern))?;
+    let (publishers, pattern) = match (args.all, &args.service, &args.pattern) {
+        (true, Some(_), Some(_)) => anyhow::bail!(
+            "--all follows every publisher: give only PATTERN, not SERVICE and PATTERN"
+        ),
+        // With --all the one positional argument is the pattern.
+        (true, pattern, None) | (true, None, pattern) => (Publishers::All, pattern.clone()),
+        (false, Some(service), pattern) => {
+            names::check_service_name(service)
+                .with_context(|| format!("invalid service name {service:?}"))?;
+            if service.is_empty() {
+                anyhow::bail!(
+                    "a service name is required (anonymous services cannot be monitored); \
+                     --all follows every publisher"
+                );
+            }
+            (Publishers::Named(service.clone()), pattern.clone())
+        }
+        (false, None, _) => anyhow::bail!("give a SERVICE to monitor, or --all"),
+    };
+    let pattern = pattern.unwrap_or_else(|| "*".to_owned());
+    Pattern::new(&pattern).with_context(|| format!("invalid pattern {pattern:?}"))?;
     if args.count == Some(0) {
         return Ok(exit::OK);
     }
 
-    let conn = client::connect(&args.connect, signals).await?;
+    let conn = client::connect(Target::of(&args.connect, Wait(None)), signals).await?;
     // Subscriptions belong to a service: an anonymous one, which `services` hides.
     let subscriber = conn.rt.service("").build()?;
-    let mut monitor = subscriber.monitor_reports(args.service.as_str(), &args.pattern)?;
-    if conn.rt.registry().lookup_name(&args.service).is_empty() {
-        status(format_args!(
-            "no service named {:?} yet; waiting for one",
-            args.service
-        ));
-    }
-    let reporter = client::report_link_changes(&conn.exchange, &conn.address);
+    let mut monitor = match &publishers {
+        Publishers::Named(service) => {
+            let monitor = subscriber.monitor_reports(service.as_str(), &pattern)?;
+            if conn.rt.registry().lookup_name(service).is_empty() {
+                status(format_args!(
+                    "no service named {service:?} yet; waiting for one"
+                ));
+            }
+            monitor
+        }
+        Publishers::All => subscriber.monitor_all_reports(&pattern)?,
+    };
+    let reporter = client::report_link_changes(&conn);
     let result = follow(&args, &mut monitor, signals).await;
     drop(reporter);
     conn.close().await;
@@ -133,6 +161,11 @@ fn print_report(report: &Report) -> anyhow::Result<bool> {
 }
 
 fn publisher_notice(args: &MonitorArgs, event: &'static str, b: &Binding) -> anyhow::Result<()> {
+    // With --all every visible service is a publisher, the anonymous helpers of clients
+    // (this monitor's own subscriber among them) too: those are not worth a notice.
+    if b.service_name().is_empty() {
+        return Ok(());
+    }
     if args.events {
         output::json_line(&PublisherLine {
             event,

@@ -12,10 +12,11 @@ use netsvc::{Lifetime, ServiceHandle, Value, names};
 use tokio::sync::mpsc;
 
 use crate::cli::PublishArgs;
-use crate::client::{self, Connection};
+use crate::client::{self, Connection, Target};
+use crate::exit;
 use crate::output::status;
+use crate::parse::{self, Wait};
 use crate::signals::Signals;
-use crate::{exit, parse};
 
 pub(crate) async fn run(args: PublishArgs, signals: &mut Signals) -> anyhow::Result<u8> {
     if args.service.is_empty() {
@@ -27,14 +28,20 @@ pub(crate) async fn run(args: PublishArgs, signals: &mut Signals) -> anyhow::Res
         (Some(subject), Some(value)) => {
             names::check_subject(subject)
                 .with_context(|| format!("invalid subject {subject:?}"))?;
-            let value = parse::value(value, args.strict).context("VALUE")?;
+            let value = parse::value(value, args.strict, "VALUE")?;
             Some((subject.clone(), value))
         }
         _ => None,
     };
 
-    let conn = client::connect(&args.connect, signals).await?;
-    let reporter = client::report_link_changes(&conn.exchange, &conn.address);
+    // Reading stdin, it runs until EOF or a signal: it waits for the hub as long as it takes.
+    let default_wait = if one_shot.is_some() {
+        super::call::DEFAULT_WAIT
+    } else {
+        Wait(None)
+    };
+    let conn = client::connect(Target::of(&args.connect, default_wait), signals).await?;
+    let reporter = client::report_link_changes(&conn);
     let service = conn.rt.service(&args.service).build()?;
     let handle = service.handle();
     // Give existing subscribers time to hear of the service and subscribe (the library
@@ -76,7 +83,7 @@ async fn publish_once(
             status(format_args!(
                 "published {subject} as {} through {}; available to late subscribers for {:.1} s (Ctrl-C ends it sooner)",
                 service.name(),
-                conn.address,
+                conn.address(),
                 d.as_secs_f64()
             ));
             tokio::select! {
@@ -88,7 +95,7 @@ async fn publish_once(
             status(format_args!(
                 "published {subject} as {} through {}; available to late subscribers until interrupted",
                 service.name(),
-                conn.address
+                conn.address()
             ));
             signals.recv().await;
         }

@@ -5,16 +5,28 @@
 
 use std::collections::HashMap;
 
-use netsvc::{AnnouncementKind, RecvError, RegistryWatch};
+use anyhow::Context as _;
+use netsvc::{AnnouncementKind, RecvError, RegistryWatch, names};
 
 use crate::cli::ServicesArgs;
-use crate::client::{self, Connection};
+use crate::client::{self, Connection, Target};
 use crate::exit;
 use crate::output::{self, SERVICE_COLUMNS, ServiceLine, status};
+use crate::parse::Wait;
 use crate::signals::Signals;
 
 pub(crate) async fn run(args: ServicesArgs, signals: &mut Signals) -> anyhow::Result<u8> {
-    let conn = client::connect(&args.connect, signals).await?;
+    if let Some(name) = &args.name {
+        names::check_service_name(name)
+            .with_context(|| format!("invalid service name {name:?}"))?;
+    }
+    // A watch runs until stopped, so it waits for the hub as long as it takes.
+    let default_wait = if args.watch {
+        Wait(None)
+    } else {
+        super::call::DEFAULT_WAIT
+    };
+    let conn = client::connect(Target::of(&args.connect, default_wait), signals).await?;
     let result = if args.watch {
         watch(&conn, &args, signals).await
     } else {
@@ -39,21 +51,34 @@ fn sorted(mut lines: Vec<ServiceLine>) -> Vec<ServiceLine> {
 
 fn list(conn: &Connection, args: &ServicesArgs) -> anyhow::Result<u8> {
     let registry = conn.rt.registry();
-    let lines: Vec<ServiceLine> = registry
+    let all: Vec<ServiceLine> = registry
         .services()
         .iter()
         .map(|b| ServiceLine::new(b, registry.groups_of(b.address())))
-        .filter(|l| wanted(args, l))
         .collect();
-    let lines = sorted(lines);
+    let visible = all
+        .iter()
+        .filter(|l| args.all || !l.name.is_empty())
+        .count();
+    let lines = sorted(all.into_iter().filter(|l| wanted(args, l)).collect());
+    if lines.is_empty() {
+        match &args.name {
+            Some(name) if visible > 0 => status(format_args!(
+                "no service named {name:?} through {} ({visible} other{} visible)",
+                conn.address(),
+                if visible == 1 { "" } else { "s" }
+            )),
+            _ => status(format_args!(
+                "no services visible through {}",
+                conn.address()
+            )),
+        }
+        return Ok(exit::OK);
+    }
     if args.json {
         for line in &lines {
             output::json_line(line)?;
         }
-        return Ok(exit::OK);
-    }
-    if lines.is_empty() {
-        status(format_args!("no services visible through {}", conn.address));
         return Ok(exit::OK);
     }
     let rows: Vec<Vec<String>> = lines.iter().map(ServiceLine::cells).collect();
@@ -108,7 +133,7 @@ async fn watch(
     signals: &mut Signals,
 ) -> anyhow::Result<u8> {
     let registry = conn.rt.registry();
-    let _reporter = client::report_link_changes(&conn.exchange, &conn.address);
+    let _reporter = client::report_link_changes(conn);
     loop {
         let mut announcements = registry.watch();
         // The groups printed so far for each service, so that every line shows the groups
@@ -151,7 +176,7 @@ async fn watch(
                 }
                 AnnouncementKind::Withdrawn(reason) => {
                     line.event = Some("withdrawn");
-                    line.reason = Some(output::reason_name(*reason));
+                    line.reason = Some(reason.name());
                     printed.remove(&line.address);
                 }
                 AnnouncementKind::GroupJoined(g) => {

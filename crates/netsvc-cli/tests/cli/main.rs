@@ -1,0 +1,16 @@
+//! End-to-end tests of the `netsvc` binary: real processes, real sockets, ephemeral ports.
+//!
+//! Every process a test starts is killed when the test ends (pass or fail), and every wait
+//! is bounded, so a broken build fails with the output collected so far instead of hanging.
+
+mod util;
+
+mod call;
+mod connect;
+mod demo;
+mod exchange;
+mod help;
+mod monitor;
+mod publish;
+mod serve;
+mod services;
