@@ -76,8 +76,9 @@ pub use crate::api::runtime::Runtime;
 pub use crate::api::service::{Request, Service, ServiceBuilder, ServiceHandle};
 pub use crate::core::queue::RecvError;
 pub use crate::link::config::{ExchangeConfig, Retry};
-pub use crate::link::error::{ConnectError, ExchangeError, LinkFailure};
-pub use crate::link::events::{ConnectionEvent, ConnectionState, ConnectorStatus, LinkPhase};
+pub use crate::link::connector::{ConnectError, ConnectorStatus, LinkPhase};
+pub use crate::link::error::{ExchangeError, LinkFailure};
+pub use crate::link::events::{ConnectionEvent, ConnectionState};
 pub use crate::link::shared::PeerAddr;
 pub use crate::model::announcement::{
     Announcement, AnnouncementKind, ServiceStatus, WithdrawReason,
@@ -104,8 +105,9 @@ pub mod failure {
 pub mod exchange {
     pub use crate::api::exchange::{ConnectionWatch, Connector, Exchange, ExchangeBuilder};
     pub use crate::link::config::{ExchangeConfig, Retry};
-    pub use crate::link::error::{ConnectError, ExchangeError, LinkFailure};
-    pub use crate::link::events::{ConnectionEvent, ConnectionState, ConnectorStatus, LinkPhase};
+    pub use crate::link::connector::{ConnectError, ConnectorStatus, LinkPhase};
+    pub use crate::link::error::{ExchangeError, LinkFailure};
+    pub use crate::link::events::{ConnectionEvent, ConnectionState};
     pub use crate::link::shared::PeerAddr;
     pub use netsvc_proto::wire::Role;
 }

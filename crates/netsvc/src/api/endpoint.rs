@@ -9,7 +9,7 @@ use netsvc_proto::wire::{Frame, Text, frame};
 use tokio::sync::oneshot;
 
 use crate::core::Route;
-use crate::core::local::Call;
+use crate::core::local::{Call, argument_list_limits};
 use crate::core::reply::{Reply, Responder};
 use crate::core::shared::RuntimeShared;
 use crate::model::binding::Binding;
@@ -200,10 +200,10 @@ impl Endpoint {
                 }
             }
             Some(Route::Remote { link, mut liveness }) => {
-                let args =
-                    Bytes::from(value::encode(&Value::List(args), limits).map_err(|e| {
-                        Failure::netsvc(codes::REQUEST_ENCODING_ERROR, e.to_string())
-                    })?);
+                let list_limits = argument_list_limits(limits);
+                let args = value::encode(&Value::List(args), &list_limits)
+                    .map_err(|e| Failure::netsvc(codes::REQUEST_ENCODING_ERROR, e.to_string()))?;
+                let args = Bytes::from(args);
                 let request = |conv: Conv| {
                     Frame::Request(frame::Request {
                         conv: conv.raw(),

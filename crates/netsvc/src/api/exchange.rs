@@ -45,9 +45,10 @@ use super::runtime::Runtime;
 use crate::core::queue::{EventReceiver, RecvError};
 use crate::core::shared::RuntimeShared;
 use crate::link::config::{ExchangeConfig, Retry};
+use crate::link::connector::{ConnectError, ConnectorStatus, LinkPhase};
 use crate::link::dial::{self, DialAddress};
-use crate::link::error::{ConnectError, ExchangeError, LinkFailure};
-use crate::link::events::{ConnectionEvent, ConnectorStatus, LinkPhase};
+use crate::link::error::{ExchangeError, LinkFailure};
+use crate::link::events::ConnectionEvent;
 use crate::link::listen::{self, OwnSocket};
 use crate::link::shared::{Authorise, ExchangeShared, PeerAddr};
 
@@ -387,6 +388,7 @@ impl Connector {
             waited,
             cause,
             stopped,
+            phase: self.status.borrow().phase,
         }
     }
 }

@@ -55,10 +55,20 @@ pub(crate) struct EncodedCall {
     pub(crate) sender: Option<Binding>,
 }
 
+/// The limits of a request's argument list, given those of each argument: the list that
+/// carries the arguments on the wire is one level more, which must not make an argument
+/// that is within the limits in-process fail across a link.
+pub(crate) fn argument_list_limits(limits: &Limits) -> Limits {
+    Limits {
+        max_depth: limits.max_depth.saturating_add(1),
+        ..*limits
+    }
+}
+
 impl EncodedCall {
     /// Decodes the arguments: one list value (PROTOCOL.md §9), else failure 54.
     pub(crate) fn decode(self, limits: &Limits) -> Result<Call, Failure> {
-        let args = match value::decode(&self.args, limits) {
+        let args = match value::decode(&self.args, &argument_list_limits(limits)) {
             Ok(Value::List(args)) => args,
             Ok(other) => {
                 return Err(Failure::netsvc(

@@ -9,8 +9,8 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::watch;
 
 use super::config::Retry;
+use super::connector::{ConnectorStatus, LinkPhase};
 use super::error::{ExchangeError, LinkFailure};
-use super::events::{ConnectorStatus, LinkPhase};
 use super::shared::{ExchangeShared, stopped};
 use super::{Endpoints, LinkEnd, run};
 

@@ -1,8 +1,7 @@
-//! What can go wrong with an exchange: setting it up ([`ExchangeError`]), and linking to a
-//! server ([`LinkFailure`], [`ConnectError`]).
+//! What can go wrong with an exchange: setting it up ([`ExchangeError`]), and an attempt to
+//! link to a server ([`LinkFailure`]).
 
 use std::fmt;
-use std::time::Duration;
 
 use netsvc_proto::names::NameError;
 use netsvc_proto::wire::CloseCode;
@@ -128,35 +127,3 @@ impl fmt::Display for LinkFailure {
         }
     }
 }
-
-/// A client could not link to a server (see [`Connector::synced`](crate::Connector::synced)).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ConnectError {
-    /// The server's address, as given to `connect`.
-    pub address: String,
-    /// How long the caller waited, if it gave a limit that passed.
-    pub waited: Option<Duration>,
-    /// Why the last attempt failed, if one did (none: the link was up but its registry had
-    /// not arrived yet, or no attempt had ended yet).
-    pub cause: Option<LinkFailure>,
-    /// Whether the connector has stopped trying (a single-attempt [`Retry`](crate::Retry)
-    /// that failed, or the exchange shut down).
-    pub stopped: bool,
-}
-
-impl fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "no link to the exchange at {}", self.address)?;
-        if let Some(waited) = self.waited {
-            write!(f, " within {:.1} s", waited.as_secs_f64())?;
-        }
-        match &self.cause {
-            Some(cause) => write!(f, ": {cause}"),
-            None if self.stopped => f.write_str(": the connector stopped"),
-            None => f.write_str(": linked, but the registry has not arrived yet"),
-        }
-    }
-}
-
-impl std::error::Error for ConnectError {}

@@ -12,9 +12,10 @@
 //! - `config.rs`: the exchange's settings and the retry policy;
 //! - `shared.rs`: what one exchange's tasks share;
 //! - `listen.rs`, `dial.rs`: accepting and making connections;
-//! - `events.rs`, `error.rs`: what the exchange reports about its links.
+//! - `events.rs`, `connector.rs`, `error.rs`: what the exchange reports about its links.
 
 pub(crate) mod config;
+pub(crate) mod connector;
 pub(crate) mod dial;
 pub(crate) mod error;
 pub(crate) mod events;
@@ -33,8 +34,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use self::connector::{ConnectorStatus, LinkPhase};
 use self::error::LinkFailure;
-use self::events::{ConnectionEvent, ConnectionState, ConnectorStatus, LinkPhase};
+use self::events::{ConnectionEvent, ConnectionState};
 use self::shared::{ExchangeShared, stopped};
 use crate::core::link_queue::{LinkQueue, QueueLimits};
 use crate::core::{Action, LinkInfo, LinkRefused};

@@ -133,6 +133,9 @@ async fn values_nested_too_deep_or_too_large_are_refused_everywhere() {
         .export("echo", |req| async move {
             Ok::<_, netsvc::Failure>(Value::List(req.into_args()))
         })
+        .export("first", |req| async move {
+            Ok::<_, netsvc::Failure>(req.into_args().swap_remove(0))
+        })
         .build()
         .unwrap();
     // Publishing.
@@ -161,6 +164,10 @@ async fn values_nested_too_deep_or_too_large_are_refused_everywhere() {
         assert_eq!(f.error, codes::RESPONSE_ENCODING_ERROR, "{place}: {f}");
         let ok = e.call("echo", vec![nested(limit - 1)]).await;
         assert_eq!(ok, Ok(Value::List(vec![nested(limit - 1)])), "{place}");
+        // An argument at the limit is within it, in-process and across links alike (the
+        // list that carries the arguments is not counted against them).
+        let ok = e.call("first", vec![nested(limit)]).await;
+        assert_eq!(ok, Ok(nested(limit)), "{place}");
     }
     let f = crt
         .endpoint("deep")
