@@ -116,8 +116,17 @@ struct State {
 }
 
 impl State {
+    /// Bytes queued and not yet taken by the link task: what pacing and coalescing go by
+    /// (a paced publisher waits while this is over the soft limit, so its reports never
+    /// coalesce).
+    fn waiting(&self) -> usize {
+        self.flat.len() + self.backlog_bytes
+    }
+
+    /// Every byte the link holds, taken or not: what the memory bound (the hard limit) and
+    /// the refusal of requests go by.
     fn queued(&self) -> usize {
-        self.flat.len() + self.backlog_bytes + self.in_flight
+        self.waiting() + self.in_flight
     }
 
     fn push_backlog(&mut self, item: Item) {
@@ -203,20 +212,20 @@ impl LinkQueue {
     /// Whether the queue is over its soft limit (reports are being coalesced).
     pub(crate) fn is_congested(&self) -> bool {
         let s = self.state.lock();
-        s.queued() > self.limits.soft && s.closing.is_none()
+        s.waiting() > self.limits.soft && s.closing.is_none()
     }
 
     /// Whether links that forward reports to this one should wait for it: it is congested
     /// and has not been declared a slow consumer.
     pub(crate) fn applies_backpressure(&self) -> bool {
         let s = self.state.lock();
-        s.queued() > self.limits.soft && s.closing.is_none() && !s.slow
+        s.waiting() > self.limits.soft && s.closing.is_none() && !s.slow
     }
 
     /// Declares the peer a slow consumer (it stayed congested past the backpressure limit).
     pub(crate) fn mark_slow(&self) {
         let mut s = self.state.lock();
-        if s.queued() > self.limits.soft {
+        if s.waiting() > self.limits.soft {
             s.slow = true;
         }
     }
@@ -308,7 +317,7 @@ impl LinkQueue {
                 limit,
             })
         };
-        let was_empty = s.queued() == 0;
+        let was_empty = s.waiting() == 0;
         if s.backlog.is_empty() {
             let before = s.flat.len();
             let size = encode(&mut s.flat);
@@ -384,9 +393,9 @@ impl LinkQueue {
             self.notify.notify_one();
             return false;
         }
-        let queued = s.queued();
-        let was_empty = queued == 0;
-        if queued > self.limits.soft {
+        let waiting = s.waiting();
+        let was_empty = waiting == 0;
+        if waiting > self.limits.soft {
             let key = key();
             if let Some(&seq) = s.coalesce.get(&key) {
                 let pos = (seq - s.head_seq) as usize;
@@ -399,7 +408,7 @@ impl LinkQueue {
                     return true;
                 }
             }
-            if queued > self.limits.hard {
+            if s.queued() > self.limits.hard {
                 s.dropped += 1;
                 *s.untold.entry(key.0).or_default() += 1;
                 return true;
@@ -417,7 +426,7 @@ impl LinkQueue {
                 key,
             });
         }
-        let congested = s.queued() > self.limits.soft;
+        let congested = s.waiting() > self.limits.soft;
         drop(s);
         if was_empty {
             self.notify.notify_one();
@@ -451,14 +460,6 @@ impl LinkQueue {
     pub(crate) fn wrote(&self, n: usize) {
         let mut s = self.state.lock();
         s.in_flight = s.in_flight.saturating_sub(n);
-        let queued = s.queued();
-        if queued <= self.limits.soft / 2 {
-            s.slow = false;
-        }
-        drop(s);
-        if queued <= self.limits.soft {
-            self.drained.notify_waiters();
-        }
     }
 
     /// Frees the buffer's memory if nothing is queued (for a link that has gone quiet).
@@ -505,6 +506,13 @@ impl LinkQueue {
         let before = out.len();
         if s.take(out) {
             s.in_flight += out.len() - before;
+            let waiting = s.waiting();
+            if waiting <= self.limits.soft {
+                self.drained.notify_waiters();
+            }
+            if waiting <= self.limits.soft / 2 {
+                s.slow = false;
+            }
             return Some(true);
         }
         let closing = s.closing.as_ref()?;
@@ -562,15 +570,26 @@ mod tests {
         q.push_raw(&[0; 150]);
         let mut out = BytesMut::new();
         assert!(q.next_batch(&mut out).await);
-        // The write is stuck: the queue is as full as before the take.
-        assert!(q.is_congested());
+        // The write is stuck: requests are refused as before the take (pacing only waits
+        // for what has not been taken).
+        assert!(!q.is_congested());
         let request = Frame::Cancel(frame::Cancel { conv: 1 });
         assert_eq!(q.try_push_request(&request), Err(RequestRefused::Congested));
         q.wrote(40);
-        assert!(q.is_congested());
+        assert_eq!(q.try_push_request(&request), Err(RequestRefused::Congested));
         q.wrote(110);
-        assert!(!q.is_congested());
         assert_eq!(q.try_push_request(&request), Ok(()));
+        // And they count toward the hard limit: a stuck write plus more than the rest of
+        // it closes the link.
+        let mut out = BytesMut::new();
+        assert!(q.next_batch(&mut out).await);
+        q.push_raw(&[0; 990]);
+        assert!(
+            q.closing().is_none(),
+            "the CANCEL taken and 990 bytes queued: within"
+        );
+        q.push_raw(&[0; 20]);
+        assert_eq!(q.closing().map(|c| c.code), Some(CloseCode::SlowConsumer));
     }
 
     #[tokio::test]

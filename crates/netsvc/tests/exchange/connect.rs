@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use netsvc::{Exchange, ExchangeConfig, LinkFailure, LinkPhase, Retry, Runtime};
 
-use crate::util::{echo, fast_config, hub_again, quick, visible, within};
+use crate::util::{echo, fast_config, hub_again, listen_again, quick, visible, within};
 
 /// A port that refuses connections now (bound, then released).
 fn free_port() -> String {
@@ -77,8 +77,11 @@ async fn a_connector_counts_its_failures_then_is_synced_again_after_every_loss()
     assert!(!short.stopped && short.waited.is_some(), "{short}");
     assert!(short.to_string().contains(&address), "{short}");
 
-    let (hrt, hex) = hub_again(&address).await;
+    // The hub has its service before it listens: synced must mean the client sees it.
+    let hrt = Runtime::new();
     let _svc = echo(&hrt, "on-hub");
+    let hex = Exchange::server(&hrt).config(fast_config()).build().unwrap();
+    listen_again(&hex, &address).await;
     within(connector.synced()).await.unwrap();
     assert!(connector.is_synced());
     assert_eq!(connector.status().last_failure, None);
