@@ -80,7 +80,10 @@ async fn a_connector_counts_its_failures_then_is_synced_again_after_every_loss()
     // The hub has its service before it listens: synced must mean the client sees it.
     let hrt = Runtime::new();
     let _svc = echo(&hrt, "on-hub");
-    let hex = Exchange::server(&hrt).config(fast_config()).build().unwrap();
+    let hex = Exchange::server(&hrt)
+        .config(fast_config())
+        .build()
+        .unwrap();
     listen_again(&hex, &address).await;
     within(connector.synced()).await.unwrap();
     assert!(connector.is_synced());
