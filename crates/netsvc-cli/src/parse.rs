@@ -1,5 +1,6 @@
 //! Parsers for command-line values: durations, lifetimes and message values.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -97,12 +98,12 @@ pub(crate) fn lifetime(text: &str) -> Result<Lifetime, String> {
 /// (`netsvc::value::Limits::default().max_depth`).
 pub(crate) const MAX_DEPTH: usize = netsvc::value::Limits::DEFAULT.max_depth;
 
-/// How many levels of JSON structure (`[` and `{`, outside strings) the deepest point of
-/// `text` is inside; it need not be well-formed. Counting the text itself, rather than
-/// asking serde_json, also covers text deeper than serde_json's own recursion limit (128),
-/// which it refuses to parse at all.
-pub(crate) fn json_depth(text: &str) -> usize {
-    let (mut depth, mut deepest) = (0usize, 0usize);
+/// Calls `each` with every byte of `text` outside JSON strings and the nesting depth after
+/// it; the text need not be well-formed. Scanning the text itself, rather than asking
+/// serde_json, also covers text deeper than serde_json's own recursion limit (128), which it
+/// refuses to parse at all.
+fn scan_json_structure(text: &str, mut each: impl FnMut(u8, usize) -> ControlFlow<()>) {
+    let mut depth = 0usize;
     let (mut in_string, mut escaped) = (false, false);
     for b in text.bytes() {
         if in_string {
@@ -116,14 +117,24 @@ pub(crate) fn json_depth(text: &str) -> usize {
         }
         match b {
             b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
+            b'[' | b'{' => depth += 1,
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        if each(b, depth).is_break() {
+            return;
+        }
     }
+}
+
+/// How many levels of JSON structure (`[` and `{`, outside strings) the deepest point of
+/// `text` is inside.
+pub(crate) fn json_depth(text: &str) -> usize {
+    let mut deepest = 0;
+    scan_json_structure(text, |_, depth| {
+        deepest = deepest.max(depth);
+        ControlFlow::Continue(())
+    });
     deepest
 }
 
@@ -202,37 +213,21 @@ pub(crate) fn json_args(text: &str, source: &str) -> anyhow::Result<Vec<Value>> 
 /// In text that opens a JSON array, the first top-level element (1-based) nested more than
 /// [`MAX_DEPTH`] levels deep, and how deep.
 fn deepest_element(text: &str) -> Option<(usize, usize)> {
-    let (mut depth, mut deepest) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
-    let mut index = 1;
-    for b in text.trim_start().strip_prefix('[')?.bytes() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
+    let elements = text.trim_start().strip_prefix('[')?;
+    let (mut index, mut deepest, mut found) = (1, 0, None);
+    scan_json_structure(elements, |b, depth| {
+        deepest = deepest.max(depth);
+        if b == b',' && depth == 0 {
+            if deepest > MAX_DEPTH {
+                found = Some((index, deepest));
+                return ControlFlow::Break(());
             }
-            continue;
+            index += 1;
+            deepest = 0;
         }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            b',' if depth == 0 => {
-                if deepest > MAX_DEPTH {
-                    return Some((index, deepest));
-                }
-                index += 1;
-                deepest = 0;
-            }
-            _ => {}
-        }
-    }
-    (deepest > MAX_DEPTH).then_some((index, deepest))
+        ControlFlow::Continue(())
+    });
+    found.or((deepest > MAX_DEPTH).then_some((index, deepest)))
 }
 
 #[cfg(test)]
