@@ -287,8 +287,9 @@ where
         initiated_here,
         reason,
     };
-    exchange.announce(id, event(ConnectionState::Active, None));
+    // The connector hears first: whoever sees the event then finds the status already moved.
     endpoints.tell_connector(LinkPhase::Linked);
+    exchange.announce(id, event(ConnectionState::Active, None));
     tracing::info!(peer = %peer.process, address = %endpoints.peer, "link up");
 
     let task = LinkTask::new(exchange, id, queue, rbuf, &peer, &endpoints);
@@ -296,8 +297,8 @@ where
 
     rt.core.lock().link_down(id);
     tracing::info!(peer = %peer.process, address = %endpoints.peer, "link down: {reason}");
-    exchange.announce(id, event(ConnectionState::Inactive, Some(reason)));
     endpoints.tell_connector(LinkPhase::Connecting);
+    exchange.announce(id, event(ConnectionState::Inactive, Some(reason)));
     let mut stream = stream;
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
     LinkEnd::Ended

@@ -248,6 +248,8 @@ async fn s40_a_single_attempt_client_does_not_reconnect() {
     drop(hex);
     hrt.shutdown();
     connection(&mut events, ConnectionState::Inactive).await;
+    // The connector's status moves before the event is told: it no longer says synced.
+    assert_ne!(connector.status().phase, netsvc::LinkPhase::Synced);
     let (nrt, _nex) = hub_again(&address).await;
     let _svc = echo(&nrt, "new-hub");
     // The connector ends instead of reconnecting; nothing connects to the new hub after
