@@ -112,6 +112,32 @@ pub mod exchange {
     pub use netsvc_proto::wire::Role;
 }
 
+/// Security (docs/SECURITY.md): TLS for listeners and connections, the users of a hub with
+/// their credentials and permissions, and the credentials a process logs in with.
+///
+/// ```
+/// use netsvc::security::{Credentials, Permissions, RuleSpec, User, Users, hash_password};
+///
+/// let mut users = Users::default();
+/// users.users.insert("weather-station".into(), User {
+///     password_hash: Some(hash_password("correct horse")?),
+///     permissions: Permissions {
+///         provide: Some(RuleSpec::allow(["weather"])),
+///         publish: Some(RuleSpec::allow(["weather.*"])),
+///         ..Permissions::default()
+///     },
+///     ..User::default()
+/// });
+/// assert!(users.check().is_ok());
+/// let station = Credentials::password("weather-station", "correct horse");
+/// assert!(!format!("{station:?}").contains("horse")); // never in a log
+/// # Ok::<(), String>(())
+/// ```
+pub mod security {
+    pub use crate::link::auth::{Credentials, Permissions, RuleSpec, User, Users, hash_password};
+    pub use crate::link::tls::{ClientTls, ServerTls, TlsError};
+}
+
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeExamples;

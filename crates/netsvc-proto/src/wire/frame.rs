@@ -130,7 +130,10 @@ pub enum CloseCode {
     /// 12: the receiver already has as many connections as it accepts (handshakes in
     /// progress included).
     TooManyConnections,
-    /// Any other code; [`CloseCode::from_code`] never produces this for 1 to 12.
+    /// 13: this port speaks netsvc over TLS only, and the peer sent plaintext (the CLOSE
+    /// is sent in plaintext, so that the peer can read it).
+    TlsRequired,
+    /// Any other code; [`CloseCode::from_code`] never produces this for 1 to 13.
     Other(u16),
 }
 
@@ -150,6 +153,7 @@ impl CloseCode {
             Self::SlowConsumer => 10,
             Self::IdentityConflict => 11,
             Self::TooManyConnections => 12,
+            Self::TlsRequired => 13,
             Self::Other(code) => code,
         }
     }
@@ -169,6 +173,7 @@ impl CloseCode {
             10 => Self::SlowConsumer,
             11 => Self::IdentityConflict,
             12 => Self::TooManyConnections,
+            13 => Self::TlsRequired,
             other => Self::Other(other),
         }
     }
@@ -190,6 +195,7 @@ impl fmt::Display for CloseCode {
             Self::SlowConsumer => "slow consumer",
             Self::IdentityConflict => "identity conflict",
             Self::TooManyConnections => "too many connections",
+            Self::TlsRequired => "TLS required",
             Self::Other(code) => return write!(f, "close code {code}"),
         })
     }
@@ -204,6 +210,9 @@ pub enum WithdrawCode {
     ProcessExit,
     /// 2: the connection it was known through was lost.
     ConnectionLost,
+    /// 3: the receiving hub refused the announcement: the announcer may not provide a
+    /// service of that name (sent back to the announcer only; docs/SECURITY.md).
+    Refused,
 }
 
 impl WithdrawCode {
@@ -213,6 +222,7 @@ impl WithdrawCode {
             Self::Owner => 0,
             Self::ProcessExit => 1,
             Self::ConnectionLost => 2,
+            Self::Refused => 3,
         }
     }
 
@@ -222,6 +232,7 @@ impl WithdrawCode {
         match code {
             1 => Self::ProcessExit,
             2 => Self::ConnectionLost,
+            3 => Self::Refused,
             _ => Self::Owner,
         }
     }

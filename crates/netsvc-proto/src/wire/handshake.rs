@@ -115,6 +115,9 @@ pub enum Cause {
     /// The peer speaks some other protocol (an HTTP server, say): its first bytes cannot
     /// start a netsvc frame.
     NotNetsvc,
+    /// The peer opened a TLS handshake on a port that speaks plaintext netsvc: its first
+    /// bytes are a TLS handshake record (`16 03`).
+    Tls,
 }
 
 /// The four bytes that open every frame of the original OSE exchange protocol.
@@ -205,6 +208,13 @@ fn stranger(received: &[u8], max_frame: usize) -> Option<Rejection> {
             "this is an original OSE exchange, not a netsvc one (its frames start with the \
              bytes AA AA 30 33)"
                 .to_owned(),
+        ));
+    }
+    // A TLS record header: content type 22 (handshake), protocol version 3.x.
+    if first[0] == 0x16 && first[1] == 0x03 {
+        return Some(Rejection::stranger(
+            Cause::Tls,
+            "a TLS client on a plaintext port: this port speaks netsvc without TLS".to_owned(),
         ));
     }
     let size = usize::try_from(u32::from_be_bytes(first)).ok()?;
@@ -446,6 +456,20 @@ mod tests {
             panic!("a huge length is refused")
         };
         assert_eq!(r.reason, "not a netsvc peer: it sent the bytes FF 00 01 02");
+        // A TLS ClientHello on a plaintext port, known from its record header.
+        let mut tls = BytesMut::from(&[0x16, 0x03, 0x01, 0x02, 0x00][..]);
+        let Step::Reject(r) = step(&mut tls, &LOCAL) else {
+            panic!("TLS is refused")
+        };
+        assert_eq!(
+            (r.code, r.cause),
+            (Some(CloseCode::ProtocolError), Cause::Tls)
+        );
+        assert!(
+            r.reason.contains("TLS client on a plaintext port"),
+            "{}",
+            r.reason
+        );
         // Just over the HELLO limit: refused from the prefix alone.
         let mut big = BytesMut::new();
         big.put_u32(u32::try_from(MAX_HELLO + 1).unwrap_or(u32::MAX));

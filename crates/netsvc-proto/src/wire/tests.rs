@@ -571,7 +571,7 @@ fn lying_lengths_do_not_allocate() {
 fn withdraw_codes_read_unknown_values_as_the_owners() {
     for code in 0..=u8::MAX {
         let typed = WithdrawCode::from_code(code);
-        if code <= 2 {
+        if code <= 3 {
             assert_eq!(typed.code(), code);
         } else {
             assert_eq!(typed, WithdrawCode::Owner, "{code}");
@@ -587,7 +587,8 @@ fn close_codes_map_both_ways() {
     assert_eq!(CloseCode::from_code(6), CloseCode::DuplicateLink);
     assert_eq!(CloseCode::from_code(0), CloseCode::Other(0));
     assert_eq!(CloseCode::from_code(12), CloseCode::TooManyConnections);
-    assert_eq!(CloseCode::from_code(13), CloseCode::Other(13));
+    assert_eq!(CloseCode::from_code(13), CloseCode::TlsRequired);
+    assert_eq!(CloseCode::from_code(14), CloseCode::Other(14));
     assert_eq!(CloseCode::DuplicateLink.to_string(), "duplicate link");
     assert_eq!(CloseCode::NotAuthorised.to_string(), "not authorised");
     assert_eq!(CloseCode::Other(99).to_string(), "close code 99");

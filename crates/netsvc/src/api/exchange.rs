@@ -37,20 +37,22 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use netsvc_proto::names;
-use netsvc_proto::wire::Role;
+use netsvc_proto::wire::{CloseCode, Role};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::runtime::Runtime;
 use crate::core::queue::{EventReceiver, RecvError};
 use crate::core::shared::RuntimeShared;
+use crate::link::auth::{Authenticator, Credentials, Users};
 use crate::link::config::{ExchangeConfig, Retry};
 use crate::link::connector::{ConnectError, ConnectorStatus, LinkPhase};
 use crate::link::dial::{self, DialAddress};
 use crate::link::error::{ExchangeError, LinkFailure};
 use crate::link::events::ConnectionEvent;
 use crate::link::listen::{self, OwnSocket};
-use crate::link::shared::{Authorise, ExchangeShared, PeerAddr};
+use crate::link::shared::{Authorise, ExchangeShared, PeerAddr, Security};
+use crate::link::tls::{ClientTls, ServerTls};
 
 /// A watch on an exchange's links: the active links first, then every change.
 ///
@@ -89,6 +91,9 @@ pub struct ExchangeBuilder {
     group: String,
     config: ExchangeConfig,
     authorise: Option<Authorise>,
+    users: Option<Users>,
+    credentials: Option<Credentials>,
+    client_tls: Option<ClientTls>,
 }
 
 impl fmt::Debug for ExchangeBuilder {
@@ -121,12 +126,50 @@ impl ExchangeBuilder {
         self
     }
 
+    /// The users that may link to this exchange, and what each may do (docs/SECURITY.md).
+    /// Peers must then log in (see [`credentials`](Self::credentials)) unless
+    /// [`Users::anonymous`] lets them in without; every frame from a peer is checked
+    /// against its user's [`Permissions`](crate::security::Permissions).
+    pub fn users(mut self, users: Users) -> Self {
+        self.users = Some(users);
+        self
+    }
+
+    /// The credentials this exchange logs in with on every connection it makes.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Makes every TCP connection this exchange makes TLS, trusting what `tls` says.
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.client_tls = Some(tls);
+        self
+    }
+
     /// Creates the exchange. A runtime has at most one exchange per group.
     pub fn build(self) -> Result<Exchange, ExchangeError> {
         if !self.group.is_empty() {
             names::check_group_name(&self.group)?;
         }
         self.config.check()?;
+        if let Some(users) = &self.users {
+            users.check().map_err(ExchangeError::InvalidConfig)?;
+        }
+        let client_tls = match self.client_tls {
+            Some(tls) => {
+                let config = tls
+                    .config()
+                    .map_err(|e| ExchangeError::InvalidConfig(e.to_string()))?;
+                Some((tls, config))
+            }
+            None => None,
+        };
+        let security = Security {
+            credentials: self.credentials,
+            client_tls,
+            users: self.users.map(Authenticator::new),
+        };
         let group: Arc<str> = self.group.as_str().into();
         if !self.runtime.exchange_groups.lock().insert(group.clone()) {
             return Err(ExchangeError::DuplicateGroup(self.group));
@@ -137,6 +180,7 @@ impl ExchangeBuilder {
             group,
             self.config,
             self.authorise,
+            security,
         ));
         Ok(Exchange {
             _stop_on_drop: Arc::new(StopOnDrop(shared.clone())),
@@ -171,6 +215,9 @@ impl Exchange {
             group: String::new(),
             config: ExchangeConfig::default(),
             authorise: None,
+            users: None,
+            credentials: None,
+            client_tls: None,
         }
     }
 
@@ -187,6 +234,28 @@ impl Exchange {
     /// Listens on a TCP address (`HOST:PORT`; port 0 picks a free port) and returns the
     /// address actually bound.
     pub async fn listen(&self, address: &str) -> Result<SocketAddr, ExchangeError> {
+        self.listen_tcp(address, None).await
+    }
+
+    /// Listens on a TCP address for TLS connections only, with the certificate (and client
+    /// CA) of `tls`; returns the address actually bound. A plaintext netsvc peer is told, in
+    /// plaintext, that this port needs TLS (CLOSE 13).
+    pub async fn listen_tls(
+        &self,
+        address: &str,
+        tls: &ServerTls,
+    ) -> Result<SocketAddr, ExchangeError> {
+        let config = tls
+            .config()
+            .map_err(|e| ExchangeError::InvalidConfig(e.to_string()))?;
+        self.listen_tcp(address, Some(config)).await
+    }
+
+    async fn listen_tcp(
+        &self,
+        address: &str,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<SocketAddr, ExchangeError> {
         self.check_listen()?;
         let failed = |source| ExchangeError::Listen {
             address: address.to_owned(),
@@ -194,13 +263,44 @@ impl Exchange {
         };
         let listener = TcpListener::bind(address).await.map_err(failed)?;
         let bound = listener.local_addr().map_err(failed)?;
-        tracing::info!(group = %self.shared.group, "exchange listening on {bound}");
+        let kind = if tls.is_some() { " (TLS)" } else { "" };
+        tracing::info!(group = %self.shared.group, "exchange listening on {bound}{kind}");
         self.shared.listener_started();
         self.shared
             .runtime
             .handle
-            .spawn(listen::accept_tcp(listener, self.shared.clone()));
+            .spawn(listen::accept_tcp(listener, self.shared.clone(), tls));
         Ok(bound)
+    }
+
+    /// Puts new users in force (a configuration reload, say on SIGHUP): new links log in
+    /// against them, and every link whose user is gone or whose permissions changed is
+    /// closed, so that it logs in again under the new ones (a client reconnects on its
+    /// own). Returns how many links were closed.
+    pub fn set_users(&self, users: Users) -> Result<usize, ExchangeError> {
+        users.check().map_err(ExchangeError::InvalidConfig)?;
+        let Some(auth) = &self.shared.security.users else {
+            return Err(ExchangeError::InvalidConfig(
+                "this exchange was built without users; it cannot take them later".to_owned(),
+            ));
+        };
+        auth.replace(users);
+        let group = &self.shared.group;
+        let closed = self.shared.runtime.core.lock().close_links(
+            |info| {
+                info.group == *group
+                    && info.grants.as_ref().is_some_and(|granted| {
+                        let user = (!granted.user.is_empty()).then_some(granted.user.as_str());
+                        auth.current_grants(user, &info.peer).as_ref() != Some(&**granted)
+                    })
+            },
+            CloseCode::NotAuthorised,
+            "the permissions of this link's user changed",
+        );
+        if closed > 0 {
+            tracing::info!(group = %group, "users reloaded: {closed} links closed to log in again");
+        }
+        Ok(closed)
     }
 
     /// Listens on a Unix socket at `path`. Nothing there is ever destroyed: a file that is
@@ -208,15 +308,29 @@ impl Exchange {
     /// ("address in use"); only a stale socket, which nothing answers, is replaced. The
     /// socket is removed when the exchange stops, unless something else has taken its place.
     pub async fn listen_unix(&self, path: impl AsRef<Path>) -> Result<(), ExchangeError> {
+        self.listen_unix_mode(path, None).await
+    }
+
+    /// Like [`listen_unix`](Self::listen_unix), and sets the socket's file mode (for
+    /// example `0o660`: only its owner and group may connect). With users configured, a
+    /// peer's Unix user id can log it in ([`User::uid`](crate::security::User)).
+    pub async fn listen_unix_mode(
+        &self,
+        path: impl AsRef<Path>,
+        mode: Option<u32>,
+    ) -> Result<(), ExchangeError> {
         self.check_listen()?;
         let path = path.as_ref();
-        let (listener, socket) =
-            OwnSocket::bind(path)
-                .await
-                .map_err(|source| ExchangeError::Listen {
-                    address: path.display().to_string(),
-                    source,
-                })?;
+        let failed = |source| ExchangeError::Listen {
+            address: path.display().to_string(),
+            source,
+        };
+        let (listener, socket) = OwnSocket::bind(path).await.map_err(failed)?;
+        if let Some(mode) = mode {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(failed)?;
+        }
         tracing::info!(group = %self.shared.group, "exchange listening on {}", path.display());
         self.shared.listener_started();
         self.shared.runtime.handle.spawn(listen::accept_unix(

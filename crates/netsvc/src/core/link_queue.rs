@@ -20,6 +20,7 @@
 //! buffer, so the order of frames on the link never changes.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use netsvc_proto::wire::{self, CloseCode, Frame, Text, frame};
@@ -29,6 +30,7 @@ use tokio::sync::Notify;
 
 use crate::model::collections::FastMap;
 use crate::model::failure::Failure;
+use crate::model::grant::Grants;
 use crate::model::ids::{Conv, Id as _};
 
 /// Byte limits of a link's queue, and the largest frame body the peer accepts.
@@ -187,6 +189,9 @@ pub(crate) struct LinkQueue {
     /// Woken when the queue drops back under its soft limit (for paced publishers).
     drained: Notify,
     limits: QueueLimits,
+    /// The peer's user's rights, when it has limited ones: its `subscribe` rule decides
+    /// which reports may be sent here, whatever path they take to this queue.
+    grants: Option<Arc<Grants>>,
 }
 
 impl std::fmt::Debug for LinkQueue {
@@ -206,7 +211,22 @@ impl LinkQueue {
             notify: Notify::new(),
             drained: Notify::new(),
             limits,
+            grants: None,
         }
+    }
+
+    /// A queue toward a peer whose user has `grants`.
+    pub(crate) fn restricted(mut self, grants: Option<Arc<Grants>>) -> Self {
+        self.grants = grants;
+        self
+    }
+
+    /// Whether a report on `subject` may be sent to the peer (its user's `subscribe`
+    /// permission). Every path that queues a report here asks first.
+    pub(crate) fn admits_subject(&self, subject: &str) -> bool {
+        self.grants
+            .as_ref()
+            .is_none_or(|g| g.subscribe.allows(subject))
     }
 
     /// Whether the queue is over its soft limit (reports are being coalesced).

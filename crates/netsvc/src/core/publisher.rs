@@ -39,6 +39,7 @@ impl Delivery {
     fn deliver(&self, report: Report, seq: u64) {
         match self {
             Self::Local(queue) => queue.push(ReportEvent::Report(report)),
+            Self::Link { queue, .. } if !queue.admits_subject(report.subject()) => {}
             Self::Link { queue, sid, .. } => match report.payload().bytes() {
                 Ok(payload) => queue.push_targeted(
                     Frame::Targeted(frame::Targeted {
@@ -303,7 +304,7 @@ impl PublisherState {
                     }
                 }
                 Delivery::Link { link, queue, .. } => {
-                    if !links.iter().any(|(l, _)| l == link) {
+                    if queue.admits_subject(subject) && !links.iter().any(|(l, _)| l == link) {
                         links.push((*link, queue.clone()));
                     }
                 }

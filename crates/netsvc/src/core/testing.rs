@@ -125,6 +125,7 @@ impl Network {
             peer: nodes[peer].identity.clone(),
             initiated_here,
             attempt,
+            grants: None,
         };
         let (qa, qb) = (queue(), queue());
         let ia = info(to, true, &self.nodes);

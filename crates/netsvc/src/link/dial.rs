@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::watch;
 
+use super::auth::Transport;
 use super::config::Retry;
 use super::connector::{ConnectorStatus, LinkPhase};
 use super::error::{ExchangeError, LinkFailure};
@@ -24,7 +25,17 @@ pub(crate) enum DialAddress {
 /// A connection made to a [`DialAddress`].
 enum Dialled {
     Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     Unix(UnixStream),
+}
+
+/// What became of an attempt to connect.
+enum Attempt {
+    Connected(Dialled, String, String, Transport),
+    /// No connection: the system's error.
+    Failed(std::io::Error),
+    /// TLS could not be established over the connection.
+    Tls(String),
 }
 
 impl DialAddress {
@@ -44,29 +55,60 @@ impl DialAddress {
         }
     }
 
-    async fn connect(&self) -> std::io::Result<(Dialled, String, String)> {
+    /// Connects, over TLS if the exchange has client TLS settings (TCP only), within the
+    /// handshake timeout for the TLS part.
+    async fn connect(&self, exchange: &ExchangeShared) -> Attempt {
         match self {
             Self::Tcp(address) => {
-                let stream = TcpStream::connect(address).await?;
-                stream.set_nodelay(true)?;
-                let peer = stream
-                    .peer_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default();
+                let stream = match TcpStream::connect(address).await {
+                    Ok(stream) => stream,
+                    Err(e) => return Attempt::Failed(e),
+                };
+                let _ = stream.set_nodelay(true);
+                let peer_addr = stream.peer_addr().ok();
+                let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
                 let local = stream
                     .local_addr()
                     .map(|a| a.to_string())
                     .unwrap_or_default();
-                Ok((Dialled::Tcp(stream), peer, local))
+                let mut transport = Transport {
+                    local: peer_addr.is_some_and(|a| a.ip().is_loopback()),
+                    ip: peer_addr.map(|a| a.ip()),
+                    ..Transport::default()
+                };
+                let Some((settings, config)) = &exchange.security.client_tls else {
+                    return Attempt::Connected(Dialled::Tcp(stream), peer, local, transport);
+                };
+                let host = address
+                    .rsplit_once(':')
+                    .map_or(address.as_str(), |(h, _)| h);
+                let name = match settings.server_name(host) {
+                    Ok(name) => name,
+                    Err(e) => return Attempt::Tls(e.to_string()),
+                };
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                let limit = exchange.config.handshake_timeout;
+                match tokio::time::timeout(limit, connector.connect(name, stream)).await {
+                    Ok(Ok(tls)) => {
+                        transport.tls = true;
+                        Attempt::Connected(Dialled::Tls(Box::new(tls)), peer, local, transport)
+                    }
+                    Ok(Err(e)) => Attempt::Tls(super::tls::describe_client_error(&e)),
+                    Err(_) => Attempt::Tls("TLS handshake not completed in time".to_owned()),
+                }
             }
-            Self::Unix(path) => {
-                let stream = UnixStream::connect(path).await?;
-                Ok((
+            Self::Unix(path) => match UnixStream::connect(path).await {
+                Ok(stream) => Attempt::Connected(
                     Dialled::Unix(stream),
                     format!("unix:{}", path.display()),
                     "unix".to_owned(),
-                ))
-            }
+                    Transport {
+                        local: true,
+                        ..Transport::default()
+                    },
+                ),
+                Err(e) => Attempt::Failed(e),
+            },
         }
     }
 }
@@ -102,14 +144,15 @@ pub(crate) async fn connect_loop(
             s.phase = LinkPhase::Connecting;
         });
         let attempt = tokio::select! {
-            r = address.connect() => r,
+            r = address.connect(&exchange) => r,
             _ = stopped(&mut stop) => return stopped_now(&status),
         };
         let failure = match attempt {
-            Ok((stream, peer, local)) => {
-                let endpoints = Endpoints::dialled(peer, local, status.clone());
+            Attempt::Connected(stream, peer, local, transport) => {
+                let endpoints = Endpoints::dialled(peer, local, status.clone(), transport);
                 let end = match stream {
                     Dialled::Tcp(s) => run(s, &exchange, endpoints).await,
+                    Dialled::Tls(s) => run(*s, &exchange, endpoints).await,
                     Dialled::Unix(s) => run(s, &exchange, endpoints).await,
                 };
                 match end {
@@ -123,9 +166,13 @@ pub(crate) async fn connect_loop(
                     }
                 }
             }
-            Err(e) => {
+            Attempt::Failed(e) => {
                 tracing::debug!(%address, "cannot connect: {e}");
                 Some(LinkFailure::of_connect(&e))
+            }
+            Attempt::Tls(why) => {
+                tracing::info!(%address, "TLS failed: {why}");
+                Some(LinkFailure::Tls(why))
             }
         };
         if let Some(failure) = failure {

@@ -60,6 +60,9 @@ pub enum LinkFailure {
     NotNetsvc(String),
     /// The handshake did not complete in time.
     HandshakeTimeout,
+    /// TLS could not be established: a plaintext peer, an untrusted certificate, a
+    /// certificate refused by the server, ...
+    Tls(String),
     /// The server refused the link for another reason (duplicate link, too many
     /// connections, ...) or closed the connection during the handshake.
     Closed(String),
@@ -67,7 +70,7 @@ pub enum LinkFailure {
 
 impl LinkFailure {
     /// Whether retrying cannot help until someone changes a configuration: the peer is not
-    /// a netsvc exchange of this group and version. (A refused connection, a timeout or a
+    /// a netsvc exchange of this group and version, or TLS cannot be agreed with it. (A refused connection, a timeout or a
     /// refusal may pass: the server may be starting, busy, or about to admit us.)
     pub fn is_final(&self) -> bool {
         matches!(
@@ -76,6 +79,7 @@ impl LinkFailure {
                 | Self::VersionMismatch(_)
                 | Self::OseExchange
                 | Self::NotNetsvc(_)
+                | Self::Tls(_)
         )
     }
 
@@ -95,11 +99,13 @@ impl LinkFailure {
         match rejection.cause {
             Cause::OseExchange => Self::OseExchange,
             Cause::NotNetsvc => Self::NotNetsvc(reason),
+            Cause::Tls => Self::Tls(reason),
             Cause::Refused(code) | Cause::PeerClosed(code) => match code {
                 CloseCode::GroupMismatch => Self::GroupMismatch(reason),
                 CloseCode::VersionMismatch => Self::VersionMismatch(reason),
                 CloseCode::NotAuthorised => Self::NotAuthorised(reason),
                 CloseCode::HandshakeTimeout => Self::HandshakeTimeout,
+                CloseCode::TlsRequired => Self::Tls(reason),
                 _ => Self::Closed(reason),
             },
             _ => Self::Closed(reason),
@@ -123,6 +129,7 @@ impl fmt::Display for LinkFailure {
             Self::HandshakeTimeout => f.write_str(
                 "the server accepted the connection but did not complete the handshake in time",
             ),
+            Self::Tls(why) => write!(f, "TLS failed ({why})"),
             Self::Closed(why) => write!(f, "the link was not established ({why})"),
         }
     }

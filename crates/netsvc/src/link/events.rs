@@ -33,6 +33,11 @@ pub struct ConnectionEvent {
     pub local_address: String,
     /// Whether this process opened the connection.
     pub initiated_here: bool,
+    /// The user the peer logged in as, on a link this process accepted with users
+    /// configured (`None` for an anonymous peer, or without users).
+    pub user: Option<String>,
+    /// Whether the link runs over TLS.
+    pub tls: bool,
     /// For [`ConnectionState::Inactive`], why the link ended.
     pub reason: Option<String>,
 }

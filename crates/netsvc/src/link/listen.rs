@@ -1,6 +1,7 @@
 //! Listening sockets: accepting connections, admitting them (the `authorise` hook and the
 //! connection limit) and handing each to a link task.
 
+use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,11 +12,18 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::auth::Transport;
 use super::shared::{ExchangeShared, PeerAddr, stopped};
 use super::{Endpoints, run, send_close};
 
-/// Accepts TCP connections until the exchange stops.
-pub(crate) async fn accept_tcp(listener: TcpListener, exchange: Arc<ExchangeShared>) {
+/// Accepts TCP connections until the exchange stops; with `tls`, each connection must open
+/// with a TLS handshake.
+pub(crate) async fn accept_tcp(
+    listener: TcpListener,
+    exchange: Arc<ExchangeShared>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut stop = exchange.stop.subscribe();
     loop {
         let accepted = tokio::select! {
@@ -29,12 +37,19 @@ pub(crate) async fn accept_tcp(listener: TcpListener, exchange: Arc<ExchangeShar
                     .local_addr()
                     .map(|a| a.to_string())
                     .unwrap_or_default();
-                admit(
-                    &exchange,
-                    stream,
-                    PeerAddr::Tcp(peer),
-                    Endpoints::accepted(peer.to_string(), local),
-                );
+                let transport = Transport {
+                    tls: acceptor.is_some(),
+                    local: peer.ip().is_loopback(),
+                    ip: Some(peer.ip()),
+                    ..Transport::default()
+                };
+                let endpoints = Endpoints::accepted(peer.to_string(), local, transport);
+                match &acceptor {
+                    None => admit(&exchange, stream, PeerAddr::Tcp(peer), endpoints),
+                    Some(acceptor) => {
+                        admit_tls(&exchange, stream, acceptor.clone(), peer, endpoints);
+                    }
+                }
             }
             Err(e) => {
                 // Out of file descriptors, typically: back off instead of spinning.
@@ -120,12 +135,16 @@ pub(crate) async fn accept_unix(
             _ = stopped(&mut stop) => break,
         };
         match accepted {
-            Ok((stream, _)) => admit(
-                &exchange,
-                stream,
-                PeerAddr::Unix,
-                Endpoints::accepted("unix".to_owned(), format!("unix:{}", socket.path.display())),
-            ),
+            Ok((stream, _)) => {
+                let transport = Transport {
+                    local: true,
+                    uid: stream.peer_cred().ok().map(|c| c.uid()),
+                    ..Transport::default()
+                };
+                let local = format!("unix:{}", socket.path.display());
+                let endpoints = Endpoints::accepted("unix".to_owned(), local, transport);
+                admit(&exchange, stream, PeerAddr::Unix, endpoints);
+            }
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -137,44 +156,105 @@ pub(crate) async fn accept_unix(
     exchange.listener_ended();
 }
 
-/// Starts the link task for an accepted connection, unless the `authorise` hook or the
-/// connection limit refuses it. The connection holds its permit from here to the end of
-/// its link, the handshake included.
+/// A connection's permit, or why it is refused before anything is read: the `authorise`
+/// hook or the connection limit. The connection holds its permit from accept to the end
+/// of its link, handshakes included.
+fn admission(
+    exchange: &ExchangeShared,
+    peer: &PeerAddr,
+) -> Result<OwnedSemaphorePermit, (CloseCode, String)> {
+    if exchange.authorise.as_ref().is_some_and(|hook| !hook(peer)) {
+        return Err((
+            CloseCode::NotAuthorised,
+            "connection not authorised".to_owned(),
+        ));
+    }
+    exchange.admission.clone().try_acquire_owned().map_err(|_| {
+        let limit = exchange.config.max_connections;
+        (
+            CloseCode::TooManyConnections,
+            format!("too many connections (limit {limit})"),
+        )
+    })
+}
+
+/// Tells a refused peer why, in at most a second, and logs it.
+async fn turn_away<S: AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: &str,
+    code: CloseCode,
+    reason: &str,
+) {
+    tracing::info!(%peer, "refused: {reason}");
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        send_close(&mut stream, code, reason),
+    )
+    .await;
+}
+
+/// Starts the link task for an accepted connection, unless [`admission`] refuses it.
 fn admit<S>(exchange: &Arc<ExchangeShared>, stream: S, peer: PeerAddr, endpoints: Endpoints)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let permit: Result<OwnedSemaphorePermit, _> = exchange.admission.clone().try_acquire_owned();
-    let refusal = if exchange.authorise.as_ref().is_some_and(|hook| !hook(&peer)) {
-        Some((
-            CloseCode::NotAuthorised,
-            "connection not authorised".to_owned(),
-        ))
-    } else if permit.is_err() {
-        Some((
-            CloseCode::TooManyConnections,
-            format!(
-                "too many connections (limit {})",
-                exchange.config.max_connections
-            ),
-        ))
-    } else {
-        None
-    };
+    let admitted = admission(exchange, &peer);
     let exchange = exchange.clone();
     let handle = exchange.runtime.handle.clone();
     handle.spawn(async move {
-        let mut stream = stream;
-        if let Some((code, reason)) = refusal {
-            tracing::info!(peer = %endpoints.peer, "refused: {reason}");
-            let _ = tokio::time::timeout(
-                Duration::from_secs(1),
-                send_close(&mut stream, code, &reason),
-            )
-            .await;
-            return;
+        match admitted {
+            Ok(_permit) => {
+                run(stream, &exchange, endpoints).await;
+            }
+            Err((code, reason)) => turn_away(stream, &endpoints.peer, code, &reason).await,
         }
-        let _permit = permit;
-        run(stream, &exchange, endpoints).await;
     });
 }
+
+/// Like [`admit`], for a TLS listener: the TLS handshake comes first, within the handshake
+/// timeout. A peer that speaks plaintext netsvc instead is told so in plaintext (CLOSE
+/// `TLS required`), so that it can say why rather than hang or see garbage.
+fn admit_tls(
+    exchange: &Arc<ExchangeShared>,
+    stream: tokio::net::TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    peer: SocketAddr,
+    mut endpoints: Endpoints,
+) {
+    let admitted = admission(exchange, &PeerAddr::Tcp(peer));
+    let exchange = exchange.clone();
+    let handle = exchange.runtime.handle.clone();
+    handle.spawn(async move {
+        let _permit = match admitted {
+            Ok(permit) => permit,
+            Err((code, reason)) => return turn_away(stream, &endpoints.peer, code, &reason).await,
+        };
+        let limit = exchange.config.handshake_timeout;
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(limit, stream.peek(&mut first)).await {
+            Ok(Ok(1..)) if first[0] == TLS_HANDSHAKE_RECORD => {}
+            Ok(Ok(1..)) => {
+                let reason = "this port speaks netsvc over TLS only: connect with TLS";
+                return turn_away(stream, &endpoints.peer, CloseCode::TlsRequired, reason).await;
+            }
+            _ => return, // closed, failed or silent before saying anything
+        }
+        let tls = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::info!(peer = %endpoints.peer, "TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(peer = %endpoints.peer, "TLS handshake not completed in time");
+                return;
+            }
+        };
+        endpoints.transport.certificate_names =
+            super::tls::certificate_names(tls.get_ref().1.peer_certificates());
+        run(tls, &exchange, endpoints).await;
+    });
+}
+
+/// The first byte of every TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;

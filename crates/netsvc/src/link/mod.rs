@@ -14,6 +14,7 @@
 //! - `listen.rs`, `dial.rs`: accepting and making connections;
 //! - `events.rs`, `connector.rs`, `error.rs`: what the exchange reports about its links.
 
+pub(crate) mod auth;
 pub(crate) mod config;
 pub(crate) mod connector;
 pub(crate) mod dial;
@@ -21,6 +22,7 @@ pub(crate) mod error;
 pub(crate) mod events;
 pub(crate) mod listen;
 pub(crate) mod shared;
+pub(crate) mod tls;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -34,6 +36,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use self::auth::{Login, Transport};
 use self::connector::{ConnectorStatus, LinkPhase};
 use self::error::LinkFailure;
 use self::events::{ConnectionEvent, ConnectionState};
@@ -54,20 +57,23 @@ const ATTEMPT_OPTION: &str = "attempt";
 const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 64 * 1024;
 
-/// The two ends of a connection, as logs and connection events name them, and who made it.
+/// The two ends of a connection, as logs and connection events name them, who made it, and
+/// what the transport says of the peer.
 pub(crate) struct Endpoints {
     peer: String,
     local: String,
     /// The connector that made it, for a connection this process opened.
     connector: Option<Arc<watch::Sender<ConnectorStatus>>>,
+    transport: Transport,
 }
 
 impl Endpoints {
-    pub(crate) fn accepted(peer: String, local: String) -> Self {
+    pub(crate) fn accepted(peer: String, local: String, transport: Transport) -> Self {
         Self {
             peer,
             local,
             connector: None,
+            transport,
         }
     }
 
@@ -75,11 +81,13 @@ impl Endpoints {
         peer: String,
         local: String,
         connector: Arc<watch::Sender<ConnectorStatus>>,
+        transport: Transport,
     ) -> Self {
         Self {
             peer,
             local,
             connector: Some(connector),
+            transport,
         }
     }
 
@@ -132,6 +140,21 @@ enum NoHello {
     Rejected(handshake::Rejection),
     /// The connection failed or ended before there was anything to decide on.
     Io(String),
+    /// TLS failed after its handshake seemed done: with TLS 1.3 a server checks the
+    /// client's certificate then, and its alert arrives on the first read.
+    Tls(String),
+}
+
+impl NoHello {
+    fn of_io(error: &std::io::Error) -> Self {
+        match error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        {
+            Some(tls) => Self::Tls(format!("the server refused the TLS session: {tls}")),
+            None => Self::Io(error.to_string()),
+        }
+    }
 }
 
 /// The peer's HELLO, checked (`wire::handshake`), or why there is none.
@@ -153,7 +176,7 @@ async fn read_hello<S: AsyncRead + Unpin>(
                 ));
             }
             Ok(_) => {}
-            Err(e) => return Err(NoHello::Io(e.to_string())),
+            Err(e) => return Err(NoHello::of_io(&e)),
         }
     }
 }
@@ -172,6 +195,22 @@ where
     let initiated_here = endpoints.initiated_here();
     let mut rbuf = BytesMut::with_capacity(READ_MIN);
     let attempt = initiated_here.then(|| rt.next_attempt());
+    let mut options: Vec<(Text, Text)> = attempt
+        .map(|n| (Text::from(ATTEMPT_OPTION), Text::from(n.to_string())))
+        .into_iter()
+        .collect();
+    if initiated_here && let Some(credentials) = &exchange.security.credentials {
+        let transport = &endpoints.transport;
+        if credentials.is_password() && !transport.tls && !transport.local {
+            let reason =
+                "a password is never sent in clear to another machine: connect with TLS".to_owned();
+            let failure = LinkFailure::NotAuthorised(reason.clone());
+            return refuse(stream, &endpoints, None, reason, failure).await;
+        }
+        for (k, v) in credentials.options() {
+            options.push((Text::from(k), Text::from(v)));
+        }
+    }
     let hello = Hello {
         version: wire::PROTOCOL_VERSION,
         role: exchange.role,
@@ -180,10 +219,7 @@ where
         incarnation: rt.incarnation,
         heartbeat_ms: u32::try_from(config.heartbeat.as_millis()).unwrap_or(u32::MAX),
         max_frame: u32::try_from(config.max_frame).unwrap_or(u32::MAX),
-        options: attempt
-            .map(|n| (Text::from(ATTEMPT_OPTION), Text::from(n.to_string())))
-            .into_iter()
-            .collect(),
+        options,
     };
     let mut hello_bytes = BytesMut::new();
     wire::encode(&Frame::Hello(hello), &mut hello_bytes);
@@ -222,6 +258,10 @@ where
             let failure = LinkFailure::Closed(reason.clone());
             return refuse(stream, &endpoints, None, reason, failure).await;
         }
+        Ok(Err(NoHello::Tls(reason))) => {
+            let failure = LinkFailure::Tls(reason.clone());
+            return refuse(stream, &endpoints, None, reason, failure).await;
+        }
         Err(_) => {
             let reason = format!(
                 "handshake not completed within {:.1} s",
@@ -239,11 +279,32 @@ where
         }
     };
 
-    let queue = Arc::new(LinkQueue::new(QueueLimits {
-        soft: config.queue_soft_limit,
-        hard: config.queue_hard_limit,
-        peer_max_frame: usize::try_from(peer.max_frame).unwrap_or(usize::MAX),
-    }));
+    // An accepting side with users checks who the peer is before it answers.
+    let login = match &exchange.security.users {
+        Some(users) if !initiated_here => match users.login(&peer, &endpoints.transport).await {
+            Ok(login) => Some(login),
+            Err(reason) => {
+                // Repeated failures from one address are answered ever more slowly, yet
+                // within the handshake's time, so that the peer hears why.
+                let penalty = users.penalty(endpoints.transport.ip);
+                tokio::time::sleep(penalty.min(config.handshake_timeout / 2)).await;
+                let failure = LinkFailure::NotAuthorised(reason.clone());
+                let code = Some(CloseCode::NotAuthorised);
+                return refuse(stream, &endpoints, code, reason, failure).await;
+            }
+        },
+        _ => None,
+    };
+    let grants = login.as_ref().map(|l| l.grants.clone());
+    let user = login.and_then(|Login { user, .. }| user);
+    let queue = Arc::new(
+        LinkQueue::new(QueueLimits {
+            soft: config.queue_soft_limit,
+            hard: config.queue_hard_limit,
+            peer_max_frame: usize::try_from(peer.max_frame).unwrap_or(usize::MAX),
+        })
+        .restricted(grants.clone()),
+    );
     let info = LinkInfo {
         group: exchange.group.clone(),
         peer: Arc::from(peer.process.as_str()),
@@ -255,6 +316,7 @@ where
                 .find(|(k, _)| k.as_str() == ATTEMPT_OPTION);
             option.and_then(|(_, v)| v.parse().ok())
         }),
+        grants,
     };
     if !initiated_here {
         // Our HELLO must precede everything `link_up` queues.
@@ -285,12 +347,19 @@ where
         peer_address: endpoints.peer.clone(),
         local_address: endpoints.local.clone(),
         initiated_here,
+        user: user.as_deref().map(str::to_owned),
+        tls: endpoints.transport.tls,
         reason,
     };
     // The connector hears first: whoever sees the event then finds the status already moved.
     endpoints.tell_connector(LinkPhase::Linked);
     exchange.announce(id, event(ConnectionState::Active, None));
-    tracing::info!(peer = %peer.process, address = %endpoints.peer, "link up");
+    match &user {
+        Some(user) => {
+            tracing::info!(peer = %peer.process, address = %endpoints.peer, %user, "link up")
+        }
+        None => tracing::info!(peer = %peer.process, address = %endpoints.peer, "link up"),
+    }
 
     let task = LinkTask::new(exchange, id, queue, rbuf, &peer, &endpoints);
     let (stream, reason) = task.drive(stream).await;

@@ -10,6 +10,7 @@ use netsvc_proto::wire::Role;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, Semaphore, watch};
 
+use super::auth::{Authenticator, Credentials};
 use super::config::ExchangeConfig;
 use super::events::{ConnectionEvent, ConnectionState};
 use crate::core::queue::{EventReceiver, EventSender, event_queue};
@@ -38,6 +39,17 @@ impl fmt::Display for PeerAddr {
 /// The hook that decides, from a peer's address, whether to accept its connection.
 pub(crate) type Authorise = Arc<dyn Fn(&PeerAddr) -> bool + Send + Sync>;
 
+/// How this exchange proves who it is, and checks who its peers are.
+#[derive(Default)]
+pub(crate) struct Security {
+    /// Sent in the HELLO of every connection this exchange makes.
+    pub(crate) credentials: Option<Credentials>,
+    /// Makes every TCP connection this exchange makes TLS.
+    pub(crate) client_tls: Option<(super::tls::ClientTls, Arc<rustls::ClientConfig>)>,
+    /// Checks the peers of the connections it accepts; `None` admits every peer.
+    pub(crate) users: Option<Authenticator>,
+}
+
 /// One exchange's shared half.
 pub(crate) struct ExchangeShared {
     pub(crate) runtime: Arc<RuntimeShared>,
@@ -45,6 +57,7 @@ pub(crate) struct ExchangeShared {
     pub(crate) group: Arc<str>,
     pub(crate) config: ExchangeConfig,
     pub(crate) authorise: Option<Authorise>,
+    pub(crate) security: Security,
     /// Set to true to stop listeners and connectors and close every link gracefully.
     pub(crate) stop: watch::Sender<bool>,
     /// One permit per accepted connection, from accept to the end of its link (the
@@ -80,6 +93,7 @@ impl ExchangeShared {
         group: Arc<str>,
         config: ExchangeConfig,
         authorise: Option<Authorise>,
+        security: Security,
     ) -> Self {
         let admission = Arc::new(Semaphore::new(
             config.max_connections.min(Semaphore::MAX_PERMITS),
@@ -90,6 +104,7 @@ impl ExchangeShared {
             group,
             config,
             authorise,
+            security,
             stop: watch::channel(false).0,
             admission,
             state: Mutex::default(),

@@ -16,6 +16,9 @@ pub enum WithdrawReason {
     ProcessExit,
     /// The exchange connection through which it was known was lost; it may still exist.
     ConnectionLost,
+    /// A hub refused to announce it: the process's user may not provide a service of that
+    /// name. Only the announcer hears this reason.
+    Refused,
 }
 
 impl WithdrawReason {
@@ -26,6 +29,7 @@ impl WithdrawReason {
             Self::Owner => "owner",
             Self::ProcessExit => "process-exit",
             Self::ConnectionLost => "connection-lost",
+            Self::Refused => "refused",
         }
     }
 
@@ -34,6 +38,7 @@ impl WithdrawReason {
             WithdrawCode::Owner => Self::Owner,
             WithdrawCode::ProcessExit => Self::ProcessExit,
             WithdrawCode::ConnectionLost => Self::ConnectionLost,
+            WithdrawCode::Refused => Self::Refused,
         }
     }
 
@@ -42,6 +47,7 @@ impl WithdrawReason {
             Self::Owner => WithdrawCode::Owner,
             Self::ProcessExit => WithdrawCode::ProcessExit,
             Self::ConnectionLost => WithdrawCode::ConnectionLost,
+            Self::Refused => WithdrawCode::Refused,
         }
     }
 }
@@ -53,6 +59,7 @@ impl std::fmt::Display for WithdrawReason {
             Self::Owner => "withdrawn by owner",
             Self::ProcessExit => "process gone",
             Self::ConnectionLost => "connection lost",
+            Self::Refused => "refused by the hub",
         })
     }
 }

@@ -22,6 +22,9 @@ pub mod codes {
     pub const REQUEST_ABORTED: i32 = 48;
     /// The service has too many requests in progress to accept another.
     pub const RESOURCE_UNAVAILABLE: i32 = 51;
+    /// The caller may not call this service (its user's `call` permission; not an OSE
+    /// code: the original never refused a call).
+    pub const NOT_AUTHORISED: i32 = 49;
     /// The request's arguments could not be encoded (too deep or too large).
     pub const REQUEST_ENCODING_ERROR: i32 = 42;
     /// The result of the method could not be encoded.
@@ -56,6 +59,7 @@ pub fn description_of(error: i32) -> &'static str {
         codes::SERVICE_UNAVAILABLE => "Service Unavailable",
         codes::REQUEST_TIMEOUT => "Request Timeout",
         codes::REQUEST_ABORTED => "Request Aborted",
+        codes::NOT_AUTHORISED => "Not Authorised",
         50 => "Unknown Error",
         codes::RESOURCE_UNAVAILABLE => "Resource Unavailable",
         codes::RESPONSE_ENCODING_ERROR => "Response Encoding Error",
@@ -113,6 +117,8 @@ pub enum FailureKind {
     Timeout,
     /// 48: the request was aborted.
     Aborted,
+    /// 49: the caller may not call the service; the request did not reach it.
+    NotAuthorised,
     /// 51: the service, or the link toward it, is saturated; the request did not run.
     Busy,
     /// 42, 52: the request or its result could not be encoded (too deep, too large).
@@ -158,6 +164,11 @@ impl Failure {
     /// 46: there is no such service.
     pub fn service_unavailable(details: impl Into<String>) -> Self {
         Self::netsvc(codes::SERVICE_UNAVAILABLE, details)
+    }
+
+    /// 49: the caller's user may not call this service.
+    pub fn not_authorised(details: impl Into<String>) -> Self {
+        Self::netsvc(codes::NOT_AUTHORISED, details)
     }
 
     /// 47: no response within the timeout.
@@ -277,6 +288,7 @@ impl Failure {
             codes::SERVICE_UNAVAILABLE => FailureKind::ServiceUnavailable,
             codes::REQUEST_TIMEOUT => FailureKind::Timeout,
             codes::REQUEST_ABORTED => FailureKind::Aborted,
+            codes::NOT_AUTHORISED => FailureKind::NotAuthorised,
             codes::RESOURCE_UNAVAILABLE => FailureKind::Busy,
             codes::REQUEST_ENCODING_ERROR | codes::RESPONSE_ENCODING_ERROR => FailureKind::Encoding,
             codes::REQUEST_DECODING_ERROR | codes::RESPONSE_DECODING_ERROR => FailureKind::Decoding,

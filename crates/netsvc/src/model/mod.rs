@@ -9,6 +9,7 @@ pub(crate) mod collections;
 pub(crate) mod config;
 pub(crate) mod error;
 pub(crate) mod failure;
+pub(crate) mod grant;
 pub(crate) mod identity;
 pub(crate) mod ids;
 pub(crate) mod payload;

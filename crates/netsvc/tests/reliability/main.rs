@@ -9,4 +9,5 @@ mod hostile;
 mod misuse;
 mod overload;
 mod protocol;
+mod security;
 mod util;

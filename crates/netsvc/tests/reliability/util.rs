@@ -158,6 +158,12 @@ pub(crate) fn capture_logs() {
     });
 }
 
+/// Everything logged so far by this test process.
+pub(crate) fn all_logs() -> String {
+    let log = LOG.lock().unwrap_or_else(PoisonError::into_inner);
+    String::from_utf8_lossy(&log).into_owned()
+}
+
 /// Waits for a log line containing every one of `parts`; returns it. (Polls every 5 ms for a
 /// line that must come.)
 pub(crate) async fn log_line(parts: &[&str]) -> String {

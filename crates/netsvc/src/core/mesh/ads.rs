@@ -45,10 +45,14 @@ impl ServiceAd {
     }
 
     /// Whether the service may be exported on the link: not on a link of a group its
-    /// audience excludes, not back where it was learned from, not to a process it has
+    /// audience excludes, nor to a user who may not see its name, not back where it was learned from, not to a process it has
     /// already been through.
-    fn exports_to(&self, id: LinkId, link: &LinkInfo) -> bool {
+    fn exports_to(&self, id: LinkId, link: &LinkInfo, address: &str) -> bool {
         self.audience.admits(&link.group)
+            && link
+                .grants
+                .as_ref()
+                .is_none_or(|g| g.see.allows(super::inbound::service_name(address)))
             && self.learned_from != Some(id)
             && !self
                 .path
@@ -92,8 +96,10 @@ impl Core {
         }
         let mut exported = false;
         for (&id, link) in &self.mesh.links {
-            let was = old.as_ref().is_some_and(|o| o.exports_to(id, &link.info));
-            if new.exports_to(id, &link.info) {
+            let was = old
+                .as_ref()
+                .is_some_and(|o| o.exports_to(id, &link.info, address));
+            if new.exports_to(id, &link.info, address) {
                 exported = true;
                 if resend || !was {
                     let raw = match &new.raw {
@@ -182,7 +188,7 @@ impl Core {
                     None => continue,
                 },
             };
-            if !ad.exports_to(id, &info) {
+            if !ad.exports_to(id, &info, address) {
                 continue;
             }
             let raw = match &ad.raw {
@@ -226,7 +232,7 @@ impl Core {
 
     fn withdraw_ad(&self, address: &str, ad: &ServiceAd, reason: WithdrawReason) {
         for (&id, link) in &self.mesh.links {
-            if ad.exports_to(id, &link.info) {
+            if ad.exports_to(id, &link.info, address) {
                 link.queue.push(withdraw_frame(address, reason));
             }
         }

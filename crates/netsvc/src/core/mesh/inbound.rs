@@ -9,13 +9,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use netsvc_proto::Pattern;
 use netsvc_proto::names;
-use netsvc_proto::wire::{Frame, Text, frame};
+use netsvc_proto::wire::{CloseCode, Frame, Text, WithdrawCode, frame};
 use tokio::time::Instant;
 
 use super::Action;
 use crate::core::Core;
+use crate::core::link_queue::failure_frame;
 use crate::model::announcement::WithdrawReason;
 use crate::model::binding::Audience;
+use crate::model::failure::Failure;
+use crate::model::grant::Grants;
 use crate::model::ids::{Conv, Id as _, LinkId, Sid};
 
 impl Core {
@@ -28,10 +31,21 @@ impl Core {
         now: Instant,
         actions: &mut Vec<Action>,
     ) {
+        if let Some(grants) = self.mesh.link(link).and_then(|l| l.info.grants.clone())
+            && !self.permitted(link, &grants, &frame)
+        {
+            return;
+        }
         match frame {
             Frame::Service(service) => self.on_service(link, &service, now),
             Frame::Withdraw(withdraw) => {
                 let reason = WithdrawReason::from_wire(withdraw.code());
+                if reason == WithdrawReason::Refused && self.locals.contains_key(&*withdraw.address)
+                {
+                    tracing::warn!(address = %withdraw.address,
+                        "the peer refused to announce this service: its user may not provide the name");
+                    return;
+                }
                 self.remove_route(&withdraw.address, link, reason);
             }
             Frame::Synced => self.on_synced(link),
@@ -49,6 +63,69 @@ impl Core {
             Frame::Missed(missed) => self.on_missed(link, missed),
             // Handshake, heartbeats and closes are the link task's business.
             Frame::Hello(_) | Frame::Heartbeat | Frame::Close(_) => {}
+        }
+    }
+
+    /// Whether a frame from a link whose user has `grants` may go on (docs/SECURITY.md);
+    /// when it may not, the refusal has been made: a FAILURE 49 for a call, a WITHDRAW
+    /// `refused` for an announcement, the link closed for relaying without the right.
+    fn permitted(&mut self, link: LinkId, grants: &Grants, frame: &Frame) -> bool {
+        let Some(state) = self.mesh.link(link) else {
+            return false;
+        };
+        let (peer, queue) = (state.info.peer.clone(), state.queue.clone());
+        match frame {
+            Frame::Service(service) => {
+                let relayed = service.path.len() != 1
+                    || service.path.first().is_some_and(|p| *p.as_str() != *peer);
+                let taken = self
+                    .mesh
+                    .remote
+                    .get(service.address.as_str())
+                    .is_some_and(|known| *known.binding.process_identity() != *peer);
+                if !grants.link && (relayed || taken) {
+                    tracing::warn!(user = %grants.user, %peer, address = %service.address,
+                        "link closed: it relays (or takes over) a service without the right to link");
+                    queue.close(
+                        CloseCode::NotAuthorised,
+                        "relayed announcements from a link that may not relay",
+                        false,
+                    );
+                    return false;
+                }
+                if !grants.provide.allows(&service.name) {
+                    tracing::warn!(user = %grants.user, %peer, name = %service.name,
+                        "SERVICE refused: the user may not provide this name");
+                    queue.push(Frame::Withdraw(frame::Withdraw {
+                        address: service.address.clone(),
+                        reason: WithdrawCode::Refused.code(),
+                    }));
+                    return false;
+                }
+                true
+            }
+            Frame::Request(request) => {
+                let name = service_name(&request.to);
+                if grants.call.allows(name) {
+                    return true;
+                }
+                tracing::info!(user = %grants.user, %peer, service = name, "call refused");
+                let refusal = Failure::not_authorised(format!(
+                    "User {:?} may not call service {name:?}.",
+                    grants.user
+                ));
+                queue.push_reply(failure_frame(Conv::from_raw(request.conv), &refusal));
+                false
+            }
+            Frame::Report(report) => {
+                let allowed = grants.publish.allows(&report.subject);
+                if !allowed {
+                    tracing::debug!(user = %grants.user, subject = %report.subject,
+                        "report dropped: the user may not publish on this subject");
+                }
+                allowed
+            }
+            _ => true,
         }
     }
 
@@ -94,6 +171,11 @@ pub(super) fn new_service(service: &frame::Service) -> Result<Audience, String> 
         .filter(|a| !a.is_empty())
         .ok_or_else(|| "its address does not end in its name".to_owned())?;
     Ok(audience)
+}
+
+/// The name part of a service address (`<agent>!<name>`).
+pub(super) fn service_name(address: &str) -> &str {
+    address.rsplit_once('!').map_or(address, |(_, name)| name)
 }
 
 /// The subscriber's pattern a TARGETED report names, if it names a valid one.

@@ -39,6 +39,7 @@ use super::reply::{Reply, Responder};
 use crate::model::announcement::WithdrawReason;
 use crate::model::collections::{FastMap, FastSet};
 use crate::model::failure::Failure;
+use crate::model::grant::Grants;
 use crate::model::ids::{Conv, Ids, LinkId, Sid};
 
 pub(crate) use self::subs::SubOrigin;
@@ -52,6 +53,9 @@ pub(crate) struct LinkInfo {
     /// The number the connecting side gave this connection among those it opened (its
     /// HELLO's `attempt` option), if it said.
     pub(crate) attempt: Option<u64>,
+    /// What the peer's user may do, when users are configured: checked on every frame the
+    /// link brings (`inbound.rs`) and every announcement it is sent (`ads.rs`).
+    pub(crate) grants: Option<Arc<Grants>>,
 }
 
 impl LinkInfo {
@@ -228,6 +232,24 @@ impl Core {
         for publisher in link.out_subs {
             self.reroute_subscriptions(&publisher);
         }
+    }
+
+    /// Closes every link `doomed` picks (the users changed, and their rights with them);
+    /// returns how many.
+    pub(crate) fn close_links(
+        &self,
+        mut doomed: impl FnMut(&LinkInfo) -> bool,
+        code: netsvc_proto::wire::CloseCode,
+        reason: &str,
+    ) -> usize {
+        let mut closed = 0;
+        for link in self.mesh.links.values() {
+            if doomed(&link.info) {
+                link.queue.close(code, reason, true);
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Handles one frame received on link `id`. Work that must not run under the lock is

@@ -39,6 +39,7 @@ impl Core {
             route.monitors.clear();
             route.downstream.clear();
             let subs = &self.mesh.subs;
+            let links = &self.mesh.links;
             remote.index.for_each_match(subject, |_, sid| {
                 let Some(sub) = subs.get(*sid) else { return };
                 if sub.link != link {
@@ -47,7 +48,12 @@ impl Core {
                 match sub.origin {
                     SubOrigin::Monitor(m) => route.monitors.push((m, sub.pattern.clone())),
                     SubOrigin::Relay { link, .. } => {
-                        if !route.downstream.contains(&link) {
+                        // A link whose user may not receive this subject is left out of
+                        // the route (checked once per subject, not per report).
+                        let admitted = links
+                            .get(&link)
+                            .is_some_and(|l| l.queue.admits_subject(subject));
+                        if admitted && !route.downstream.contains(&link) {
                             route.downstream.push(link);
                         }
                     }
@@ -150,7 +156,9 @@ impl Core {
         match sub.origin {
             SubOrigin::Relay { link, sid: theirs } => {
                 let publisher = Text::from(sub.publisher.address());
-                if let Some(l) = self.mesh.links.get(&link) {
+                if let Some(l) = self.mesh.links.get(&link)
+                    && l.queue.admits_subject(&targeted.subject)
+                {
                     l.queue.push_targeted(
                         Frame::Targeted(frame::Targeted {
                             sid: theirs.raw(),

@@ -1,0 +1,240 @@
+//! TLS for links: the server's certificate (and the CA of client certificates, for mTLS),
+//! the client's trusted CA (and its own certificate), and the handshakes over a TCP stream.
+//!
+//! rustls with the ring provider only, chosen explicitly: rustls's automatic provider
+//! choice panics when a second provider is compiled in by some other dependency.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+/// A TLS setting could not be used: a file missing or unreadable, no certificate in a PEM
+/// file, a key that does not fit the certificate, ...
+#[derive(Debug, thiserror::Error)]
+#[error("TLS: {0}")]
+pub struct TlsError(String);
+
+impl TlsError {
+    fn new(what: impl Into<String>) -> Self {
+        Self(what.into())
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::new(format!("{what}: {e}")))?;
+    if certs.is_empty() {
+        return Err(TlsError::new(format!("{what}: no certificate in it")));
+    }
+    Ok(certs)
+}
+
+fn private_key(pem: &[u8], what: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| TlsError::new(format!("{what}: {e}")))
+}
+
+fn roots(pem: &[u8], what: &str) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut store = RootCertStore::empty();
+    for cert in certificates(pem, what)? {
+        store
+            .add(cert)
+            .map_err(|e| TlsError::new(format!("{what}: {e}")))?;
+    }
+    Ok(Arc::new(store))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| TlsError::new(format!("cannot read {}: {e}", path.display())))
+}
+
+/// A TLS listener's settings: its certificate chain and key, and optionally the CA that
+/// signs client certificates (mTLS).
+#[derive(Clone)]
+pub struct ServerTls {
+    cert_chain: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
+    client_ca: Option<(Arc<RootCertStore>, bool)>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("certificates", &self.cert_chain.len())
+            .field("client_ca", &self.client_ca.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// The certificate chain and private key, in PEM.
+    pub fn from_pem(cert_chain: &[u8], key: &[u8]) -> Result<Self, TlsError> {
+        let tls = Self {
+            cert_chain: certificates(cert_chain, "certificate")?,
+            key: Arc::new(private_key(key, "private key")?),
+            client_ca: None,
+        };
+        tls.config()?; // the key must fit the certificate
+        Ok(tls)
+    }
+
+    /// The certificate chain and private key, from PEM files.
+    pub fn from_pem_files(cert_chain: &Path, key: &Path) -> Result<Self, TlsError> {
+        Self::from_pem(&read(cert_chain)?, &read(key)?)
+    }
+
+    /// Verifies client certificates against the CA certificates in `ca` (PEM): a client's
+    /// certificate names can then log it in ([`User::certificate`](crate::security::User)).
+    /// With `required`, a client without a valid certificate is refused in the TLS
+    /// handshake; otherwise it may log in another way.
+    pub fn with_client_ca(mut self, ca: &[u8], required: bool) -> Result<Self, TlsError> {
+        self.client_ca = Some((roots(ca, "client CA")?, required));
+        self.config()?;
+        Ok(self)
+    }
+
+    /// [`with_client_ca`](Self::with_client_ca) from a PEM file.
+    pub fn with_client_ca_file(self, ca: &Path, required: bool) -> Result<Self, TlsError> {
+        let pem = read(ca)?;
+        self.with_client_ca(&pem, required)
+    }
+
+    pub(crate) fn config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::new(e.to_string()))?;
+        let builder = match &self.client_ca {
+            None => builder.with_no_client_auth(),
+            Some((roots, required)) => {
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(roots.clone(), provider());
+                let verifier = if *required {
+                    verifier
+                } else {
+                    verifier.allow_unauthenticated()
+                };
+                let verifier = verifier
+                    .build()
+                    .map_err(|e| TlsError::new(format!("client CA: {e}")))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let config = builder
+            .with_single_cert(self.cert_chain.clone(), self.key.clone_key())
+            .map_err(|e| TlsError::new(format!("certificate and key: {e}")))?;
+        Ok(Arc::new(config))
+    }
+}
+
+/// A client's TLS settings: the CA certificates it trusts for servers, optionally its own
+/// certificate (for a server that asks for one), and the name to expect in the server's
+/// certificate when it is not the host of the address.
+#[derive(Clone)]
+pub struct ClientTls {
+    roots: Arc<RootCertStore>,
+    identity: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
+    server_name: Option<String>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("client_certificate", &self.identity.is_some())
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    /// Trusts servers whose certificates the CA certificates in `ca` (PEM) sign.
+    pub fn from_ca_pem(ca: &[u8]) -> Result<Self, TlsError> {
+        Ok(Self {
+            roots: roots(ca, "CA")?,
+            identity: None,
+            server_name: None,
+        })
+    }
+
+    /// [`from_ca_pem`](Self::from_ca_pem) from a PEM file.
+    pub fn from_ca_file(ca: &Path) -> Result<Self, TlsError> {
+        Self::from_ca_pem(&read(ca)?)
+    }
+
+    /// Presents this certificate chain and key (PEM) when the server asks for one.
+    pub fn with_client_cert(mut self, cert_chain: &[u8], key: &[u8]) -> Result<Self, TlsError> {
+        self.identity = Some((
+            certificates(cert_chain, "client certificate")?,
+            Arc::new(private_key(key, "client key")?),
+        ));
+        self.config()?;
+        Ok(self)
+    }
+
+    /// [`with_client_cert`](Self::with_client_cert) from PEM files.
+    pub fn with_client_cert_files(self, cert_chain: &Path, key: &Path) -> Result<Self, TlsError> {
+        let (cert, key) = (read(cert_chain)?, read(key)?);
+        self.with_client_cert(&cert, &key)
+    }
+
+    /// Expects `name` in the server's certificate instead of the address's host.
+    #[must_use]
+    pub fn with_server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    pub(crate) fn config(&self) -> Result<Arc<ClientConfig>, TlsError> {
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::new(e.to_string()))?
+            .with_root_certificates(self.roots.clone());
+        let config = match &self.identity {
+            None => builder.with_no_client_auth(),
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain.clone(), key.clone_key())
+                .map_err(|e| TlsError::new(format!("client certificate and key: {e}")))?,
+        };
+        Ok(Arc::new(config))
+    }
+
+    /// The name to verify the server's certificate against, for a connection to `host`.
+    pub(crate) fn server_name(&self, host: &str) -> Result<ServerName<'static>, TlsError> {
+        let name = self.server_name.as_deref().unwrap_or(host);
+        // `[::1]` in an address is `::1` in a certificate.
+        let name = name.trim_start_matches('[').trim_end_matches(']');
+        ServerName::try_from(name.to_owned())
+            .map_err(|e| TlsError::new(format!("server name {name:?}: {e}")))
+    }
+}
+
+/// The DNS names of a verified peer certificate chain's end certificate.
+pub(crate) fn certificate_names(chain: Option<&[CertificateDer<'_>]>) -> Vec<String> {
+    let Some(end) = chain.and_then(<[_]>::first) else {
+        return Vec::new();
+    };
+    webpki::EndEntityCert::try_from(end)
+        .map(|cert| cert.valid_dns_names().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Words for a failed TLS handshake, on the client's side: the usual causes said plainly.
+pub(crate) fn describe_client_error(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    if text.contains("InvalidContentType") || text.contains("corrupt message") {
+        "the server did not answer in TLS: this port is probably plaintext netsvc (connect \
+         without TLS)"
+            .to_owned()
+    } else if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
+        format!("the server's certificate is not trusted: {text}")
+    } else {
+        format!("TLS handshake failed: {text}")
+    }
+}

@@ -1,0 +1,654 @@
+//! Security as an attacker meets it (docs/SECURITY.md): TLS mismatches and untrusted
+//! certificates, wrong and missing credentials, a flood of failed logins, service
+//! hijacking, calls, subscriptions and registry entries beyond a user's permissions, and a
+//! client that pretends to be a hub. Every exchange is real, over loopback sockets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use netsvc::exchange::{ConnectionState, LinkFailure};
+use netsvc::security::{
+    ClientTls, Credentials, Permissions, RuleSpec, ServerTls, User, Users, hash_password,
+};
+use netsvc::{Exchange, FailureKind, Lifetime, Retry, Runtime, Value, args};
+use netsvc_proto::wire::{CloseCode, Frame, Role, Text, frame};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+use super::util::{RawPeer, capture_logs, config, echo, hello, log_line, visible, within};
+
+/// A CA, a server certificate it signs for `localhost` and 127.0.0.1, and a client
+/// certificate it signs for `name`: PEM texts.
+struct Pki {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+}
+
+impl Pki {
+    fn new() -> (Self, CertifiedIssuer<'static, KeyPair>) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let pki = Self {
+            ca: ca.pem(),
+            server_cert: cert.pem(),
+            server_key: key.serialize_pem(),
+        };
+        (pki, ca)
+    }
+
+    fn server(&self) -> ServerTls {
+        ServerTls::from_pem(self.server_cert.as_bytes(), self.server_key.as_bytes()).unwrap()
+    }
+
+    fn client(&self) -> ClientTls {
+        ClientTls::from_ca_pem(self.ca.as_bytes()).unwrap()
+    }
+}
+
+/// A client certificate for `name`, signed by `ca`: (certificate, key) PEM.
+fn client_cert(ca: &CertifiedIssuer<'static, KeyPair>, name: &str) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec![name.to_owned()])
+        .unwrap()
+        .signed_by(&key, ca)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// A client exchange in group `"g"`, built by `build` from the builder, connected once per
+/// 20 ms to `address`.
+fn client(
+    address: SocketAddr,
+    build: impl FnOnce(netsvc::ExchangeBuilder) -> netsvc::ExchangeBuilder,
+) -> (Runtime, Exchange, netsvc::Connector) {
+    let rt = Runtime::new();
+    let ex = build(Exchange::client(&rt).group("g").config(config()))
+        .build()
+        .unwrap();
+    let link = ex
+        .connect(
+            &address.to_string(),
+            Retry::every(Duration::from_millis(20)),
+        )
+        .unwrap();
+    (rt, ex, link)
+}
+
+/// The failure that keeps `link` from syncing.
+async fn refusal(link: &netsvc::Connector) -> LinkFailure {
+    let mut link = link.clone();
+    within("a failed attempt", async {
+        loop {
+            if let Some(failure) = link.status().last_failure {
+                return failure;
+            }
+            link.changed().await;
+        }
+    })
+    .await
+}
+
+async fn synced(link: &netsvc::Connector) {
+    within("the link synced", link.synced()).await.unwrap();
+}
+
+/// A hub in group `"g"` with `users`, listening in plaintext (and with TLS if `tls`).
+async fn secure_hub(users: Users, tls: Option<&ServerTls>) -> (Runtime, Exchange, SocketAddr) {
+    let rt = Runtime::new();
+    let ex = Exchange::server(&rt)
+        .group("g")
+        .config(config())
+        .users(users)
+        .build()
+        .unwrap();
+    let address = match tls {
+        Some(tls) => ex.listen_tls("127.0.0.1:0", tls).await.unwrap(),
+        None => ex.listen("127.0.0.1:0").await.unwrap(),
+    };
+    (rt, ex, address)
+}
+
+fn open_users() -> Users {
+    Users {
+        anonymous: Some(Permissions::everything()),
+        ..Users::default()
+    }
+}
+
+fn user(permissions: Permissions) -> User {
+    User {
+        permissions,
+        ..User::default()
+    }
+}
+
+fn with_token(token: &str, permissions: Permissions) -> User {
+    User {
+        token: Some(token.to_owned()),
+        ..user(permissions)
+    }
+}
+
+#[tokio::test]
+async fn tls_links_work_and_every_mismatch_is_named() {
+    let (pki, _) = Pki::new();
+    let (hub_rt, _hub, tls_address) = secure_hub(open_users(), Some(&pki.server())).await;
+    let _echo = echo(&hub_rt, "echo");
+
+    // TLS to TLS: calls work, and the link says it is TLS.
+    let (rt, ex, link) = client(tls_address, |b| b.tls(pki.client()));
+    synced(&link).await;
+    let out = rt
+        .endpoint("echo")
+        .call("echo", args!["over tls"])
+        .await
+        .unwrap();
+    assert_eq!(out, Value::List(args!["over tls"]));
+    assert!(ex.connections().iter().all(|c| c.tls));
+
+    // Plaintext to a TLS port: told so, in words, and retrying does not help.
+    let (_rt, _ex, plain) = client(tls_address, |b| b);
+    let failure = refusal(&plain).await;
+    assert!(
+        matches!(&failure, LinkFailure::Tls(why) if why.contains("TLS only")),
+        "{failure}"
+    );
+    assert!(failure.is_final());
+
+    // TLS to a plaintext port.
+    let (_prt, _plain_hub, plain_address) = secure_hub(open_users(), None).await;
+    let (_rt, _ex, tls_to_plain) = client(plain_address, |b| b.tls(pki.client()));
+    let failure = refusal(&tls_to_plain).await;
+    assert!(
+        matches!(&failure, LinkFailure::Tls(why) if why.contains("did not answer in TLS")),
+        "{failure}"
+    );
+
+    // A server certificate from a CA the client does not trust (a self-signed one, say).
+    let (other, _) = Pki::new();
+    let (_rt, _ex, untrusted) = client(tls_address, |b| b.tls(other.client()));
+    let failure = refusal(&untrusted).await;
+    assert!(
+        matches!(&failure, LinkFailure::Tls(why) if why.contains("not trusted")),
+        "{failure}"
+    );
+
+    // The hub kept serving the trusted client all along.
+    let out = rt.endpoint("echo").call("echo", args![2]).await.unwrap();
+    assert_eq!(out, Value::List(args![2]));
+}
+
+#[tokio::test]
+async fn a_client_certificate_logs_in_as_its_user() {
+    let (pki, ca) = Pki::new();
+    let tls = pki
+        .server()
+        .with_client_ca(pki.ca.as_bytes(), true)
+        .unwrap();
+    let mut users = Users::default();
+    users.users.insert(
+        "alice".into(),
+        User {
+            certificate: Some("alice.example".into()),
+            ..user(Permissions::default())
+        },
+    );
+    let (_hub_rt, hub, address) = secure_hub(users, Some(&tls)).await;
+
+    let (cert, key) = client_cert(&ca, "alice.example");
+    let identity = pki
+        .client()
+        .with_client_cert(cert.as_bytes(), key.as_bytes())
+        .unwrap();
+    let (_rt, _ex, link) = client(address, |b| b.tls(identity));
+    synced(&link).await;
+    let users: Vec<Option<String>> = hub.connections().into_iter().map(|c| c.user).collect();
+    assert_eq!(users, vec![Some("alice".to_owned())]);
+
+    // No certificate: the TLS handshake itself refuses it.
+    let (_rt, _ex, anonymous) = client(address, |b| b.tls(pki.client()));
+    assert!(matches!(refusal(&anonymous).await, LinkFailure::Tls(_)));
+
+    // A certificate for a name no user has: TLS passes, the login does not.
+    let (cert, key) = client_cert(&ca, "mallory.example");
+    let stranger = pki
+        .client()
+        .with_client_cert(cert.as_bytes(), key.as_bytes())
+        .unwrap();
+    let (_rt, _ex, link) = client(address, |b| b.tls(stranger));
+    let failure = refusal(&link).await;
+    assert!(
+        matches!(&failure, LinkFailure::NotAuthorised(why) if why.contains("credentials required")),
+        "{failure}"
+    );
+}
+
+#[tokio::test]
+async fn passwords_and_tokens_log_in_and_nothing_else_does() {
+    capture_logs();
+    let mut users = Users::default();
+    users.users.insert(
+        "alice".into(),
+        User {
+            password_hash: Some(hash_password("alice-pw-7731").unwrap()),
+            ..user(Permissions::default())
+        },
+    );
+    users.users.insert(
+        "bob".into(),
+        with_token("bob-token-9910", Permissions::default()),
+    );
+    let (hub_rt, hub, address) = secure_hub(users, None).await;
+    let _echo = echo(&hub_rt, "echo");
+
+    let (alice_rt, _ex, alice) = client(address, |b| {
+        b.credentials(Credentials::password("alice", "alice-pw-7731"))
+    });
+    synced(&alice).await;
+    let (_rt, _ex, bob) = client(address, |b| {
+        b.credentials(Credentials::token("bob-token-9910"))
+    });
+    synced(&bob).await;
+    let mut names: Vec<Option<String>> = hub.connections().into_iter().map(|c| c.user).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![Some("alice".to_owned()), Some("bob".to_owned())]
+    );
+
+    let attempt = |credentials: Option<Credentials>| async move {
+        let rt = Runtime::new();
+        let mut builder = Exchange::client(&rt).group("g").config(config());
+        if let Some(credentials) = credentials {
+            builder = builder.credentials(credentials);
+        }
+        let ex = builder.build().unwrap();
+        let link = ex.connect(&address.to_string(), Retry::once()).unwrap();
+        let error = within("a refusal", link.synced()).await.unwrap_err();
+        match error.cause {
+            Some(LinkFailure::NotAuthorised(why)) => why,
+            other => panic!("not refused as not authorised: {other:?}"),
+        }
+    };
+    let wrong = attempt(Some(Credentials::password("alice", "wrong-pw-1234"))).await;
+    let unknown = attempt(Some(Credentials::password("nobody", "alice-pw-7731"))).await;
+    // Whether the user exists is not told.
+    assert_eq!(
+        wrong.replace("\"alice\"", "USER"),
+        unknown.replace("\"nobody\"", "USER")
+    );
+    let token = attempt(Some(Credentials::token("guessed-token-5555"))).await;
+    assert!(token.contains("invalid token"), "{token}");
+    let none = attempt(None).await;
+    assert!(none.contains("credentials required"), "{none}");
+
+    // The hub kept serving alice, and no secret reached a log line.
+    let out = alice_rt
+        .endpoint("echo")
+        .call("echo", args![1])
+        .await
+        .unwrap();
+    assert_eq!(out, Value::List(args![1]));
+    log_line(&["link not established", "invalid token"]).await;
+    let log = super::util::all_logs();
+    for secret in [
+        "alice-pw-7731",
+        "wrong-pw-1234",
+        "bob-token-9910",
+        "guessed-token-5555",
+    ] {
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_failed_logins_locks_the_address_out() {
+    let mut users = Users::default();
+    users.users.insert(
+        "bob".into(),
+        with_token("bob-token-2024", Permissions::default()),
+    );
+    let (_hub_rt, _hub, address) = secure_hub(users, None).await;
+
+    // Ten wrong tokens at once, each answered after its penalty.
+    let mut floods = Vec::new();
+    for i in 0..10 {
+        let rt = Runtime::new();
+        let ex = Exchange::client(&rt)
+            .group("g")
+            .config(config())
+            .credentials(Credentials::token(format!("wrong-{i}")))
+            .build()
+            .unwrap();
+        let link = ex.connect(&address.to_string(), Retry::once()).unwrap();
+        floods.push((rt, ex, link));
+    }
+    for (_, _, link) in &floods {
+        let error = within("a refusal", link.synced()).await.unwrap_err();
+        assert!(
+            matches!(error.cause, Some(LinkFailure::NotAuthorised(_))),
+            "{error}"
+        );
+    }
+    // Now even the right token is refused from this address, unchecked.
+    let (_rt, _ex, link) = client(address, |b| {
+        b.credentials(Credentials::token("bob-token-2024"))
+    });
+    let failure = refusal(&link).await;
+    assert!(
+        matches!(&failure, LinkFailure::NotAuthorised(why) if why.contains("too many failed logins")),
+        "{failure}"
+    );
+}
+
+/// Users for the permission tests: `owner` may provide `echo` and publish anything;
+/// `mallory` may provide only `mallory.*`; `carol` may call only `public*`; `dave` may
+/// receive reports only on `weather.*`; `eve` may see only `public*`.
+fn permission_users() -> Users {
+    let mut users = Users::default();
+    let mut add = |name: &str, permissions: Permissions| {
+        users.users.insert(
+            name.into(),
+            with_token(&format!("{name}-token"), permissions),
+        );
+    };
+    add(
+        "owner",
+        Permissions {
+            provide: Some(RuleSpec::allow(["echo", "weather", "public*", "private*"])),
+            ..Permissions::default()
+        },
+    );
+    add(
+        "mallory",
+        Permissions {
+            provide: Some(RuleSpec::allow(["mallory.*"])),
+            ..Permissions::default()
+        },
+    );
+    add(
+        "carol",
+        Permissions {
+            call: Some(RuleSpec::allow(["public*"])),
+            ..Permissions::default()
+        },
+    );
+    add(
+        "dave",
+        Permissions {
+            subscribe: Some(RuleSpec::allow(["weather.*"]).deny(["weather.secret*"])),
+            ..Permissions::default()
+        },
+    );
+    add(
+        "eve",
+        Permissions {
+            see: Some(RuleSpec::allow(["public*"])),
+            ..Permissions::default()
+        },
+    );
+    users
+}
+
+fn as_user(address: SocketAddr, name: &str) -> (Runtime, Exchange, netsvc::Connector) {
+    client(address, |b| {
+        b.credentials(Credentials::token(format!("{name}-token")))
+    })
+}
+
+#[tokio::test]
+async fn a_hijacked_service_name_is_refused_and_the_real_one_keeps_its_callers() {
+    capture_logs();
+    let (_hub_rt, _hub, address) = secure_hub(permission_users(), None).await;
+    let (owner_rt, _ex, owner) = as_user(address, "owner");
+    synced(&owner).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let _real = owner_rt
+        .service("echo")
+        .export("echo", move |req| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, netsvc::Failure>(Value::List(req.into_args())) }
+        })
+        .build()
+        .unwrap();
+    let (caller_rt, _ex, caller) = as_user(address, "carol");
+    synced(&caller).await;
+    let real = visible(&caller_rt, "echo").await;
+
+    let (mallory_rt, _ex, mallory) = as_user(address, "mallory");
+    synced(&mallory).await;
+    let _fake = echo(&mallory_rt, "echo");
+    let _own = echo(&mallory_rt, "mallory.tools");
+    // Mallory's permitted service arrives after the refused one, on the same path.
+    let (watcher_rt, _ex, watcher) = as_user(address, "owner");
+    synced(&watcher).await;
+    visible(&watcher_rt, "mallory.tools").await;
+    let echoes = watcher_rt.registry().lookup_name("echo");
+    assert_eq!(echoes.len(), 1, "{echoes:?}");
+    assert_eq!(echoes[0].address(), real.address());
+    log_line(&["SERVICE refused", "mallory"]).await;
+    // Mallory's process heard that it was refused.
+    log_line(&["refused to announce this service", "echo"]).await;
+
+    // Callers still reach the real one.
+    let out = watcher_rt
+        .endpoint("echo")
+        .call("echo", args!["real"])
+        .await
+        .unwrap();
+    assert_eq!(out, Value::List(args!["real"]));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_call_beyond_the_users_permission_fails_with_49_and_never_reaches_the_service() {
+    let (hub_rt, _hub, address) = secure_hub(permission_users(), None).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let _private = hub_rt
+        .service("private.db")
+        .export("get", move |_req| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, netsvc::Failure>(Value::from("data")) }
+        })
+        .build()
+        .unwrap();
+    let _public = echo(&hub_rt, "public.echo");
+
+    let (rt, _ex, carol) = as_user(address, "carol");
+    synced(&carol).await;
+    let failure = rt
+        .endpoint("private.db")
+        .call("get", vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(failure.error, 49, "{failure:?}");
+    assert_eq!(failure.kind(), FailureKind::NotAuthorised);
+    assert!(failure.details.contains("carol"), "{failure:?}");
+    let out = rt
+        .endpoint("public.echo")
+        .call("echo", args![1])
+        .await
+        .unwrap();
+    assert_eq!(out, Value::List(args![1]));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_subscription_beyond_the_users_permission_gets_only_what_it_may_see() {
+    let (hub_rt, _hub, address) = secure_hub(permission_users(), None).await;
+    let (owner_rt, _ex, owner) = as_user(address, "owner");
+    synced(&owner).await;
+    let weather = owner_rt.service("weather").build().unwrap();
+    weather
+        .publish("weather.today", "sunny", Lifetime::Forever)
+        .unwrap();
+    weather
+        .publish("weather.secret.plans", "hidden", Lifetime::Forever)
+        .unwrap();
+    weather
+        .publish("news.today", "quiet", Lifetime::Forever)
+        .unwrap();
+    // A publisher in the hub's own process too: its reports leave by another path.
+    let local = hub_rt.service("public.clock").build().unwrap();
+    local
+        .publish("clock.now", "12:00", Lifetime::Forever)
+        .unwrap();
+    local
+        .publish("weather.local", "warm", Lifetime::Forever)
+        .unwrap();
+
+    let (rt, _ex, dave) = as_user(address, "dave");
+    synced(&dave).await;
+    visible(&rt, "weather").await;
+    let reader = rt.service("").build().unwrap();
+    let mut reports = reader.monitor_all_reports("*").unwrap();
+    let mut seen = Vec::new();
+    let mut next = async || {
+        let report = within("a report", reports.next_report()).await.unwrap();
+        report.subject().to_owned()
+    };
+    // The cache first: of five cached reports, two are the user's to see.
+    for _ in 0..2 {
+        seen.push(next().await);
+    }
+    // Then live ones; each publisher's last report is a sentinel after those it must not
+    // deliver.
+    weather
+        .publish("weather.secret.x", "hidden", Lifetime::None)
+        .unwrap();
+    weather
+        .publish("news.live", "hidden", Lifetime::None)
+        .unwrap();
+    weather
+        .publish("weather.done", "end", Lifetime::None)
+        .unwrap();
+    local
+        .publish("clock.live", "hidden", Lifetime::None)
+        .unwrap();
+    local
+        .publish("weather.local.done", "end", Lifetime::None)
+        .unwrap();
+    for _ in 0..2 {
+        seen.push(next().await);
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "weather.done",
+            "weather.local",
+            "weather.local.done",
+            "weather.today"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_registry_a_user_gets_holds_only_what_it_may_see() {
+    let (hub_rt, _hub, address) = secure_hub(permission_users(), None).await;
+    let _a = echo(&hub_rt, "private.vault");
+    let _b = echo(&hub_rt, "public.info");
+    let (rt, _ex, eve) = as_user(address, "eve");
+    synced(&eve).await;
+    let names: Vec<String> = rt
+        .registry()
+        .services()
+        .iter()
+        .map(|b| b.service_name().to_owned())
+        .collect();
+    assert_eq!(names, vec!["public.info".to_owned()]);
+    let failure = rt
+        .endpoint("private.vault")
+        .call("echo", vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(failure.kind(), FailureKind::ServiceUnavailable);
+}
+
+#[tokio::test]
+async fn a_client_pretending_to_be_a_hub_is_closed() {
+    let (hub_rt, _hub, address) = secure_hub(permission_users(), None).await;
+    let _real = echo(&hub_rt, "public.echo");
+    let with_token = |mut hello: netsvc_proto::wire::Hello| {
+        hello
+            .options
+            .push((Text::from("token"), Text::from("mallory-token")));
+        hello
+    };
+
+    // A HELLO that says "server" from a user without the link right.
+    let mut peer = RawPeer::connect(address).await;
+    let mut hub_hello = with_token(hello("g", "fake-hub:1"));
+    hub_hello.role = Role::Server;
+    peer.send_frame(&Frame::Hello(hub_hello)).await;
+    let (code, reason) = peer.close_frame().await;
+    assert_eq!(code, CloseCode::NotAuthorised);
+    assert!(reason.contains("may not link as a hub"), "{reason}");
+
+    // A client that relays an announcement from another process.
+    let mut peer = RawPeer::connect(address).await;
+    peer.send_frame(&Frame::Hello(with_token(hello("g", "mallory:2"))))
+        .await;
+    loop {
+        match peer.next_frame().await {
+            Some(Frame::Synced) => break,
+            Some(_) => {}
+            None => panic!("the hub closed the link before its registry"),
+        }
+    }
+    let relayed = frame::Service {
+        address: Text::from("victim:9/1!mallory.x"),
+        name: Text::from("mallory.x"),
+        audience: Text::from("*"),
+        groups: Vec::new(),
+        version: 1,
+        path: vec![Text::from("victim:9"), Text::from("mallory:2")],
+    };
+    peer.send_frame(&Frame::Service(relayed)).await;
+    let (code, reason) = peer.close_frame().await;
+    assert_eq!(code, CloseCode::NotAuthorised);
+    assert!(reason.contains("may not relay"), "{reason}");
+    assert!(hub_rt.registry().lookup_name("mallory.x").is_empty());
+}
+
+#[tokio::test]
+async fn a_reload_closes_the_links_whose_rights_changed() {
+    let mut users = Users::default();
+    users
+        .users
+        .insert("a".into(), with_token("a-token", Permissions::default()));
+    users
+        .users
+        .insert("b".into(), with_token("b-token", Permissions::default()));
+    let (_hub_rt, hub, address) = secure_hub(users.clone(), None).await;
+    let (_rt, ex_a, a) = client(address, |b| b.credentials(Credentials::token("a-token")));
+    let (_rt, _ex_b, b) = client(address, |b| b.credentials(Credentials::token("b-token")));
+    synced(&a).await;
+    synced(&b).await;
+    let mut watch = ex_a.watch_connections();
+
+    // b loses everything; a keeps its rights.
+    users.users.remove("b");
+    let closed = hub.set_users(users).unwrap();
+    assert_eq!(closed, 1);
+    let failure = refusal(&b).await;
+    assert!(
+        matches!(failure, LinkFailure::NotAuthorised(_)),
+        "{failure}"
+    );
+    assert!(a.is_synced());
+    // a's link was never dropped: its first event is still the only one.
+    let event = watch.try_recv().unwrap().unwrap();
+    assert_eq!(event.state, ConnectionState::Active);
+    assert_eq!(watch.try_recv().unwrap(), None);
+}
