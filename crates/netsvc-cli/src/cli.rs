@@ -7,6 +7,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use netsvc::Lifetime;
 
 use crate::parse;
+use crate::security::ClientSecurityArgs;
 
 /// The port of the original manual, on the loopback interface: a hub is private to the
 /// machine unless it is told otherwise.
@@ -68,7 +69,16 @@ pub(crate) enum Command {
     /// Host example services (echo, clock) so there is something to look at.
     #[command(after_help = DEMO_EXAMPLES)]
     Demo(DemoArgs),
+    /// Print the argon2 hash of a password read from stdin, for a users file.
+    #[command(after_help = PASSWD_EXAMPLES)]
+    Passwd,
 }
+
+const PASSWD_EXAMPLES: &str = "\
+Examples:
+  netsvc passwd                      # type the password, then Enter
+  printf '%s' \"$PW\" | netsvc passwd   # from a script
+The hash goes in the users file: [users.NAME] password_hash = \"...\" (docs/SECURITY.md).";
 
 /// How a client command reaches the exchange.
 #[derive(Debug, Clone, Args)]
@@ -94,6 +104,8 @@ pub(crate) struct ConnectArgs {
     /// the commands that run until stopped]
     #[arg(long, value_name = "SECS|forever", value_parser = parse::wait)]
     pub(crate) wait: Option<parse::Wait>,
+    #[command(flatten)]
+    pub(crate) security: ClientSecurityArgs,
 }
 
 const EXCHANGE_EXAMPLES: &str = "\
@@ -104,9 +116,12 @@ Examples:
   netsvc exchange --unix /tmp/netsvc.sock          # a Unix socket only
   netsvc exchange --connect hub-b:11111            # join another hub (mesh)
   netsvc exchange --config netsvc.toml             # settings from a file; flags override
+  netsvc exchange --listen 0.0.0.0:11111 --tls-cert hub.pem --tls-key hub.key \
+      --users users.toml                           # TLS and logins (docs/SECURITY.md)
 
 With no --listen and no --unix (from flags or the file) it listens on 127.0.0.1:11111.
-SIGINT or SIGTERM shuts it down gracefully: clients are told, exit code 0.";
+SIGINT or SIGTERM shuts it down gracefully: clients are told, exit code 0. SIGHUP
+reloads the users file: links whose user's permissions changed are closed to log in again.";
 
 #[derive(Debug, Args)]
 pub(crate) struct ExchangeArgs {
@@ -132,6 +147,31 @@ pub(crate) struct ExchangeArgs {
     /// A TOML config file (see netsvc.example.toml); flags override its settings.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
+    /// Serve TLS only on the TCP listeners, with this certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Verify client certificates against this CA (PEM); their names can log users in.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_client_ca: Option<PathBuf>,
+    /// Refuse TLS clients without a certificate that --tls-client-ca signs.
+    #[arg(long, requires = "tls_client_ca")]
+    pub(crate) require_client_cert: bool,
+    /// Users, their credentials and permissions (TOML, docs/SECURITY.md); peers must log
+    /// in. Reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) users: Option<PathBuf>,
+    /// The file mode of the --unix socket, in octal (e.g. 660: owner and group only).
+    #[arg(long, value_name = "OCTAL", value_parser = parse::file_mode)]
+    pub(crate) unix_mode: Option<u32>,
+    /// Link to the --connect peers with TLS, trusting this CA (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) peer_tls_ca: Option<PathBuf>,
+    /// Log in to the --connect peers with the token on this file's first line.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) peer_token_file: Option<PathBuf>,
 }
 
 const SERVICES_EXAMPLES: &str = "\
@@ -362,6 +402,8 @@ pub(crate) struct DemoArgs {
     /// `forever`.
     #[arg(long, value_name = "SECS|forever", default_value = "forever", value_parser = parse::wait)]
     pub(crate) wait: parse::Wait,
+    #[command(flatten)]
+    pub(crate) security: ClientSecurityArgs,
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use crate::Exit;
 use crate::cli::ConnectArgs;
 use crate::output::status;
 use crate::parse::Wait;
+use crate::security::ClientSecurityArgs;
 use crate::signals::Signals;
 
 /// How long a command's graceful exit waits for its link to flush and close.
@@ -44,6 +45,8 @@ pub(crate) struct Target {
     pub(crate) retry: Duration,
     /// How long to wait for the first link.
     pub(crate) wait: Wait,
+    /// TLS and credentials.
+    pub(crate) security: ClientSecurityArgs,
 }
 
 impl Target {
@@ -54,6 +57,7 @@ impl Target {
             group: args.group.clone(),
             retry: args.retry,
             wait: args.wait.unwrap_or(default_wait),
+            security: args.security.clone(),
         }
     }
 }
@@ -89,9 +93,10 @@ pub(crate) fn client_exchange(rt: &Runtime, target: &Target) -> anyhow::Result<E
     if let Some(limit) = target.wait.0 {
         config.handshake_timeout = (limit / 2).clamp(Duration::from_millis(100), MAX_HANDSHAKE);
     }
-    Exchange::client(rt)
-        .group(&target.group)
-        .config(config)
+    let builder = Exchange::client(rt).group(&target.group).config(config);
+    target
+        .security
+        .apply(builder)?
         .build()
         .with_context(|| format!("invalid exchange group {:?}", target.group))
 }
@@ -189,6 +194,12 @@ pub(crate) fn cause(failure: &LinkFailure, target: &Target) -> String {
             format!("{failure} (is it a netsvc exchange, and is it overloaded?)")
         }
         LinkFailure::NotNetsvc(_) => format!("{failure}; is {} the right address?", target.address),
+        LinkFailure::NotAuthorised(_) if target.security.credentials().ok().flatten().is_none() => {
+            format!("{failure}; log in with --user (and NETSVC_PASSWORD) or --token-file")
+        }
+        LinkFailure::Tls(_) if target.security.tls_ca.is_none() => {
+            format!("{failure}; for a TLS hub give --tls-ca FILE")
+        }
         _ => failure.to_string(),
     }
 }

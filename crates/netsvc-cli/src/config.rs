@@ -26,6 +26,36 @@ pub(crate) struct FileConfig {
     /// Limits of the exchange.
     #[serde(default)]
     pub(crate) limits: Limits,
+    /// A users file: peers must log in (docs/SECURITY.md).
+    pub(crate) users: Option<PathBuf>,
+    /// The file mode of the Unix socket, in octal digits (e.g. "660").
+    pub(crate) unix_mode: Option<String>,
+    /// TLS on the TCP listeners.
+    pub(crate) tls: Option<TlsFile>,
+    /// How this hub links to its `connect` peers.
+    #[serde(default)]
+    pub(crate) peer: PeerFile,
+}
+
+/// `[tls]`: the listeners' certificate, and the CA of client certificates.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsFile {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) client_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) require_client_cert: bool,
+}
+
+/// `[peer]`: TLS and a login toward the `connect` peers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PeerFile {
+    pub(crate) tls_ca: Option<PathBuf>,
+    pub(crate) token_file: Option<PathBuf>,
+    pub(crate) user: Option<String>,
+    pub(crate) password_file: Option<PathBuf>,
 }
 
 /// `[limits]`: the tunables of [`ExchangeConfig`], in plain units.
@@ -77,6 +107,12 @@ impl FileConfig {
             && !(0.0..3.2e9).contains(&retry)
         {
             bail!("retry = {retry}: expected a non-negative number of seconds");
+        }
+        if let Some(mode) = &self.unix_mode {
+            crate::parse::file_mode(mode).map_err(|e| anyhow::anyhow!("unix_mode: {e}"))?;
+        }
+        if self.peer.password_file.is_some() && self.peer.user.is_none() {
+            bail!("peer.password_file needs peer.user");
         }
         let l = &self.limits;
         for (key, value) in [

@@ -12,6 +12,7 @@ mod config;
 mod logging;
 mod output;
 mod parse;
+mod security;
 mod signals;
 
 use std::io::Write as _;
@@ -84,6 +85,7 @@ async fn run(command: cli::Command) -> u8 {
         cli::Command::Monitor(args) => cmd::monitor::run(args, &mut signals).await,
         cli::Command::Serve(args) => cmd::serve::run(args, &mut signals).await,
         cli::Command::Demo(args) => cmd::demo::run(args, &mut signals).await,
+        cli::Command::Passwd => cmd::passwd::run(),
     };
     match result {
         Ok(code) => code,

@@ -230,6 +230,15 @@ fn deepest_element(text: &str) -> Option<(usize, usize)> {
     found.or((deepest > MAX_DEPTH).then_some((index, deepest)))
 }
 
+/// A file mode in octal, such as `660` or `0o600`.
+pub(crate) fn file_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o7777 => Ok(mode),
+        _ => Err(format!("{text:?} is not a file mode in octal (e.g. 660)")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,5 +319,13 @@ mod tests {
             Lifetime::For(Duration::from_secs(5))
         );
         assert!(lifetime("-2").is_err());
+    }
+
+    #[test]
+    fn file_modes_are_octal() {
+        assert_eq!(file_mode("660"), Ok(0o660));
+        assert_eq!(file_mode("0o600"), Ok(0o600));
+        assert!(file_mode("999").is_err());
+        assert!(file_mode("77777").is_err());
     }
 }

@@ -39,6 +39,8 @@ impl Stop {
 pub(crate) struct Signals {
     interrupt: Signal,
     terminate: Signal,
+    /// Installed only by the command that reloads on it (the default ends the process).
+    hangup: Option<Signal>,
 }
 
 impl Signals {
@@ -46,6 +48,7 @@ impl Signals {
         Ok(Self {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: None,
         })
     }
 
@@ -54,6 +57,30 @@ impl Signals {
         tokio::select! {
             _ = self.interrupt.recv() => Stop::Interrupt,
             _ = self.terminate.recv() => Stop::Terminate,
+        }
+    }
+
+    /// Takes SIGHUP from now on (instead of ending the process), for [`hangup`](Self::hangup).
+    pub(crate) fn install_hangup(&mut self) -> std::io::Result<()> {
+        self.hangup = Some(signal(SignalKind::hangup())?);
+        Ok(())
+    }
+
+    /// Waits for the next stop signal (`Some`) or SIGHUP (`None`; only once
+    /// [`install_hangup`](Self::install_hangup) was called).
+    pub(crate) async fn recv_or_hangup(&mut self) -> Option<Stop> {
+        let hangup = async {
+            match &mut self.hangup {
+                Some(hangup) => {
+                    hangup.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.interrupt.recv() => Some(Stop::Interrupt),
+            _ = self.terminate.recv() => Some(Stop::Terminate),
+            () = hangup => None,
         }
     }
 }

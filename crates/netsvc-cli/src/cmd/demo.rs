@@ -44,6 +44,7 @@ pub(crate) async fn run(args: DemoArgs, signals: &mut Signals) -> anyhow::Result
                 group: args.group.clone(),
                 retry: args.retry,
                 wait: args.wait,
+                security: args.security.clone(),
             };
             let exchange = client::client_exchange(&rt, &target)?;
             let conn = client::link(rt.clone(), exchange, target, signals).await?;

@@ -1,14 +1,16 @@
 //! `netsvc exchange`: an exchange server (hub).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use netsvc::{Exchange, Retry, Runtime};
 
 use crate::cli::{DEFAULT_ADDRESS, ExchangeArgs};
-use crate::config::FileConfig;
+use crate::config::{FileConfig, TlsFile};
 use crate::output::status;
+use crate::parse;
+use crate::security::{self, ClientSecurityArgs};
 use crate::signals::Signals;
 use crate::{client, exit};
 
@@ -25,9 +27,13 @@ struct Settings {
     retry: Duration,
     /// Whether the listen address is the built-in default (then say how to open it up).
     default_listen: bool,
+    tls: Option<TlsFile>,
+    users: Option<PathBuf>,
+    unix_mode: Option<u32>,
+    peer: ClientSecurityArgs,
 }
 
-fn settings(args: ExchangeArgs, file: &FileConfig) -> Settings {
+fn settings(args: ExchangeArgs, file: FileConfig) -> anyhow::Result<Settings> {
     let mut listen = if args.listen.is_empty() {
         file.listen.clone().unwrap_or_default()
     } else {
@@ -38,7 +44,7 @@ fn settings(args: ExchangeArgs, file: &FileConfig) -> Settings {
     if default_listen {
         listen.push(DEFAULT_ADDRESS.to_owned());
     }
-    Settings {
+    Ok(Settings {
         listen,
         unix,
         group: args
@@ -55,26 +61,69 @@ fn settings(args: ExchangeArgs, file: &FileConfig) -> Settings {
             .or_else(|| file.retry.map(Duration::from_secs_f64))
             .unwrap_or(DEFAULT_RETRY),
         default_listen,
-    }
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFile {
+                cert,
+                key,
+                client_ca: args.tls_client_ca,
+                require_client_cert: args.require_client_cert,
+            }),
+            _ => file.tls,
+        },
+        users: args.users.or(file.users),
+        unix_mode: match (args.unix_mode, &file.unix_mode) {
+            (Some(mode), _) => Some(mode),
+            (None, Some(text)) => Some(parse::file_mode(text).map_err(anyhow::Error::msg)?),
+            (None, None) => None,
+        },
+        peer: ClientSecurityArgs {
+            tls_ca: args.peer_tls_ca.or(file.peer.tls_ca),
+            token_file: args.peer_token_file.or(file.peer.token_file),
+            user: file.peer.user,
+            password_file: file.peer.password_file,
+            ..ClientSecurityArgs::default()
+        },
+    })
 }
 
 pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Result<u8> {
+    signals.install_hangup()?;
     let file = match &args.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
     let config = file.exchange_config()?;
-    let settings = settings(args, &file);
+    let settings = settings(args, file)?;
+    let tls = match &settings.tls {
+        Some(t) => Some(security::server_tls(
+            &t.cert,
+            &t.key,
+            t.client_ca.as_deref(),
+            t.require_client_cert,
+        )?),
+        None => None,
+    };
 
     let rt = Runtime::with_config(netsvc::RuntimeConfig::default())?;
-    let exchange = Exchange::server(&rt)
-        .group(&settings.group)
-        .config(config)
+    let mut builder = Exchange::server(&rt).group(&settings.group).config(config);
+    if let Some(path) = &settings.users {
+        builder = builder.users(security::load_users(path)?);
+    }
+    let exchange = settings
+        .peer
+        .apply(builder)?
         .build()
         .with_context(|| format!("invalid exchange group {:?}", settings.group))?;
 
     for address in &settings.listen {
-        let bound = exchange.listen(address).await?;
+        let bound = match &tls {
+            Some(tls) => exchange.listen_tls(address, tls).await?,
+            None => exchange.listen(address).await?,
+        };
+        let bound = match &tls {
+            Some(_) => format!("{bound} (TLS)"),
+            None => bound.to_string(),
+        };
         if settings.default_listen {
             status(format_args!(
                 "listening on {bound} (the default; --listen 0.0.0.0:11111 opens it to the network)"
@@ -84,7 +133,7 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
         }
     }
     if let Some(path) = &settings.unix {
-        exchange.listen_unix(path).await?;
+        exchange.listen_unix_mode(path, settings.unix_mode).await?;
         status(format_args!("listening on unix:{}", path.display()));
     }
     for peer in &settings.connect {
@@ -98,7 +147,18 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
         status(format_args!("exchange group {:?}", settings.group));
     }
 
-    let stop = signals.recv().await;
+    if let Some(path) = &settings.users {
+        status(format_args!(
+            "logins required (users from {}; SIGHUP reloads it)",
+            path.display()
+        ));
+    }
+    let stop = loop {
+        match signals.recv_or_hangup().await {
+            Some(stop) => break stop,
+            None => reload(&exchange, settings.users.as_deref()),
+        }
+    };
     status(format_args!("{}: shutting down", stop.name()));
     // Withdraw first so that peers hear why, then flush and close every link.
     rt.shutdown();
@@ -106,4 +166,19 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
     exchange.shutdown(client::CLOSE_GRACE).await;
     status("exchange stopped");
     Ok(exit::OK)
+}
+
+/// SIGHUP: the users file again. A file that does not parse leaves the users in force.
+fn reload(exchange: &Exchange, users: Option<&Path>) {
+    let Some(path) = users else {
+        status("SIGHUP: no users file to reload");
+        return;
+    };
+    match security::load_users(path).and_then(|users| Ok(exchange.set_users(users)?)) {
+        Ok(closed) => status(format_args!(
+            "users reloaded from {}; {closed} links closed to log in again",
+            path.display()
+        )),
+        Err(e) => status(format_args!("users not reloaded, the old ones stay: {e:#}")),
+    }
 }

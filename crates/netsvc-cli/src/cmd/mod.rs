@@ -5,6 +5,7 @@ pub(crate) mod call;
 pub(crate) mod demo;
 pub(crate) mod exchange;
 pub(crate) mod monitor;
+pub(crate) mod passwd;
 pub(crate) mod publish;
 pub(crate) mod serve;
 pub(crate) mod services;

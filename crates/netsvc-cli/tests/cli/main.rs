@@ -12,5 +12,6 @@ mod exchange;
 mod help;
 mod monitor;
 mod publish;
+mod security;
 mod serve;
 mod services;

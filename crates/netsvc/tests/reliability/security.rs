@@ -652,3 +652,49 @@ async fn a_reload_closes_the_links_whose_rights_changed() {
     assert_eq!(event.state, ConnectionState::Active);
     assert_eq!(watch.try_recv().unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_unix_socket_peer_logs_in_by_its_uid_and_the_socket_has_its_mode() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let dir = std::env::temp_dir().join(format!("netsvc-uid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("hub.sock");
+    // Our own uid, as the files we create carry it.
+    let uid = std::fs::metadata(&dir).unwrap().uid();
+    let mut users = Users::default();
+    users.users.insert(
+        "local".into(),
+        User {
+            uid: Some(uid),
+            ..user(Permissions::default())
+        },
+    );
+    let rt = Runtime::new();
+    let hub = Exchange::server(&rt)
+        .group("g")
+        .config(config())
+        .users(users)
+        .build()
+        .unwrap();
+    hub.listen_unix_mode(&path, Some(0o600)).await.unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let client_rt = Runtime::new();
+    let ex = Exchange::client(&client_rt)
+        .group("g")
+        .config(config())
+        .build()
+        .unwrap();
+    let link = ex
+        .connect(
+            &format!("unix:{}", path.display()),
+            Retry::every(Duration::from_millis(20)),
+        )
+        .unwrap();
+    synced(&link).await;
+    let users: Vec<Option<String>> = hub.connections().into_iter().map(|c| c.user).collect();
+    assert_eq!(users, vec![Some("local".to_owned())]);
+    hub.shutdown(Duration::from_secs(1)).await;
+    let _ = std::fs::remove_dir(&dir);
+}

@@ -1,0 +1,173 @@
+//! TLS and logins through the real binary: a TLS hub with a users file, clients that log in
+//! by password (from the environment) and token (from a file), the errors a wrong setting
+//! gets, `netsvc passwd`, and a SIGHUP reload of the users file.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+use crate::util::*;
+
+/// A CA and a server certificate for 127.0.0.1 that it signs, written into `dir`: returns
+/// (ca, cert, key) paths.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("cert");
+    let paths = (dir.join("ca.pem"), dir.join("hub.pem"), dir.join("hub.key"));
+    std::fs::write(&paths.0, ca.pem()).expect("write");
+    std::fs::write(&paths.1, cert.pem()).expect("write");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write");
+    paths
+}
+
+/// `netsvc passwd` on `password`: the hash it prints.
+fn passwd(password: &str) -> String {
+    let output = run_with_stdin(&["passwd"], format!("{password}\n").as_bytes());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let hash = stdout(&output).trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    hash
+}
+
+fn users_file(hash: &str, carol_calls: &str) -> String {
+    format!(
+        r#"
+[users.alice]
+password_hash = "{hash}"
+[users.alice.permissions]
+provide = {{ allow = ["echo", "clock"] }}
+
+[users.carol]
+token = "carol-token-4417"
+[users.carol.permissions]
+call = {{ allow = ["{carol_calls}"] }}
+"#
+    )
+}
+
+#[test]
+fn a_tls_hub_with_logins_serves_its_users_and_names_every_refusal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = certificates(dir.path());
+    let users = dir.path().join("users.toml");
+    std::fs::write(&users, users_file(&passwd("alice-pw-3321"), "public*")).expect("write");
+    let token = dir.path().join("carol.token");
+    std::fs::write(&token, "carol-token-4417\n").expect("write");
+    let (ca, cert, key, users, token) = (
+        ca.to_str().unwrap_or_default(),
+        cert.to_str().unwrap_or_default(),
+        key.to_str().unwrap_or_default(),
+        users.to_str().unwrap_or_default(),
+        token.to_str().unwrap_or_default(),
+    );
+
+    let (mut hub, address) = hub_with(&["--tls-cert", cert, "--tls-key", key, "--users", users]);
+    hub.wait_stderr("logins required");
+    let alice = [("NETSVC_PASSWORD", "alice-pw-3321")];
+    let login = ["--connect", &address, "--tls-ca", ca, "--user", "alice"];
+    let mut demo_args = vec!["demo"];
+    demo_args.extend_from_slice(&login);
+    let mut demo = Proc::spawn_with(&demo_args, &alice);
+    demo.wait_stderr("demo ready");
+
+    // alice calls over TLS.
+    let call = |extra: &[&str], env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = netsvc();
+        cmd.arg("call")
+            .args(extra)
+            .args(args)
+            .env_remove("NETSVC_PASSWORD");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let output = cmd.output().expect("run netsvc");
+        assert_no_panic(&output);
+        output
+    };
+    let ok = call(&login, &alice, &["echo", "echo", "\"hi\""]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(stdout(&ok), "\"hi\"\n");
+
+    // Plaintext to the TLS port: refused at once, with the flag that mends it.
+    let plain = call(&["--connect", &address], &[], &["echo", "echo", "1"]);
+    assert_eq!(plain.status.code(), Some(2));
+    let text = stderr(&plain);
+    assert!(
+        text.contains("TLS only") && text.contains("--tls-ca"),
+        "{text}"
+    );
+
+    // A wrong password: not authorised, and the password is nowhere.
+    let wrong = call(
+        &login,
+        &[("NETSVC_PASSWORD", "guess-7777")],
+        &["echo", "echo", "1"],
+    );
+    assert_eq!(wrong.status.code(), Some(2));
+    let text = stderr(&wrong);
+    assert!(text.contains("not authorised"), "{text}");
+    assert!(!text.contains("guess-7777"), "{text}");
+    // No credentials at all: told how to give them.
+    let anonymous = call(
+        &["--connect", &address, "--tls-ca", ca],
+        &[],
+        &["echo", "echo", "1"],
+    );
+    let text = stderr(&anonymous);
+    assert!(
+        text.contains("credentials required") && text.contains("--user"),
+        "{text}"
+    );
+
+    // carol may call only public*: 49, and the service never ran.
+    let carol = ["--connect", &address, "--tls-ca", ca, "--token-file", token];
+    let refused = call(&carol, &[], &["echo", "echo", "1"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    let failure = stderr(&refused);
+    assert!(failure.contains("\"error\":49"), "{failure}");
+
+    // A reload lets carol call echo, without restarting the hub.
+    std::fs::write(users, users_file(&passwd("alice-pw-3321"), "echo")).expect("write");
+    hub.signal("HUP");
+    hub.wait_stderr("users reloaded");
+    let allowed = call(&carol, &[], &["echo", "echo", "2"]);
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    assert_eq!(stdout(&allowed), "2\n");
+
+    // The demo's link survived the reload (alice's rights did not change), and no secret
+    // reached the hub's log.
+    demo.drain_stderr();
+    assert!(
+        !demo
+            .stderr_seen
+            .iter()
+            .any(|l| l.contains("waiting for the exchange")),
+        "{:?}",
+        demo.stderr_seen
+    );
+    hub.signal("TERM");
+    hub.wait_exit();
+    for secret in ["alice-pw-3321", "guess-7777", "carol-token-4417"] {
+        assert!(
+            !hub.stderr_seen.iter().any(|l| l.contains(secret)),
+            "{secret} in the hub's log"
+        );
+    }
+}
+
+#[test]
+fn passwd_refuses_an_empty_password() {
+    let output = run_with_stdin(&["passwd"], b"\n");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("no password"),
+        "{}",
+        stderr(&output)
+    );
+}
