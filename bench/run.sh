@@ -3,8 +3,9 @@
 #
 # Installs the peers if they are missing (apt), builds netsvc-bench (release), runs every
 # workload (W1 throughput, W2 request/reply, W4 late join, W5 reconnect storm, hub memory)
-# and writes bench/RESULTS.md. The tool starts each server itself on 127.0.0.1 with the
-# committed configuration (bench/nats.conf, bench/mosquitto.conf), pins the hub to CPU 0
+# and writes bench/RESULTS.md; then runs W1 and W2 once more with TLS on every link (netsvc
+# and nats-server) and adds what TLS costs each. The tool starts each server itself on
+# 127.0.0.1 with the committed configuration (bench/nats.conf, bench/mosquitto.conf), pins the hub to CPU 0
 # and the load to CPU 1 with taskset where it works, and stops everything it started; this
 # script also kills the tool's whole process group on exit.
 #
@@ -81,7 +82,7 @@ cleanup() {
         sleep 1
         kill -KILL -- "-$TOOL_PID" 2>/dev/null || true
     fi
-    rm -f "$TABLES"
+    rm -f "$TABLES" "${TLS_TABLES:-}" "${TLS_COST:-}"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -102,6 +103,29 @@ run_secs=$(( $(date +%s) - run_start ))
 if [[ $status -ne 0 ]]; then
     echo "run.sh: netsvc-bench failed with status $status" >&2
     exit "$status"
+fi
+
+# --- TLS pass -------------------------------------------------------------------------------
+# W1 and W2 again with TLS on every link, for netsvc and nats-server (the run makes its own
+# certificates), and a table of what TLS costs each, from this run's plain figures.
+TLS_TABLES=$(mktemp)
+TLS_COST=$(mktemp)
+tls_status=0
+if [[ " ${ARGS[*]} " != *" --systems "* ]] || [[ " ${ARGS[*]} " == *netsvc* ]]; then
+    TLS_CMD=("$BIN" run --tls --systems netsvc,nats --workloads w1,w2)
+    if [[ $MODE == quick ]]; then
+        TLS_CMD+=(--quick)
+    fi
+    TLS_CMD+=(--nats-server "$NATS_BIN" --nats-config bench/nats.conf --nats-port 14222
+              --markdown "$TLS_TABLES" --json bench/results-tls.json)
+    echo "run.sh: ${PIN:+$PIN }${TLS_CMD[*]}" >&2
+    setsid $PIN "${TLS_CMD[@]}" &
+    TOOL_PID=$!
+    wait "$TOOL_PID" || tls_status=$?
+    TOOL_PID=""
+    if [[ $tls_status -eq 0 ]]; then
+        "$BIN" tls-cost bench/results.json bench/results-tls.json > "$TLS_COST" || tls_status=$?
+    fi
 fi
 
 # --- report --------------------------------------------------------------------------------
@@ -133,6 +157,16 @@ fi
     echo
     echo "Systems: **netsvc** (this workspace, hub = \`netsvc-bench role netsvc-hub\`, a Runtime + server Exchange; clients = Runtime + client Exchange); **nats-server** (Debian) driven with **async-nats**; **mosquitto** (Debian, QoS 0) driven with **rumqttc**; **raw TCP via relay** (\`role tcp-hub\`, a minimal length-framed relay with the same process layout as the brokers); **raw TCP direct** (load process to load process, no hub: the physical floor). Same payload generator (sequence number + send timestamp + padding) and the same HDR histograms for all."
     cat "$TABLES"
+    echo
+    echo "## With TLS: what it costs netsvc and nats-server"
+    echo
+    if [[ -s $TLS_COST ]]; then
+        echo "W1 and W2 again, in a second pass of the same run with TLS on every link (\`netsvc-bench run --tls\`: a CA and a hub certificate for 127.0.0.1 made by the run; netsvc's hub and clients use rustls with ring, nats-server its Go TLS, async-nats rustls). Targets: TLS costs netsvc ≤ 15% throughput and ≤ 20 µs p50, and netsvc with TLS stays ahead of nats-server with TLS."
+        echo
+        cat "$TLS_COST"
+    else
+        echo "Not measured in this run (status $tls_status)."
+    fi
     echo
     echo "## Caveats"
     echo

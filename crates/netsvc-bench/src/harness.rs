@@ -141,8 +141,10 @@ impl Env {
     pub(crate) fn available(&self, system: System) -> bool {
         match system {
             System::Nats => self.nats.is_some(),
-            System::Mqtt => self.mqtt.is_some(),
-            _ => true,
+            // A `--tls` run has TLS for netsvc and NATS only.
+            System::Mqtt => self.mqtt.is_some() && crate::adapters::tls_dir().is_none(),
+            System::Tcp | System::TcpDirect => crate::adapters::tls_dir().is_none(),
+            System::Netsvc => true,
         }
     }
 
@@ -192,9 +194,24 @@ impl Env {
             System::TcpDirect => (listen, None),
             System::Nats => {
                 let nats = self.nats.as_ref().context("nats-server not available")?;
+                let config = match crate::adapters::tls_dir() {
+                    Some(dir) => {
+                        // The committed configuration and a TLS block.
+                        let mut text = std::fs::read_to_string(&nats.config)?;
+                        text.push_str(&format!(
+                            "\ntls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+                            dir.join("hub.pem").display(),
+                            dir.join("hub.key").display()
+                        ));
+                        let path = self.workdir.join("nats-tls.conf");
+                        std::fs::write(&path, text)?;
+                        path
+                    }
+                    None => nats.config.clone(),
+                };
                 let mut args = vec![
                     "-c".to_owned(),
-                    nats.config.display().to_string(),
+                    config.display().to_string(),
                     "-a".to_owned(),
                     "127.0.0.1".to_owned(),
                     "-p".to_owned(),

@@ -53,9 +53,24 @@ struct Cli {
 enum Command {
     /// Runs the workloads against every system and writes the tables.
     Run(suite::RunArgs),
+    /// What TLS costs: the W1 and W2 figures of a plain run and a `--tls` run (their
+    /// `--json` files) side by side, as a Markdown table.
+    TlsCost {
+        /// The plain run's JSON.
+        plain: std::path::PathBuf,
+        /// The TLS run's JSON.
+        tls: std::path::PathBuf,
+    },
     /// One process of a case (spawned by `run`).
-    #[command(subcommand, hide = true)]
-    Role(Role),
+    #[command(hide = true)]
+    Role {
+        /// Hubs listen and clients connect with TLS, with the certificates in this
+        /// directory (a `run --tls`).
+        #[arg(long)]
+        tls: Option<std::path::PathBuf>,
+        #[command(subcommand)]
+        role: Role,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,7 +112,19 @@ fn main() -> Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Run(args) => suite::run(args).await,
-            Command::Role(role) => run_role(role).await,
+            Command::TlsCost { plain, tls } => {
+                let read = |path: &std::path::Path| -> Result<report::Results> {
+                    Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
+                };
+                println!("{}", report::tls_cost(&read(&plain)?, &read(&tls)?));
+                Ok(())
+            }
+            Command::Role { tls, role } => {
+                if let Some(dir) = tls {
+                    adapters::use_tls(dir);
+                }
+                run_role(role).await
+            }
         }
     })
 }

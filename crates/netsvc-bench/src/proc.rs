@@ -84,6 +84,9 @@ impl Proc {
         args: &[String],
     ) -> Result<Self> {
         let mut all = vec!["role".to_owned()];
+        if let Some(dir) = crate::adapters::tls_dir() {
+            all.extend(["--tls".to_owned(), dir.display().to_string()]);
+        }
         all.extend_from_slice(args);
         let mut program = exe.to_path_buf();
         if let (Ok(role), Ok(wrapper)) = (

@@ -549,6 +549,70 @@ impl Results {
     }
 }
 
+/// The W1 and W2 figures of a plain run and a TLS run, per system: what TLS costs each, and
+/// how the two systems compare with TLS on.
+pub(crate) fn tls_cost(plain: &Results, tls: &Results) -> String {
+    let mut out = String::new();
+    let systems = [System::Netsvc, System::Nats];
+    let w1 = |r: &Results, s: System, size: usize, subs: usize| {
+        r.w1.iter()
+            .find(|x| x.system == s && x.case.size == size && x.case.subs == subs)
+            .map(|x| x.delivered_per_s)
+    };
+    let _ = writeln!(
+        out,
+        "| W1 case | netsvc plain | netsvc TLS | TLS/plain | nats-server plain | nats-server TLS | TLS/plain | netsvc/nats-server with TLS |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut cases: Vec<(usize, usize)> =
+        tls.w1.iter().map(|x| (x.case.size, x.case.subs)).collect();
+    cases.sort_unstable();
+    cases.dedup();
+    for (size, subs) in cases {
+        let mut row = format!("| {size} B 1:{subs} |");
+        for s in systems {
+            let (p, t) = (w1(plain, s, size, subs), w1(tls, s, size, subs));
+            let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), thousands);
+            let _ = write!(row, " {} | {} | {} |", show(p), show(t), ratio(t, p));
+        }
+        let _ = write!(
+            row,
+            " {} |",
+            ratio(
+                w1(tls, System::Netsvc, size, subs),
+                w1(tls, System::Nats, size, subs)
+            )
+        );
+        let _ = writeln!(out, "{row}");
+    }
+    let w2 = |r: &Results, s: System| r.w2.iter().find(|x| x.system == s).cloned();
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| W2 | plain p50 µs | TLS p50 µs | TLS − plain p50 µs | plain p99 µs | TLS p99 µs | plain req/s (32 in flight) | TLS req/s | TLS/plain req/s |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for s in systems {
+        let (Some(p), Some(t)) = (w2(plain, s), w2(tls, s)) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} | {:.1} | {:+.1} | {:.1} | {:.1} | {} | {} | {} |",
+            s.label(),
+            p.sequential.p50_us,
+            t.sequential.p50_us,
+            t.sequential.p50_us - p.sequential.p50_us,
+            p.sequential.p99_us,
+            t.sequential.p99_us,
+            thousands(p.in_flight_rps),
+            thousands(t.in_flight_rps),
+            ratio(Some(t.in_flight_rps), Some(p.in_flight_rps)),
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,6 +77,10 @@ pub(crate) struct RunArgs {
     /// Write the raw figures here (JSON).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// TLS on every link (netsvc and NATS only; the others are skipped): the run makes a CA
+    /// and a hub certificate for 127.0.0.1.
+    #[arg(long)]
+    tls: bool,
 }
 
 fn parse_case(text: &str) -> Result<w1::Case, String> {
@@ -123,6 +127,16 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
     }
     let workdir = std::env::temp_dir().join(format!("netsvc-bench-{}", std::process::id()));
     std::fs::create_dir_all(&workdir)?;
+    if args.tls {
+        let dir = workdir.join("tls");
+        crate::adapters::make_certificates(&dir)?;
+        crate::adapters::use_tls(dir);
+        notes.push(
+            "TLS on every link (netsvc: rustls with ring; nats-server: its Go TLS; async-nats: \
+             rustls); mosquitto and raw TCP skipped"
+                .to_owned(),
+        );
+    }
     let env = Env {
         exe: std::env::current_exe()?,
         pin,

@@ -17,7 +17,8 @@ pub(crate) mod tcp;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -27,6 +28,36 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::payload::Header;
+
+/// The directory of a `--tls` run's certificates (`ca.pem`, `hub.pem`, `hub.key`), once set
+/// for this process: every hub it starts listens with TLS and every client connects with it.
+static TLS: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes this process use TLS with the certificates in `dir`.
+pub(crate) fn use_tls(dir: PathBuf) {
+    let _ = TLS.set(dir);
+}
+
+/// The certificates' directory, in a `--tls` run.
+pub(crate) fn tls_dir() -> Option<&'static Path> {
+    TLS.get().map(PathBuf::as_path)
+}
+
+/// Writes a CA and a hub certificate for 127.0.0.1 that it signs into `dir`.
+pub(crate) fn make_certificates(dir: &Path) -> Result<()> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    std::fs::create_dir_all(dir)?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+    let key = KeyPair::generate()?;
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?
+        .signed_by(&key, &ca)?;
+    std::fs::write(dir.join("ca.pem"), ca.pem())?;
+    std::fs::write(dir.join("hub.pem"), cert.pem())?;
+    std::fs::write(dir.join("hub.key"), key.serialize_pem())?;
+    Ok(())
+}
 
 /// The subject (NATS), topic (MQTT) or report subject (netsvc) of the workloads.
 pub(crate) const SUBJECT: &str = "bench";

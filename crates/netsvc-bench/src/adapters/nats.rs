@@ -19,7 +19,13 @@ const ACK_WINDOW: usize = 1024;
 /// Connection options shared by every NATS client of the run: a deep subscription queue so
 /// the client library does not drop messages of a fast publisher on its own.
 pub(crate) fn options() -> async_nats::ConnectOptions {
-    async_nats::ConnectOptions::new().subscription_capacity(1 << 20)
+    let options = async_nats::ConnectOptions::new().subscription_capacity(1 << 20);
+    match super::tls_dir() {
+        Some(dir) => options
+            .add_root_certificates(dir.join("ca.pem"))
+            .require_tls(true),
+        None => options,
+    }
 }
 
 /// A connected NATS client.

@@ -9,6 +9,8 @@ use netsvc::{
     Service, SubscriptionStatus, SubscriptionWatch, Value,
 };
 
+use netsvc::security::{ClientTls, ServerTls};
+
 use super::{Adapter, Caller, Filter, Msg, Publisher, SUBJECT, Subscription};
 
 /// The service that publishes in W1, W4 and the memory workload.
@@ -31,7 +33,13 @@ pub(crate) fn client_config() -> RuntimeConfig {
 pub(crate) async fn hub_role(listen: &str) -> Result<()> {
     let rt = Runtime::new();
     let ex = Exchange::server(&rt).build()?;
-    let addr = ex.listen(listen).await?;
+    let addr = match super::tls_dir() {
+        Some(dir) => {
+            let tls = ServerTls::from_pem_files(&dir.join("hub.pem"), &dir.join("hub.key"))?;
+            ex.listen_tls(listen, &tls).await?
+        }
+        None => ex.listen(listen).await?,
+    };
     crate::proc::ready(addr);
     let mut commands = crate::proc::Commands::new();
     while let Some(line) = commands.next().await? {
@@ -79,7 +87,11 @@ pub(crate) async fn connect_client(
     timeout: Duration,
 ) -> Result<(Runtime, Exchange)> {
     let rt = Runtime::with_config(config)?;
-    let ex = Exchange::client(&rt).build()?;
+    let mut builder = Exchange::client(&rt);
+    if let Some(dir) = super::tls_dir() {
+        builder = builder.tls(ClientTls::from_ca_file(&dir.join("ca.pem"))?);
+    }
+    let ex = builder.build()?;
     ex.connect(addr, retry)?
         .synced_within(timeout)
         .await
