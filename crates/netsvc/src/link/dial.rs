@@ -94,7 +94,11 @@ impl DialAddress {
                         Attempt::Connected(Dialled::Tls(Box::new(tls)), peer, local, transport)
                     }
                     Ok(Err(e)) => Attempt::Tls(super::tls::describe_client_error(&e)),
-                    Err(_) => Attempt::Tls("TLS handshake not completed in time".to_owned()),
+                    // Slow, not wrong: a busy server may answer next time.
+                    Err(_) => Attempt::Failed(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "TLS handshake not completed in time",
+                    )),
                 }
             }
             Self::Unix(path) => match UnixStream::connect(path).await {

@@ -89,6 +89,8 @@ impl LinkFailure {
             std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
                 Self::Refused(error.to_string())
             }
+            // The TLS handshake of a connection that was made did not complete in time.
+            std::io::ErrorKind::TimedOut => Self::HandshakeTimeout,
             _ => Self::Unreachable(error.to_string()),
         }
     }
