@@ -121,7 +121,8 @@ Examples:
 
 With no --listen and no --unix (from flags or the file) it listens on 127.0.0.1:11111.
 SIGINT or SIGTERM shuts it down gracefully: clients are told, exit code 0. SIGHUP
-reloads the users file: links whose user's permissions changed are closed to log in again.";
+reloads the users file (links whose user's permissions changed are closed to log in
+again) and the TLS certificate (for the connections that follow).";
 
 #[derive(Debug, Args)]
 pub(crate) struct ExchangeArgs {

@@ -1,6 +1,6 @@
 //! `netsvc exchange`: an exchange server (hub).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -156,7 +156,7 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
     let stop = loop {
         match signals.recv_or_hangup().await {
             Some(stop) => break stop,
-            None => reload(&exchange, settings.users.as_deref()),
+            None => reload(&exchange, &settings),
         }
     };
     status(format_args!("{}: shutting down", stop.name()));
@@ -168,17 +168,37 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
     Ok(exit::OK)
 }
 
-/// SIGHUP: the users file again. A file that does not parse leaves the users in force.
-fn reload(exchange: &Exchange, users: Option<&Path>) {
-    let Some(path) = users else {
-        status("SIGHUP: no users file to reload");
-        return;
-    };
-    match security::load_users(path).and_then(|users| Ok(exchange.set_users(users)?)) {
-        Ok(closed) => status(format_args!(
-            "users reloaded from {}; {closed} links closed to log in again",
-            path.display()
-        )),
-        Err(e) => status(format_args!("users not reloaded, the old ones stay: {e:#}")),
+/// SIGHUP: the users file and the TLS certificate again. What does not load is reported
+/// and the settings in force stay.
+fn reload(exchange: &Exchange, settings: &Settings) {
+    if settings.users.is_none() && settings.tls.is_none() {
+        status("SIGHUP: no users file or certificate to reload");
+    }
+    if let Some(path) = &settings.users {
+        match security::load_users(path).and_then(|users| Ok(exchange.set_users(users)?)) {
+            Ok(closed) => status(format_args!(
+                "users reloaded from {}; {closed} links closed to log in again",
+                path.display()
+            )),
+            Err(e) => status(format_args!("users not reloaded, the old ones stay: {e:#}")),
+        }
+    }
+    if let Some(t) = &settings.tls {
+        let loaded = security::server_tls(
+            &t.cert,
+            &t.key,
+            t.client_ca.as_deref(),
+            t.require_client_cert,
+        )
+        .and_then(|tls| Ok(exchange.reload_tls(&tls)?));
+        match loaded {
+            Ok(_) => status(format_args!(
+                "certificate reloaded from {}; new connections get it",
+                t.cert.display()
+            )),
+            Err(e) => status(format_args!(
+                "certificate not reloaded, the old one stays: {e:#}"
+            )),
+        }
     }
 }

@@ -51,7 +51,7 @@ use crate::link::dial::{self, DialAddress};
 use crate::link::error::{ExchangeError, LinkFailure};
 use crate::link::events::ConnectionEvent;
 use crate::link::listen::{self, OwnSocket};
-use crate::link::shared::{Authorise, ExchangeShared, PeerAddr, Security};
+use crate::link::shared::{Authorise, ExchangeShared, PeerAddr, Security, TlsSlot};
 use crate::link::tls::{ClientTls, ServerTls};
 
 /// A watch on an exchange's links: the active links first, then every change.
@@ -169,6 +169,7 @@ impl ExchangeBuilder {
             credentials: self.credentials,
             client_tls,
             users: self.users.map(Authenticator::new),
+            tls_listeners: parking_lot::Mutex::default(),
         };
         let group: Arc<str> = self.group.as_str().into();
         if !self.runtime.exchange_groups.lock().insert(group.clone()) {
@@ -248,13 +249,30 @@ impl Exchange {
         let config = tls
             .config()
             .map_err(|e| ExchangeError::InvalidConfig(e.to_string()))?;
-        self.listen_tcp(address, Some(config)).await
+        let slot = Arc::new(parking_lot::Mutex::new(config));
+        let bound = self.listen_tcp(address, Some(slot.clone())).await?;
+        self.shared.security.tls_listeners.lock().push(slot);
+        Ok(bound)
+    }
+
+    /// Puts a new certificate (and client CA) in force on every TLS listener of this
+    /// exchange, for the connections accepted from now on (certificate rotation; links up
+    /// now keep their sessions). Returns how many listeners took it.
+    pub fn reload_tls(&self, tls: &ServerTls) -> Result<usize, ExchangeError> {
+        let config = tls
+            .config()
+            .map_err(|e| ExchangeError::InvalidConfig(e.to_string()))?;
+        let slots = self.shared.security.tls_listeners.lock();
+        for slot in slots.iter() {
+            *slot.lock() = config.clone();
+        }
+        Ok(slots.len())
     }
 
     async fn listen_tcp(
         &self,
         address: &str,
-        tls: Option<Arc<rustls::ServerConfig>>,
+        tls: Option<TlsSlot>,
     ) -> Result<SocketAddr, ExchangeError> {
         self.check_listen()?;
         let failed = |source| ExchangeError::Listen {

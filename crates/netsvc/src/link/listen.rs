@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::auth::Transport;
-use super::shared::{ExchangeShared, PeerAddr, stopped};
+use super::shared::{ExchangeShared, PeerAddr, TlsSlot, stopped};
 use super::{Endpoints, run, send_close};
 
 /// Accepts TCP connections until the exchange stops; with `tls`, each connection must open
@@ -21,9 +21,8 @@ use super::{Endpoints, run, send_close};
 pub(crate) async fn accept_tcp(
     listener: TcpListener,
     exchange: Arc<ExchangeShared>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<TlsSlot>,
 ) {
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut stop = exchange.stop.subscribe();
     loop {
         let accepted = tokio::select! {
@@ -38,16 +37,17 @@ pub(crate) async fn accept_tcp(
                     .map(|a| a.to_string())
                     .unwrap_or_default();
                 let transport = Transport {
-                    tls: acceptor.is_some(),
+                    tls: tls.is_some(),
                     local: peer.ip().is_loopback(),
                     ip: Some(peer.ip()),
                     ..Transport::default()
                 };
                 let endpoints = Endpoints::accepted(peer.to_string(), local, transport);
-                match &acceptor {
+                match &tls {
                     None => admit(&exchange, stream, PeerAddr::Tcp(peer), endpoints),
-                    Some(acceptor) => {
-                        admit_tls(&exchange, stream, acceptor.clone(), peer, endpoints);
+                    Some(slot) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(slot.lock().clone());
+                        admit_tls(&exchange, stream, acceptor, peer, endpoints);
                     }
                 }
             }

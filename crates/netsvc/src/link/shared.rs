@@ -48,7 +48,13 @@ pub(crate) struct Security {
     pub(crate) client_tls: Option<(super::tls::ClientTls, Arc<rustls::ClientConfig>)>,
     /// Checks the peers of the connections it accepts; `None` admits every peer.
     pub(crate) users: Option<Authenticator>,
+    /// The settings of each TLS listener, replaced whole by a reload: a connection accepted
+    /// afterwards gets the new certificate, one already up keeps its session.
+    pub(crate) tls_listeners: Mutex<Vec<TlsSlot>>,
 }
+
+/// The TLS settings one listener accepts with now.
+pub(crate) type TlsSlot = Arc<Mutex<Arc<rustls::ServerConfig>>>;
 
 /// One exchange's shared half.
 pub(crate) struct ExchangeShared {

@@ -16,7 +16,13 @@ use netsvc::{Exchange, FailureKind, Lifetime, Retry, Runtime, Value, args};
 use netsvc_proto::wire::{CloseCode, Frame, Role, Text, frame};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
-use super::util::{RawPeer, capture_logs, config, echo, hello, log_line, visible, within};
+use super::util::{RawPeer, capture_logs, echo, hello, log_line, visible, within};
+
+/// The reliability tests' settings with the default handshake time: a login checks an
+/// argon2 hash, slow by design, and a failed one is answered after a penalty.
+fn config() -> netsvc::ExchangeConfig {
+    super::util::config().with_handshake_timeout(Duration::from_secs(5))
+}
 
 /// A CA, a server certificate it signs for `localhost` and 127.0.0.1, and a client
 /// certificate it signs for `name`: PEM texts.
@@ -697,4 +703,21 @@ async fn a_unix_socket_peer_logs_in_by_its_uid_and_the_socket_has_its_mode() {
     assert_eq!(users, vec![Some("local".to_owned())]);
     hub.shutdown(Duration::from_secs(1)).await;
     let _ = std::fs::remove_dir(&dir);
+}
+
+#[tokio::test]
+async fn a_reloaded_certificate_serves_the_connections_that_follow() {
+    let (old, _) = Pki::new();
+    let (new, _) = Pki::new();
+    let (_hub_rt, hub, address) = secure_hub(open_users(), Some(&old.server())).await;
+    let (_rt, _ex, before) = client(address, |b| b.tls(old.client()));
+    synced(&before).await;
+    let (_rt, _ex, early) = client(address, |b| b.tls(new.client()));
+    assert!(matches!(refusal(&early).await, LinkFailure::Tls(_)));
+
+    assert_eq!(hub.reload_tls(&new.server()).unwrap(), 1);
+    let (_rt, _ex, after) = client(address, |b| b.tls(new.client()));
+    synced(&after).await;
+    // The link made before the reload keeps its session.
+    assert!(before.is_synced());
 }
