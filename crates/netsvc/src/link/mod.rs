@@ -281,7 +281,13 @@ where
 
     // An accepting side with users checks who the peer is before it answers.
     let login = match &exchange.security.users {
-        Some(users) if !initiated_here => match users.login(&peer, &endpoints.transport).await {
+        Some(users) if !initiated_here => match tokio::time::timeout(
+            config.handshake_timeout,
+            users.login(&peer, &endpoints.transport),
+        )
+        .await
+        .unwrap_or_else(|_| Err("the hub is too busy to check the login now".to_owned()))
+        {
             Ok(login) => Some(login),
             Err(reason) => {
                 // Repeated failures from one address are answered ever more slowly, yet

@@ -395,6 +395,13 @@ fn permission_users() -> Users {
         },
     );
     add(
+        "station",
+        Permissions {
+            publish: Some(RuleSpec::allow(["weather.*"])),
+            ..Permissions::default()
+        },
+    );
+    add(
         "eve",
         Permissions {
             see: Some(RuleSpec::allow(["public*"])),
@@ -720,4 +727,42 @@ async fn a_reloaded_certificate_serves_the_connections_that_follow() {
     synced(&after).await;
     // The link made before the reload keeps its session.
     assert!(before.is_synced());
+}
+
+#[tokio::test]
+async fn reports_beyond_the_users_publish_permission_reach_no_one() {
+    let (_hub_rt, _hub, address) = secure_hub(permission_users(), None).await;
+    let (station_rt, _ex, station) = as_user(address, "station");
+    synced(&station).await;
+    let publisher = station_rt.service("station").build().unwrap();
+    // Cached ones, delivered to the subscriber below as targeted reports.
+    publisher
+        .publish("secret.cached", "no", Lifetime::Forever)
+        .unwrap();
+    publisher
+        .publish("weather.cached", "yes", Lifetime::Forever)
+        .unwrap();
+
+    // The owner may provide only a few names; its unnamed reader needs none of them.
+    let (rt, _ex, owner) = as_user(address, "owner");
+    synced(&owner).await;
+    visible(&rt, "station").await;
+    let reader = rt.service("").build().unwrap();
+    let mut reports = reader.monitor_reports("station", "*").unwrap();
+    let first = within("the cache", reports.next_report()).await.unwrap();
+    assert_eq!(first.subject(), "weather.cached");
+    publisher
+        .publish("secret.live", "no", Lifetime::None)
+        .unwrap();
+    publisher
+        .publish("weather.live", "yes", Lifetime::None)
+        .unwrap();
+    let next = within("the live report", reports.next_report())
+        .await
+        .unwrap();
+    assert_eq!(
+        next.subject(),
+        "weather.live",
+        "nothing outside weather.* got through"
+    );
 }

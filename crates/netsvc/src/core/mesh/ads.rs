@@ -49,10 +49,12 @@ impl ServiceAd {
     /// already been through.
     fn exports_to(&self, id: LinkId, link: &LinkInfo, address: &str) -> bool {
         self.audience.admits(&link.group)
-            && link
-                .grants
-                .as_ref()
-                .is_none_or(|g| g.see.allows(super::inbound::service_name(address)))
+            && link.grants.as_ref().is_none_or(|g| {
+                // Unnamed services (agents) are always seen: publishers serve only the
+                // subscribers they can see, and an unnamed one reveals no name.
+                let name = super::inbound::service_name(address);
+                name.is_empty() || g.see.allows(name)
+            })
             && self.learned_from != Some(id)
             && !self
                 .path

@@ -93,7 +93,10 @@ impl Core {
                     );
                     return false;
                 }
-                if !grants.provide.allows(&service.name) {
+                // An unnamed service (a caller or subscriber agent) cannot be found by name,
+                // so it takes no name from anyone; and a publisher serves only subscribers it
+                // can see.
+                if !service.name.is_empty() && !grants.provide.allows(&service.name) {
                     tracing::warn!(user = %grants.user, %peer, name = %service.name,
                         "SERVICE refused: the user may not provide this name");
                     queue.push(Frame::Withdraw(frame::Withdraw {
@@ -117,10 +120,12 @@ impl Core {
                 queue.push_reply(failure_frame(Conv::from_raw(request.conv), &refusal));
                 false
             }
-            Frame::Report(report) => {
-                let allowed = grants.publish.allows(&report.subject);
+            // Cached and targeted reports are publications too.
+            Frame::Report(frame::Report { subject, .. })
+            | Frame::Targeted(frame::Targeted { subject, .. }) => {
+                let allowed = grants.publish.allows(subject);
                 if !allowed {
-                    tracing::debug!(user = %grants.user, subject = %report.subject,
+                    tracing::debug!(user = %grants.user, %subject,
                         "report dropped: the user may not publish on this subject");
                 }
                 allowed
