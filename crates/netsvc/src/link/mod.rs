@@ -195,22 +195,13 @@ where
     let initiated_here = endpoints.initiated_here();
     let mut rbuf = BytesMut::with_capacity(READ_MIN);
     let attempt = initiated_here.then(|| rt.next_attempt());
-    let mut options: Vec<(Text, Text)> = attempt
-        .map(|n| (Text::from(ATTEMPT_OPTION), Text::from(n.to_string())))
-        .into_iter()
-        .collect();
-    if initiated_here && let Some(credentials) = &exchange.security.credentials {
-        let transport = &endpoints.transport;
-        if credentials.is_password() && !transport.tls && !transport.local {
-            let reason =
-                "a password is never sent in clear to another machine: connect with TLS".to_owned();
+    let options = match hello_options(exchange, &endpoints, attempt) {
+        Ok(options) => options,
+        Err(reason) => {
             let failure = LinkFailure::NotAuthorised(reason.clone());
             return refuse(stream, &endpoints, None, reason, failure).await;
         }
-        for (k, v) in credentials.options() {
-            options.push((Text::from(k), Text::from(v)));
-        }
-    }
+    };
     let hello = Hello {
         version: wire::PROTOCOL_VERSION,
         role: exchange.role,
@@ -279,27 +270,13 @@ where
         }
     };
 
-    // An accepting side with users checks who the peer is before it answers.
-    let login = match &exchange.security.users {
-        Some(users) if !initiated_here => match tokio::time::timeout(
-            config.handshake_timeout,
-            users.login(&peer, &endpoints.transport),
-        )
-        .await
-        .unwrap_or_else(|_| Err("the hub is too busy to check the login now".to_owned()))
-        {
-            Ok(login) => Some(login),
-            Err(reason) => {
-                // Repeated failures from one address are answered ever more slowly, yet
-                // within the handshake's time, so that the peer hears why.
-                let penalty = users.penalty(endpoints.transport.ip);
-                tokio::time::sleep(penalty.min(config.handshake_timeout / 2)).await;
-                let failure = LinkFailure::NotAuthorised(reason.clone());
-                let code = Some(CloseCode::NotAuthorised);
-                return refuse(stream, &endpoints, code, reason, failure).await;
-            }
-        },
-        _ => None,
+    let login = match log_in(exchange, &peer, &endpoints).await {
+        Ok(login) => login,
+        Err(reason) => {
+            let failure = LinkFailure::NotAuthorised(reason.clone());
+            let code = Some(CloseCode::NotAuthorised);
+            return refuse(stream, &endpoints, code, reason, failure).await;
+        }
     };
     let grants = login.as_ref().map(|l| l.grants.clone());
     let user = login.and_then(|Login { user, .. }| user);
@@ -377,6 +354,58 @@ where
     let mut stream = stream;
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
     LinkEnd::Ended
+}
+
+/// The options of our HELLO: the connection's number and the credentials, on a connection
+/// this process makes. Refuses to send a password in clear to another machine.
+fn hello_options(
+    exchange: &ExchangeShared,
+    endpoints: &Endpoints,
+    attempt: Option<u64>,
+) -> Result<Vec<(Text, Text)>, String> {
+    let mut options: Vec<(Text, Text)> = attempt
+        .map(|n| (Text::from(ATTEMPT_OPTION), Text::from(n.to_string())))
+        .into_iter()
+        .collect();
+    if let (Some(credentials), true) = (&exchange.security.credentials, endpoints.initiated_here())
+    {
+        let transport = &endpoints.transport;
+        if credentials.is_password() && !transport.tls && !transport.local {
+            return Err(
+                "a password is never sent in clear to another machine: connect with TLS".to_owned(),
+            );
+        }
+        for (k, v) in credentials.options() {
+            options.push((Text::from(k), Text::from(v)));
+        }
+    }
+    Ok(options)
+}
+
+/// On a connection this exchange accepted, with users configured: who the peer is, checked
+/// before our HELLO answers it. `Ok(None)`: no login applies. A refusal comes after the
+/// address's penalty (repeated failures are answered ever more slowly, yet within the
+/// handshake's time, so that the peer hears why).
+async fn log_in(
+    exchange: &ExchangeShared,
+    peer: &Hello,
+    endpoints: &Endpoints,
+) -> Result<Option<Login>, String> {
+    let Some(users) = &exchange.security.users else {
+        return Ok(None);
+    };
+    if endpoints.initiated_here() {
+        return Ok(None);
+    }
+    let limit = exchange.config.handshake_timeout;
+    let outcome = tokio::time::timeout(limit, users.login(peer, &endpoints.transport))
+        .await
+        .unwrap_or_else(|_| Err("the hub is too busy to check the login now".to_owned()));
+    if outcome.is_err() {
+        let penalty = users.penalty(endpoints.transport.ip);
+        tokio::time::sleep(penalty.min(limit / 2)).await;
+    }
+    outcome.map(Some)
 }
 
 /// Ends a connection whose handshake failed: the peer is told why (if there is something
