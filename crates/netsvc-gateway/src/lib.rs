@@ -11,4 +11,4 @@ pub mod codec;
 mod server;
 
 #[cfg(feature = "server")]
-pub use server::{Exposure, Gateway, GatewayConfig, GatewayError};
+pub use server::{Exposure, Gateway, GatewayConfig, GatewayError, Serving};

@@ -161,12 +161,15 @@ impl Gateway {
         self,
         address: &str,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(SocketAddr, impl Future<Output = Result<(), GatewayError>>), GatewayError> {
+    ) -> Result<(SocketAddr, Serving), GatewayError> {
         let listener = TcpListener::bind(address).await?;
         let bound = listener.local_addr()?;
-        Ok((bound, self.serve(listener, shutdown)))
+        Ok((bound, Box::pin(self.serve(listener, shutdown))))
     }
 }
+
+/// The future that serves a bound gateway, from [`Gateway::bind`].
+pub type Serving = std::pin::Pin<Box<dyn Future<Output = Result<(), GatewayError>> + Send>>;
 
 /// The dialect of a `/service`-style path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
