@@ -88,16 +88,30 @@ impl DecodeError {
     }
 }
 
-/// Escapes text for XML content and attribute values.
+/// Escapes text for XML content: the five special characters, and a carriage return as a
+/// reference (a raw one would read back as a line feed).
 pub(crate) fn escape_xml(text: &str, out: &mut String) {
     for c in text.chars() {
         match c {
+            '\r' => out.push_str("&#13;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
             c => out.push(c),
+        }
+    }
+}
+
+/// Escapes text for an XML attribute value: as [`escape_xml`], and tabs and line feeds as
+/// references too (raw ones read back as spaces).
+pub(crate) fn escape_attr(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("&#10;"),
+            '\t' => out.push_str("&#9;"),
+            c => escape_xml(c.encode_utf8(&mut [0; 4]), out),
         }
     }
 }

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use netsvc_proto::value::{Opaque, Value};
 
 use super::xml::{self, Element, Prolog};
-use super::{DecodeError, Fault, XmlLimits, escape_xml, float_text};
+use super::{DecodeError, Fault, XmlLimits, escape_attr, escape_xml, float_text};
 
 /// Decodes a request's payload: an `<array>` of the arguments.
 pub fn decode_params(body: &[u8], limits: XmlLimits) -> Result<Vec<Value>, DecodeError> {
@@ -120,12 +120,12 @@ fn encode_value(value: &Value, name: Option<&str>, out: &mut String) {
         out.push_str(tag);
         if let Some(name) = name {
             out.push_str(" name=\"");
-            escape_xml(name, out);
+            escape_attr(name, out);
             out.push('"');
         }
         if let Some(kind) = kind {
             out.push_str(" type=\"");
-            escape_xml(kind, out);
+            escape_attr(kind, out);
             out.push('"');
         }
         out.push('>');

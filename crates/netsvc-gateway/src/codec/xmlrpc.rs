@@ -156,6 +156,20 @@ fn parse_iso8601(text: &str) -> Option<DateTime> {
     DateTime::new(Date::new(year, month, day).ok()?, time, None).ok()
 }
 
+/// A `methodCall` (what a client sends), in the same layout as the responses.
+pub fn encode_call(call: &Call) -> String {
+    let mut out = String::from("<?xml version=\"1.0\"?>\n<methodCall>\n<methodName>");
+    escape_xml(&call.method, &mut out);
+    out.push_str("</methodName>\n<params>\n");
+    for param in &call.params {
+        out.push_str("<param>\n");
+        encode_value(param, &mut out);
+        out.push_str("\n</param>\n");
+    }
+    out.push_str("</params>\n</methodCall>\n");
+    out
+}
+
 /// The response to a successful call.
 pub fn encode_response(value: &Value) -> String {
     let mut out = String::from("<?xml version=\"1.0\"?>\n<methodResponse>\n<params>\n<param>\n");
