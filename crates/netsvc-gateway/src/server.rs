@@ -3,6 +3,7 @@
 //! request is independent and ends in a response: a result, a failure, or the request
 //! timeout's 47.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -599,6 +600,10 @@ fn announcement_json(state: &Shared, announcement: &Announcement) -> (&'static s
 struct EventStream {
     state: Arc<Shared>,
     watch: RegistryWatch,
+    /// The addresses this client has been told about and not yet told are gone: their
+    /// later events are sent even when the service no longer passes the exposure check (a
+    /// withdrawn service is in no group any more). Bounded by the registry's size.
+    told: HashSet<String>,
     sequence: u64,
     phase: Phase,
 }
@@ -635,9 +640,19 @@ impl EventStream {
                 Phase::Live => self.watch.recv().await,
             };
             let event = match item {
-                // Not for this gateway's clients: on with the next.
-                Ok(announcement) if !self.state.exposes(&announcement.binding) => continue,
                 Ok(announcement) => {
+                    let address = announcement.binding.address();
+                    let withdrawn = matches!(announcement.kind, AnnouncementKind::Withdrawn(_));
+                    let exposed = !withdrawn && self.state.exposes(&announcement.binding);
+                    if !exposed && !self.told.contains(address) {
+                        // Not for this gateway's clients: on with the next.
+                        continue;
+                    }
+                    if withdrawn {
+                        self.told.remove(address);
+                    } else if exposed {
+                        self.told.insert(address.to_owned());
+                    }
                     let (kind, data) = announcement_json(&self.state, &announcement);
                     self.event(kind, &data)
                 }
@@ -662,6 +677,7 @@ fn events(state: &Arc<Shared>) -> Response {
     let start = EventStream {
         state: Arc::clone(state),
         watch: state.rt.registry().watch(),
+        told: HashSet::new(),
         sequence: 0,
         phase: Phase::Snapshot,
     };

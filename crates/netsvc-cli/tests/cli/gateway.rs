@@ -761,10 +761,14 @@ impl SseReader {
         }
     }
 
-    /// The next event's name and data (keep-alive comments skipped).
+    /// The next event's name and data (keep-alive comments skipped), within 20 s.
     fn next(&mut self) -> (String, Json) {
+        let deadline = Instant::now() + Duration::from_secs(20);
         let mut name = None;
         loop {
+            // Keep-alive comments arrive every 15 s, so the socket's timeout alone would
+            // never end a wait for an event that does not come.
+            assert!(Instant::now() < deadline, "no event within 20 s");
             let line = self.line();
             if let Some(n) = line.strip_prefix("event: ") {
                 name = Some(n.to_owned());
@@ -889,4 +893,70 @@ fn the_gateway_command_links_to_a_hub_and_exposes_what_it_is_told() {
     let mut open = Proc::spawn(&["gateway", "--connect", &address, "--http", "0.0.0.0:0"]);
     let line = open.wait_stderr("HTTP gateway on http://");
     assert!(line.contains("open to the network"), "{line}");
+}
+
+#[test]
+fn a_group_gateway_streams_its_members_until_they_are_withdrawn() {
+    let (_hub, address) = hub();
+    let demo = demo(&address);
+    let _other = Proc::spawn(&[
+        "serve",
+        "--connect",
+        &address,
+        "--reply",
+        "1",
+        "outsider",
+        "m",
+    ]);
+    wait_for_services(&address, &["outsider"]);
+    let mut gateway = Proc::spawn(&[
+        "gateway",
+        "--connect",
+        &address,
+        "--http",
+        "127.0.0.1:0",
+        "--expose",
+        "group:demo",
+    ]);
+    let line = gateway.wait_stderr("HTTP gateway on http://");
+    let http = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("HTTP address")
+        .to_owned();
+    gateway.wait_stderr("gateway linked to");
+    let mut stream = connect(&http);
+    send(&mut stream, "GET", "/api/events", &[], b"");
+    let mut events = SseReader::new(stream);
+    // Wait for both members (the link may still be delivering them); never the outsider.
+    let mut members = std::collections::BTreeSet::new();
+    while members.len() < 2 {
+        let (name, data) = events.next();
+        assert_ne!(data["name"], "outsider", "{name}: {data}");
+        if name == "joined" {
+            members.insert(data["name"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert_eq!(members.into_iter().collect::<Vec<_>>(), ["clock", "echo"]);
+    let reply = post(
+        &http,
+        "/service/outsider",
+        "application/json",
+        r#"{"id":1,"method":"m","params":[]}"#,
+    );
+    assert_eq!(reply.status, 404);
+    // The members' process goes: each leaves the group, then is withdrawn, and the
+    // withdrawal reaches this client although the service is in no group any more.
+    demo.signal("TERM");
+    let mut withdrawn = std::collections::BTreeSet::new();
+    while withdrawn.len() < 2 {
+        let (name, data) = events.next();
+        assert_ne!(data["name"], "outsider", "{name}: {data}");
+        if name == "withdrawn" {
+            assert_eq!(data["reason"], "process-exit", "{data}");
+            withdrawn.insert(data["name"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert_eq!(withdrawn.into_iter().collect::<Vec<_>>(), ["clock", "echo"]);
 }
