@@ -69,6 +69,10 @@ pub(crate) enum Command {
     /// Host example services (echo, clock) so there is something to look at.
     #[command(after_help = DEMO_EXAMPLES)]
     Demo(DemoArgs),
+    /// Serve HTTP for the services of an exchange: the original gateway's dialects,
+    /// JSON-RPC 2.0, and the registry as JSON and as Server-Sent Events (docs/GATEWAY.md).
+    #[command(after_help = GATEWAY_EXAMPLES)]
+    Gateway(GatewayArgs),
     /// Print the argon2 hash of a password read from stdin, for a users file.
     #[command(after_help = PASSWD_EXAMPLES)]
     Passwd,
@@ -167,12 +171,57 @@ pub(crate) struct ExchangeArgs {
     /// The file mode of the --unix socket, in octal (e.g. 660: owner and group only).
     #[arg(long, value_name = "OCTAL", value_parser = parse::file_mode)]
     pub(crate) unix_mode: Option<u32>,
+    /// Also serve the HTTP gateway on this address (docs/GATEWAY.md), for the hub's
+    /// services; not on the network unless the address says so.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<String>,
+    #[command(flatten)]
+    pub(crate) http_options: HttpOptions,
     /// Link to the --connect peers with TLS, trusting this CA (PEM).
     #[arg(long, value_name = "FILE")]
     pub(crate) peer_tls_ca: Option<PathBuf>,
     /// Log in to the --connect peers with the token on this file's first line.
     #[arg(long, value_name = "FILE")]
     pub(crate) peer_token_file: Option<PathBuf>,
+}
+
+const GATEWAY_EXAMPLES: &str = "\
+Examples:
+  netsvc gateway                                   # hub 127.0.0.1:11111, HTTP on 127.0.0.1:8080
+  netsvc gateway --connect hub:11111 --http 127.0.0.1:0   # any free port (printed on stderr)
+  netsvc gateway --expose group:web                # only the members of the group web
+  curl -s -d '{\"id\":1,\"method\":\"echo\",\"params\":[\"hi\"]}' http://127.0.0.1:8080/service/echo
+  curl -s -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo.echo\",\"params\":[1]}' \\
+      http://127.0.0.1:8080/jsonrpc
+  curl -sN http://127.0.0.1:8080/api/events        # the registry, then every change
+
+There is no login on the HTTP side: anyone who can reach the port may call every exposed
+service. It listens on loopback unless --http says otherwise (and then says so).";
+
+/// Settings of the HTTP gateway, for `netsvc gateway` and `netsvc exchange --http`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct HttpOptions {
+    /// Which services HTTP clients may call: all, local (this process's only),
+    /// group:NAME (the members of a group) or name:NAME (one service name).
+    #[arg(long, value_name = "WHICH", default_value = "all", value_parser = parse::exposure)]
+    pub(crate) expose: netsvc_gateway::Exposure,
+    /// Seconds an HTTP call may take before it fails with 47 (Request Timeout).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse::seconds)]
+    pub(crate) request_timeout: Duration,
+    /// Largest request body in bytes; larger ones are answered 413.
+    #[arg(long, value_name = "BYTES", default_value = "4194304")]
+    pub(crate) max_body: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GatewayArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    /// The HTTP address to serve (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub(crate) http: String,
+    #[command(flatten)]
+    pub(crate) options: HttpOptions,
 }
 
 const SERVICES_EXAMPLES: &str = "\

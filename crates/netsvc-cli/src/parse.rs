@@ -41,6 +41,18 @@ pub(crate) fn wait(text: &str) -> Result<Wait, String> {
     Ok(Wait(Some(d.max(MIN_WAIT))))
 }
 
+/// `--expose`: all, local, group:NAME or name:NAME.
+pub(crate) fn exposure(text: &str) -> Result<netsvc_gateway::Exposure, String> {
+    use netsvc_gateway::Exposure;
+    match text.split_once(':') {
+        None if text == "all" => Ok(Exposure::All),
+        None if text == "local" => Ok(Exposure::Local),
+        Some(("group", name)) if !name.is_empty() => Ok(Exposure::Group(name.to_owned())),
+        Some(("name", name)) if !name.is_empty() => Ok(Exposure::Name(name.to_owned())),
+        _ => Err("expected all, local, group:NAME or name:NAME".to_owned()),
+    }
+}
+
 /// The delay between attempts to reach the exchange: positive seconds (at least 10 ms, the
 /// library's floor).
 pub(crate) fn retry(text: &str) -> Result<Duration, String> {

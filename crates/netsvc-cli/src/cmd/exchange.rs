@@ -93,6 +93,8 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
         None => FileConfig::default(),
     };
     let config = file.exchange_config()?;
+    let http = args.http.clone();
+    let http_options = args.http_options.clone();
     let settings = settings(args, file)?;
     let tls = match &settings.tls {
         Some(t) => Some(security::server_tls(
@@ -153,6 +155,10 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
             path.display()
         ));
     }
+    let http = match &http {
+        Some(address) => Some(super::gateway::start(&rt, address, &http_options).await?),
+        None => None,
+    };
     let stop = loop {
         match signals.recv_or_hangup().await {
             Some(stop) => break stop,
@@ -160,6 +166,9 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
         }
     };
     status(format_args!("{}: shutting down", stop.name()));
+    if let Some(http) = http {
+        http.stop().await;
+    }
     // Withdraw first so that peers hear why, then flush and close every link.
     rt.shutdown();
     // The library removes its own Unix socket (and nothing that took its place) by then.

@@ -9,6 +9,7 @@ mod call;
 mod connect;
 mod demo;
 mod exchange;
+mod gateway;
 mod help;
 mod monitor;
 mod publish;

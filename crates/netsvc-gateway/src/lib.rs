@@ -1,0 +1,14 @@
+//! An HTTP gateway to the services of a netsvc [`Runtime`](netsvc::Runtime): the original
+//! gateway's NET-RPC, XML-RPC and JSON-RPC dialects on `POST /service/NAME`, JSON-RPC 2.0 on
+//! `POST /jsonrpc`, and the registry as JSON (`GET /api/services`) and as Server-Sent Events
+//! (`GET /api/events`). See docs/GATEWAY.md.
+//!
+//! The decoders are sans-IO ([`codec`]); the server (feature `server`, on by default) is
+//! axum on one HTTP/1.1 port.
+
+pub mod codec;
+#[cfg(feature = "server")]
+mod server;
+
+#[cfg(feature = "server")]
+pub use server::{Exposure, Gateway, GatewayConfig, GatewayError, Serving};

@@ -1,0 +1,691 @@
+//! The HTTP side: one axum router in front of one [`Runtime`]. The runtime owns all state
+//! (registry, requests in flight); the gateway keeps only its configuration, so every
+//! request is independent and ends in a response: a result, a failure, or the request
+//! timeout's 47.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use netsvc::value::Limits;
+use netsvc::{
+    Announcement, AnnouncementKind, Binding, Failure, Location, RecvError, RegistryWatch, Runtime,
+    Target, Value,
+};
+use serde_json::{Value as Json, json};
+use tokio::net::TcpListener;
+
+use crate::codec::jsonrpc::{self, ServiceBody, V2Body, V2Entry};
+use crate::codec::{Fault, XmlLimits, netrpc, xmlrpc};
+
+/// Which services the gateway exposes (the original's `RpcGateway(selection, type)`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Exposure {
+    /// Every service the runtime's registry knows (the original's registry selection `"*"`).
+    #[default]
+    All,
+    /// Only the services of this process (the original's registry selection `""`).
+    Local,
+    /// The members of one group (the original's `SERVICE_GROUP` selection).
+    Group(String),
+    /// One service name (the original's `SERVICE_NAME` selection).
+    Name(String),
+}
+
+/// How the gateway behaves.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GatewayConfig {
+    /// Which services may be called.
+    pub exposure: Exposure,
+    /// How long a call may take before the caller gets failure 47 (the original waited
+    /// forever).
+    pub request_timeout: Duration,
+    /// Largest request body accepted; a larger one is answered 413.
+    pub max_body: usize,
+    /// Bounds on XML-RPC and NET-RPC bodies.
+    pub xml_limits: XmlLimits,
+    /// Bounds on the values decoded from JSON bodies.
+    pub value_limits: Limits,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            exposure: Exposure::All,
+            request_timeout: Duration::from_secs(60),
+            max_body: 4 * 1024 * 1024,
+            xml_limits: XmlLimits::DEFAULT,
+            value_limits: Limits::DEFAULT,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Sets [`exposure`](Self::exposure).
+    #[must_use]
+    pub fn with_exposure(mut self, exposure: Exposure) -> Self {
+        self.exposure = exposure;
+        self
+    }
+
+    /// Sets [`request_timeout`](Self::request_timeout).
+    #[must_use]
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_body`](Self::max_body).
+    #[must_use]
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+}
+
+/// Why the gateway could not serve.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// Binding or serving the HTTP port failed.
+    #[error("HTTP server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An HTTP gateway in front of a runtime's services.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), netsvc_gateway::GatewayError> {
+/// use netsvc_gateway::{Gateway, GatewayConfig};
+/// let rt = netsvc::Runtime::new();
+/// let gateway = Gateway::new(rt, GatewayConfig::default());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// gateway.serve(listener, std::future::pending()).await
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    state: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    rt: Runtime,
+    config: GatewayConfig,
+}
+
+type Ctx = State<Arc<Shared>>;
+
+impl Gateway {
+    /// A gateway to `rt`'s services.
+    pub fn new(rt: Runtime, config: GatewayConfig) -> Self {
+        Self {
+            state: Arc::new(Shared { rt, config }),
+        }
+    }
+
+    /// The routes, to serve or to merge into a larger application.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .fallback(dispatch)
+            .with_state(Arc::clone(&self.state))
+    }
+
+    /// Serves HTTP/1.1 (keep-alive) on `listener` until `shutdown` completes, then lets the
+    /// requests in progress finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), GatewayError> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+
+    /// Binds `address` (for example `127.0.0.1:8080`) and returns the bound address and the
+    /// future that serves it.
+    pub async fn bind(
+        self,
+        address: &str,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(SocketAddr, Serving), GatewayError> {
+        let listener = TcpListener::bind(address).await?;
+        let bound = listener.local_addr()?;
+        Ok((bound, Box::pin(self.serve(listener, shutdown))))
+    }
+}
+
+/// The future that serves a bound gateway, from [`Gateway::bind`].
+pub type Serving = std::pin::Pin<Box<dyn Future<Output = Result<(), GatewayError>> + Send>>;
+
+/// The dialect of a `/service`-style path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    /// By content type, as the original's `/service` mount.
+    Auto,
+    Json,
+    XmlRpc,
+}
+
+async fn dispatch(State(state): Ctx, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let is_post = request.method() == Method::POST;
+    let is_get = request.method() == Method::GET || request.method() == Method::HEAD;
+    match path.as_str() {
+        "/jsonrpc" if is_post => jsonrpc_v2(&state, request).await,
+        "/api/services" if is_get => services(&state),
+        "/api/events" if is_get => events(&state),
+        "/jsonrpc" | "/api/services" | "/api/events" => page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 Method Not Allowed",
+            "Method not supported here.",
+        ),
+        _ => {
+            let (dialect, rest) = if let Some(rest) = mount(&path, "/service") {
+                (Dialect::Auto, rest)
+            } else if let Some(rest) = mount(&path, "/json") {
+                (Dialect::Json, rest)
+            } else if let Some(rest) = mount(&path, "/xmlrpc") {
+                (Dialect::XmlRpc, rest)
+            } else {
+                return page(
+                    StatusCode::NOT_FOUND,
+                    "404 Not Found",
+                    "No server loaded to handle request.",
+                );
+            };
+            if !is_post {
+                return page(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "405 Method Not Allowed",
+                    "Only POST method supported by servlet.",
+                );
+            }
+            let name = percent_decode(rest);
+            match name.as_deref() {
+                Some(name) if !name.is_empty() && state.resolve(name).is_some() => {
+                    service(&state, name.to_owned(), dialect, request).await
+                }
+                _ => not_found(),
+            }
+        }
+    }
+}
+
+/// The path below `mount` (`""` for the mount itself), if `path` is under it.
+fn mount<'p>(path: &'p str, mount: &str) -> Option<&'p str> {
+    let rest = path.strip_prefix(mount)?;
+    if rest.is_empty() {
+        Some("")
+    } else {
+        rest.strip_prefix('/')
+    }
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl Shared {
+    /// Where a call to the service `name` goes, if the gateway exposes such a service now.
+    fn resolve(&self, name: &str) -> Option<Target> {
+        let registry = self.rt.registry();
+        match &self.config.exposure {
+            Exposure::All => (!registry.lookup_name(name).is_empty()).then(|| Target::from(name)),
+            Exposure::Name(only) => {
+                (only == name && !registry.lookup_name(name).is_empty()).then(|| Target::from(name))
+            }
+            Exposure::Local => registry
+                .lookup_name(name)
+                .into_iter()
+                .find(Binding::is_local)
+                .map(Target::from),
+            Exposure::Group(group) => registry
+                .lookup_group(group)
+                .into_iter()
+                .find(|b| b.service_name() == name)
+                .map(Target::from),
+        }
+    }
+
+    fn exposes(&self, binding: &Binding) -> bool {
+        match &self.config.exposure {
+            Exposure::All => true,
+            Exposure::Name(only) => binding.service_name() == only,
+            Exposure::Local => binding.is_local(),
+            Exposure::Group(group) => self
+                .rt
+                .registry()
+                .groups_of(binding.address())
+                .iter()
+                .any(|g| g == group),
+        }
+    }
+
+    /// Calls `method` of the service `name`; every outcome is a value or a failure, within
+    /// the request timeout.
+    async fn call(&self, name: &str, method: &str, params: Vec<Value>) -> Result<Value, Fault> {
+        let Some(target) = self.resolve(name) else {
+            return Err(fault_of(Failure::service_unavailable(name)));
+        };
+        self.rt
+            .endpoint(target)
+            .call_with_timeout(method, params, Some(self.config.request_timeout))
+            .await
+            .map_err(fault_of)
+    }
+}
+
+fn fault_of(failure: Failure) -> Fault {
+    Fault {
+        error: failure.error,
+        description: failure.description,
+        origin: failure.origin,
+        details: failure.details,
+    }
+}
+
+const SERVER: HeaderValue = HeaderValue::from_static(concat!("netsvc/", env!("CARGO_PKG_VERSION")));
+
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response {
+    let mut response = (status, body.into()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::SERVER, SERVER);
+    response
+}
+
+/// The original's error page.
+fn page(status: StatusCode, title: &str, text: &str) -> Response {
+    reply(
+        status,
+        "text/html",
+        format!(
+            "<HTML>\n<HEAD>\n<TITLE>\n{title}\n</TITLE>\n</HEAD>\n<BODY>\n<H2>\n{title}\n</H2>\n{text}\n</BODY>\n</HTML>\n"
+        ),
+    )
+}
+
+fn not_found() -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        "404 Not Found",
+        "No such service available.",
+    )
+}
+
+fn bad_request(text: &str) -> Response {
+    page(StatusCode::BAD_REQUEST, "400 Bad Request", text)
+}
+
+/// Reads the whole body, at most `max_body` bytes: a larger one is answered 413.
+async fn read_body(state: &Shared, request: Request) -> Result<(HeaderMap, Bytes), Response> {
+    let limit = state.config.max_body;
+    let too_large = || {
+        page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "413 Payload Too Large",
+            "Request body too large.",
+        )
+    };
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok((parts.headers, bytes)),
+        Err(e) => {
+            let inner = e.into_inner();
+            if inner
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(too_large())
+            } else {
+                Err(bad_request("Request body could not be read."))
+            }
+        }
+    }
+}
+
+async fn service(state: &Shared, name: String, dialect: Dialect, request: Request) -> Response {
+    let (headers, body) = match read_body(state, request).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // The original chooses by an exact match on the whole Content-Type.
+    let dialect = match (dialect, content_type) {
+        (Dialect::Auto, "application/x-rpc") => {
+            return net_rpc(state, &name, &headers, &body).await;
+        }
+        (Dialect::Auto, "text/xml") | (Dialect::XmlRpc, _) => Dialect::XmlRpc,
+        _ => Dialect::Json,
+    };
+    if dialect == Dialect::XmlRpc {
+        let text = match xmlrpc::decode_call(&body, state.config.xml_limits) {
+            Ok(call) => match state.call(&name, &call.method, call.params).await {
+                Ok(value) => xmlrpc::encode_response(&value),
+                Err(fault) => xmlrpc::encode_fault(&fault),
+            },
+            Err(e) => xmlrpc::encode_fault(&Fault {
+                details: e.to_string(),
+                ..Fault::decoding(xmlrpc::ORIGIN)
+            }),
+        };
+        return reply(StatusCode::OK, "text/xml", text);
+    }
+    match jsonrpc::decode_service_body(&body, &state.config.value_limits) {
+        ServiceBody::Original { id, call } => {
+            let text = match call {
+                Ok(call) => match state.call(&name, &call.method, call.params).await {
+                    Ok(value) => jsonrpc::encode_original_result(&id, &value),
+                    Err(fault) => jsonrpc::encode_original_fault(&id, &fault),
+                },
+                Err(fault) => jsonrpc::encode_original_fault(&id, &fault),
+            };
+            reply(StatusCode::OK, "text/plain", text)
+        }
+        ServiceBody::V2(body) => v2_reply(state, body, Some(&name)).await,
+    }
+}
+
+async fn net_rpc(state: &Shared, name: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    let header = |key: &str| headers.get(key).and_then(|v| v.to_str().ok());
+    if header("X-RPC-Content-Type") != Some("request") {
+        return bad_request("Request headers invalid: X-RPC-Content-Type must be request.");
+    }
+    let Some(method) = header("X-RPC-Request-Method").filter(|m| !m.is_empty()) else {
+        return bad_request("Request headers invalid: no X-RPC-Request-Method.");
+    };
+    let params = match netrpc::decode_params(body, state.config.xml_limits) {
+        Ok(params) => params,
+        Err(e) => return bad_request(&format!("Request body invalid: {e}.")),
+    };
+    let (kind, text) = match state.call(name, method, params).await {
+        Ok(value) => ("response", netrpc::encode(&value)),
+        Err(fault) => ("failure", netrpc::encode_failure(&fault)),
+    };
+    let mut response = reply(StatusCode::OK, "application/x-rpc", text);
+    let headers = response.headers_mut();
+    headers.insert("X-RPC-Version", HeaderValue::from_static("1.1"));
+    headers.insert("X-RPC-Content-Type", HeaderValue::from_static(kind));
+    response
+}
+
+async fn jsonrpc_v2(state: &Shared, request: Request) -> Response {
+    let body = match read_body(state, request).await {
+        Ok((_, body)) => body,
+        Err(response) => return response,
+    };
+    v2_reply(
+        state,
+        jsonrpc::decode_v2(&body, &state.config.value_limits),
+        None,
+    )
+    .await
+}
+
+/// Answers a JSON-RPC 2.0 body; `service` is the service of a `/service/NAME` path, `None`
+/// on `/jsonrpc` (where the method is `SERVICE.METHOD`).
+async fn v2_reply(state: &Shared, body: V2Body, service: Option<&str>) -> Response {
+    let answer = match body {
+        V2Body::ParseError => Some(jsonrpc::v2_error(
+            Json::Null,
+            jsonrpc::codes::PARSE_ERROR,
+            "Parse error",
+            None,
+        )),
+        V2Body::Single(entry) => v2_entry(state, entry, service).await,
+        V2Body::Batch(entries) => {
+            let answers = futures_util::future::join_all(
+                entries
+                    .into_iter()
+                    .map(|entry| v2_entry(state, entry, service)),
+            )
+            .await;
+            let answers: Vec<Json> = answers.into_iter().flatten().collect();
+            (!answers.is_empty()).then_some(Json::Array(answers))
+        }
+    };
+    match answer {
+        Some(json) => reply(StatusCode::OK, "application/json", json.to_string()),
+        // Only notifications: nothing to answer.
+        None => reply(StatusCode::NO_CONTENT, "application/json", Body::empty()),
+    }
+}
+
+async fn v2_entry(state: &Shared, entry: V2Entry, service: Option<&str>) -> Option<Json> {
+    let (id, method, params) = match entry {
+        V2Entry::Invalid { id, message } => {
+            return Some(jsonrpc::v2_error(
+                id,
+                jsonrpc::codes::INVALID_REQUEST,
+                "Invalid Request",
+                Some(&Fault {
+                    details: message,
+                    ..Fault::decoding(jsonrpc::ORIGIN)
+                }),
+            ));
+        }
+        V2Entry::Call { id, method, params } => (id, method, params),
+    };
+    let (name, method) = match service {
+        Some(name) => (name, method.as_str()),
+        None => match method.rsplit_once('.') {
+            Some((name, method)) if !name.is_empty() && !method.is_empty() => (name, method),
+            _ => {
+                let fault = Fault {
+                    details: format!("method {method:?} is not SERVICE.METHOD"),
+                    ..fault_of(Failure::method_unavailable(&method))
+                };
+                return id.map(|id| jsonrpc::v2_failure(id, &fault));
+            }
+        },
+    };
+    let outcome = match params {
+        Ok(params) => state.call(name, method, params).await,
+        Err(details) => Err(Fault {
+            details,
+            ..Fault::decoding(jsonrpc::ORIGIN)
+        }),
+    };
+    let id = id?;
+    Some(match outcome {
+        Ok(value) => jsonrpc::v2_result(id, &value),
+        Err(fault) => jsonrpc::v2_failure(id, &fault),
+    })
+}
+
+fn binding_json(state: &Shared, binding: &Binding) -> Json {
+    json!({
+        "name": binding.service_name(),
+        "address": binding.address(),
+        "audience": binding.audience().as_str(),
+        "location": match binding.location() {
+            Location::Local => "local",
+            Location::Remote => "remote",
+        },
+        "process": binding.process_identity(),
+        "agent": binding.agent_identity(),
+        "groups": state.rt.registry().groups_of(binding.address()),
+    })
+}
+
+fn services(state: &Shared) -> Response {
+    let list: Vec<Json> = state
+        .rt
+        .registry()
+        .services()
+        .iter()
+        .filter(|b| state.exposes(b))
+        .map(|b| binding_json(state, b))
+        .collect();
+    reply(
+        StatusCode::OK,
+        "application/json",
+        Json::Array(list).to_string(),
+    )
+}
+
+fn announcement_json(state: &Shared, announcement: &Announcement) -> (&'static str, Json) {
+    let mut data = binding_json(state, &announcement.binding);
+    let kind = match &announcement.kind {
+        AnnouncementKind::Available => "available",
+        AnnouncementKind::Withdrawn(reason) => {
+            if let Some(object) = data.as_object_mut() {
+                object.insert("reason".into(), json!(reason.name()));
+                object.insert("reason_text".into(), json!(reason.to_string()));
+            }
+            "withdrawn"
+        }
+        AnnouncementKind::GroupJoined(group) => {
+            if let Some(object) = data.as_object_mut() {
+                object.insert("group".into(), json!(&**group));
+            }
+            "joined"
+        }
+        AnnouncementKind::GroupLeft(group) => {
+            if let Some(object) = data.as_object_mut() {
+                object.insert("group".into(), json!(&**group));
+            }
+            "left"
+        }
+        _ => "other",
+    };
+    (kind, data)
+}
+
+/// One SSE client's stream: the registry watch's snapshot, a `synced` event, then every
+/// change. The watch's queue is the only buffer between the runtime and the socket, and it
+/// is bounded by the runtime: a client too slow to keep up is cut off there (the runtime
+/// never waits for it), gets a `lagged` event and the stream ends; reconnecting gives a
+/// fresh snapshot.
+struct EventStream {
+    state: Arc<Shared>,
+    watch: RegistryWatch,
+    /// The addresses this client has been told about and not yet told are gone: their
+    /// later events are sent even when the service no longer passes the exposure check (a
+    /// withdrawn service is in no group any more). Bounded by the registry's size.
+    told: HashSet<String>,
+    sequence: u64,
+    phase: Phase,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Snapshot,
+    Live,
+    Done,
+}
+
+impl EventStream {
+    fn event(&mut self, name: &str, data: &Json) -> Event {
+        self.sequence += 1;
+        Event::default()
+            .id(self.sequence.to_string())
+            .event(name)
+            .data(data.to_string())
+    }
+
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+        loop {
+            let item = match self.phase {
+                Phase::Done => return None,
+                Phase::Snapshot => match self.watch.try_recv() {
+                    Ok(Some(a)) => Ok(a),
+                    Ok(None) => {
+                        self.phase = Phase::Live;
+                        let event = self.event("synced", &Json::Null);
+                        return Some((Ok(event), self));
+                    }
+                    Err(e) => Err(e),
+                },
+                Phase::Live => self.watch.recv().await,
+            };
+            let event = match item {
+                Ok(announcement) => {
+                    let address = announcement.binding.address();
+                    let withdrawn = matches!(announcement.kind, AnnouncementKind::Withdrawn(_));
+                    let exposed = !withdrawn && self.state.exposes(&announcement.binding);
+                    if !exposed && !self.told.contains(address) {
+                        // Not for this gateway's clients: on with the next.
+                        continue;
+                    }
+                    if withdrawn {
+                        self.told.remove(address);
+                    } else if exposed {
+                        self.told.insert(address.to_owned());
+                    }
+                    let (kind, data) = announcement_json(&self.state, &announcement);
+                    self.event(kind, &data)
+                }
+                Err(RecvError::Lagged) => {
+                    self.phase = Phase::Done;
+                    self.event(
+                        "lagged",
+                        &json!("fell behind; reconnect for a fresh snapshot"),
+                    )
+                }
+                Err(RecvError::Closed) => {
+                    self.phase = Phase::Done;
+                    self.event("closed", &Json::Null)
+                }
+            };
+            return Some((Ok(event), self));
+        }
+    }
+}
+
+fn events(state: &Arc<Shared>) -> Response {
+    let start = EventStream {
+        state: Arc::clone(state),
+        watch: state.rt.registry().watch(),
+        told: HashSet::new(),
+        sequence: 0,
+        phase: Phase::Snapshot,
+    };
+    let events: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> =
+        Box::pin(stream::unfold(start, EventStream::next));
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    response.headers_mut().insert(header::SERVER, SERVER);
+    response
+}
