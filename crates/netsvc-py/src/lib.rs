@@ -6,6 +6,7 @@
 //! conversion is in [`values`]. Nothing here panics into Python: every error becomes a
 //! Python exception.
 
+mod bridge;
 mod objects;
 mod state;
 mod values;
@@ -23,9 +24,14 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 use tokio::sync::oneshot;
 
+use crate::bridge::{spawn_py, with_python};
 use crate::objects::{PyBinding, Responder, binding_py, event_py, failure_err, failure_from_err};
 use crate::state::{Event, QUEUE_CAPACITY, State, queue_full, state, take_events};
 use crate::values::{PyOpaque, args_to_py, to_args, to_py, to_value};
+
+fn exiting() -> Failure {
+    Failure::application_error("The Python process is exiting.")
+}
 
 fn err(e: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(e.to_string())
@@ -66,12 +72,16 @@ fn lifetime_of(seconds: f64) -> PyResult<Lifetime> {
     }
 }
 
-/// Converts a value to Python under the GIL, for the asyncio API's futures.
-fn outcome_py(outcome: Result<netsvc::Value, Failure>) -> PyResult<Py<PyAny>> {
-    Python::attach(|py| match outcome {
+/// A call's outcome in Python, for the asyncio API's futures.
+fn outcome_py(py: Python<'_>, outcome: Result<netsvc::Value, Failure>) -> PyResult<Py<PyAny>> {
+    match outcome {
         Ok(v) => to_py(py, &v).map(Bound::unbind),
         Err(f) => Err(failure_err(py, &f)),
-    })
+    }
+}
+
+fn unit_py(py: Python<'_>, out: Result<(), String>) -> PyResult<Py<PyAny>> {
+    out.map(|()| py.None()).map_err(PyConnectionError::new_err)
 }
 
 /// One service of this process, as the Python `Service` classes hold it.
@@ -179,27 +189,27 @@ impl ServiceCore {
     /// that is running now. It is called with the request's arguments; its return value is
     /// the response, a `ServiceFailure` it raises that failure, any other exception 57.
     fn export_async(&self, py: Python<'_>, method: &str, func: Py<PyAny>) -> PyResult<()> {
-        let locals = Arc::new(pyo3_async_runtimes::tokio::get_current_locals(py)?);
+        let event_loop = Arc::new(bridge::current_loop(py)?);
         let func = Arc::new(func);
         self.handle
             .export(method, move |req: netsvc::Request| {
                 let func = func.clone();
-                let locals = locals.clone();
+                let event_loop = event_loop.clone();
                 async move {
-                    let fut = Python::attach(|py| {
-                        let started = args_to_py(py, req.args())
-                            .and_then(|args| func.bind(py).call1(PyTuple::new(py, args)?))
-                            .and_then(|coro| {
-                                pyo3_async_runtimes::into_future_with_locals(&locals, coro)
-                            });
-                        started.map_err(|e| failure_from_err(py, &e))
-                    })?;
-                    let out = fut.await;
-                    Python::attach(|py| match out {
+                    let started = with_python(|py| {
+                        args_to_py(py, req.args())
+                            .and_then(|args| PyTuple::new(py, args))
+                            .and_then(|args| bridge::start_coroutine(py, &event_loop, &func, args))
+                            .map_err(|e| failure_from_err(py, &e))
+                    })
+                    .unwrap_or_else(|| Err(exiting()))?;
+                    let out = started.outcome().await;
+                    with_python(|py| match out {
                         Ok(obj) => to_value(obj.bind(py))
                             .map_err(|e| Failure::netsvc(52, format!("The method's result: {e}"))),
                         Err(e) => Err(failure_from_err(py, &e)),
                     })
+                    .unwrap_or_else(|| Err(exiting()))
                 }
             })
             .map_err(err)
@@ -285,9 +295,11 @@ impl ServiceCore {
         let args = to_args(args)?;
         let timeout = duration_of(timeout)?;
         let method = method.to_owned();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            outcome_py(endpoint.call_with_timeout(&method, args, timeout).await)
-        })
+        spawn_py(
+            py,
+            async move { endpoint.call_with_timeout(&method, args, timeout).await },
+            outcome_py,
+        )
     }
 
     /// Subscribes to reports; events arrive on the dispatcher's queue under the returned
@@ -460,45 +472,48 @@ enum Next {
 impl EventStream {
     fn next<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let source = self.source.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let next = {
-                let mut guard = source.lock().await;
-                let next = match guard.as_mut() {
-                    None => Next::End,
-                    Some(Source::Reports(m)) => match m.recv().await {
-                        Some(event) => Next::Event(Event::Report { token: 0, event }),
+        spawn_py(
+            py,
+            async move {
+                {
+                    let mut guard = source.lock().await;
+                    let next = match guard.as_mut() {
                         None => Next::End,
-                    },
-                    Some(Source::Registry(w)) => match w.recv().await {
-                        Ok(announcement) => Next::Event(Event::Announcement {
-                            token: 0,
-                            announcement,
-                        }),
-                        Err(RecvError::Lagged) => Next::Event(Event::Lagged { token: 0 }),
-                        Err(_) => Next::End,
-                    },
-                    Some(Source::Subscriptions(w)) => match w.recv().await {
-                        Ok(event) => Next::Event(Event::Subscription { token: 0, event }),
-                        Err(RecvError::Lagged) => Next::Event(Event::Lagged { token: 0 }),
-                        Err(_) => Next::End,
-                    },
-                    Some(Source::Connections(w)) => match w.recv().await {
-                        Ok(event) => Next::Event(Event::Connection { token: 0, event }),
-                        Err(RecvError::Lagged) => Next::Event(Event::Lagged { token: 0 }),
-                        Err(_) => Next::End,
-                    },
-                };
-                if matches!(next, Next::End | Next::Event(Event::Lagged { .. })) {
-                    // A lagged watch is cut off: it ends after saying so.
-                    *guard = None;
+                        Some(Source::Reports(m)) => match m.recv().await {
+                            Some(event) => Next::Event(Event::Report { token: 0, event }),
+                            None => Next::End,
+                        },
+                        Some(Source::Registry(w)) => match w.recv().await {
+                            Ok(announcement) => Next::Event(Event::Announcement {
+                                token: 0,
+                                announcement,
+                            }),
+                            Err(RecvError::Lagged) => Next::Event(Event::Lagged { token: 0 }),
+                            Err(_) => Next::End,
+                        },
+                        Some(Source::Subscriptions(w)) => match w.recv().await {
+                            Ok(event) => Next::Event(Event::Subscription { token: 0, event }),
+                            Err(RecvError::Lagged) => Next::Event(Event::Lagged { token: 0 }),
+                            Err(_) => Next::End,
+                        },
+                        Some(Source::Connections(w)) => match w.recv().await {
+                            Ok(event) => Next::Event(Event::Connection { token: 0, event }),
+                            Err(RecvError::Lagged) => Next::Event(Event::Lagged { token: 0 }),
+                            Err(_) => Next::End,
+                        },
+                    };
+                    if matches!(next, Next::End | Next::Event(Event::Lagged { .. })) {
+                        // A lagged watch is cut off: it ends after saying so.
+                        *guard = None;
+                    }
+                    next
                 }
-                next
-            };
-            Python::attach(|py| match next {
+            },
+            |py, next| match next {
                 Next::End => Ok(py.None()),
                 Next::Event(e) => event_py(py, e).map(|t| t.into_any().unbind()),
-            })
-        })
+            },
+        )
     }
 
     /// Ends the subscription now.
@@ -559,12 +574,13 @@ impl ExchangeCore {
                     netsvc::PeerAddr::Tcp(a) => a.ip().to_string(),
                     _ => "unix".to_owned(),
                 };
-                Python::attach(|py| {
+                with_python(|py| {
                     hook.bind(py)
                         .call1((host,))
                         .and_then(|r| r.is_truthy())
                         .unwrap_or(false)
                 })
+                .unwrap_or(false)
             });
         }
         let _enter = st.tokio.enter();
@@ -588,13 +604,20 @@ impl ExchangeCore {
     fn listen_async<'py>(&self, py: Python<'py>, address: &str) -> PyResult<Bound<'py, PyAny>> {
         let exchange = self.get()?;
         let address = address.to_owned();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            exchange
-                .listen(&address)
-                .await
-                .map(|a| a.to_string())
-                .map_err(|e| PyConnectionError::new_err(e.to_string()))
-        })
+        spawn_py(
+            py,
+            async move {
+                exchange
+                    .listen(&address)
+                    .await
+                    .map(|a| a.to_string())
+                    .map_err(|e| e.to_string())
+            },
+            |py, out| match out {
+                Ok(a) => Ok(a.into_pyobject(py)?.into_any().unbind()),
+                Err(e) => Err(PyConnectionError::new_err(e)),
+            },
+        )
     }
 
     /// Connects to a server in the background (`retry` seconds between attempts; negative:
@@ -650,12 +673,16 @@ impl ExchangeCore {
     fn shutdown_async<'py>(&self, py: Python<'py>, grace: f64) -> PyResult<Bound<'py, PyAny>> {
         let exchange = self.exchange.lock().take();
         let grace = duration_of(Some(grace.max(0.0)))?.unwrap_or_default();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            if let Some(exchange) = exchange {
-                exchange.shutdown(grace).await;
-            }
-            Ok(())
-        })
+        spawn_py(
+            py,
+            async move {
+                if let Some(exchange) = exchange {
+                    exchange.shutdown(grace).await;
+                }
+                Ok(())
+            },
+            unit_py,
+        )
     }
 }
 
@@ -706,13 +733,17 @@ impl ConnectorCore {
     ) -> PyResult<Bound<'py, PyAny>> {
         let limit = duration_of(limit)?;
         let connector = self.connector.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            match limit {
-                Some(l) => connector.synced_within(l).await,
-                None => connector.synced().await,
-            }
-            .map_err(|e| PyConnectionError::new_err(e.to_string()))
-        })
+        spawn_py(
+            py,
+            async move {
+                match limit {
+                    Some(l) => connector.synced_within(l).await,
+                    None => connector.synced().await,
+                }
+                .map_err(|e| e.to_string())
+            },
+            unit_py,
+        )
     }
 }
 
@@ -766,9 +797,11 @@ fn call<'py>(
     let args = to_args(args)?;
     let timeout = duration_of(timeout)?;
     let method = method.to_owned();
-    pyo3_async_runtimes::tokio::future_into_py(py, async move {
-        outcome_py(endpoint.call_with_timeout(&method, args, timeout).await)
-    })
+    spawn_py(
+        py,
+        async move { endpoint.call_with_timeout(&method, args, timeout).await },
+        outcome_py,
+    )
 }
 
 /// Whether a call to this target would find a service now.
@@ -867,6 +900,9 @@ fn _netsvc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBinding>()?;
     m.add_class::<Responder>()?;
     m.add_class::<PyOpaque>()?;
+    m.add_class::<bridge::Canceller>()?;
+    m.add_class::<bridge::Receiver>()?;
+    m.add_function(wrap_pyfunction!(bridge::finalize, m)?)?;
     m.add_function(wrap_pyfunction!(wait_events, m)?)?;
     m.add_function(wrap_pyfunction!(wakeup, m)?)?;
     m.add_function(wrap_pyfunction!(cancel, m)?)?;

@@ -110,9 +110,6 @@ pub(crate) fn state() -> PyResult<&'static State> {
     let tokio = TOKIO
         .get()
         .ok_or_else(|| PyRuntimeError::new_err("the netsvc runtime did not start"))?;
-    // The asyncio API runs its futures on the same runtime. It fails only if pyo3-async-runtimes
-    // already has one, which nothing else in this module sets.
-    let _ = pyo3_async_runtimes::tokio::init_with_runtime(tokio);
     let runtime = {
         let _enter = tokio.enter();
         Runtime::with_config(RuntimeConfig::default().with_request_timeout(None))

@@ -1272,13 +1272,15 @@ _exchanges: weakref.WeakSet[Exchange] = weakref.WeakSet()
 
 
 def _at_exit() -> None:
-    """Leaves cleanly: services withdrawn (peers hear "process exit"), links flushed."""
+    """Leaves cleanly: services withdrawn (peers hear "process exit"), links flushed, and
+    then no runtime thread enters Python any more (see src/bridge.rs)."""
     try:
         _netsvc.shutdown_services()
-        for ex in list(_exchanges):
+        from . import aio
+        for core in [ex._core for ex in list(_exchanges)] + [ex._core for ex in list(aio._live_exchanges)]:
             try:
-                ex._core.shutdown(1.0)
+                core.shutdown(1.0)
             except Exception:  # noqa: BLE001
                 pass
-    except Exception:  # noqa: BLE001
-        pass
+    finally:
+        _netsvc.finalize()

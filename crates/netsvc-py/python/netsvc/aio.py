@@ -423,6 +423,8 @@ class Exchange:
     def __init__(self, server: bool = False, group: str = "",
                  authorise: Callable[[str], bool] | None = None) -> None:
         self._core = _netsvc.ExchangeCore(server, group, authorise)
+        # An exchange runs until it is shut down, whether or not it is referenced.
+        _live_exchanges.add(self)
 
     @classmethod
     def server(cls, group: str = "") -> "Exchange":
@@ -454,6 +456,8 @@ class Exchange:
         return _Stream(self._core.watch_connections_stream(), self)
 
     async def shutdown(self, grace: float = 2.0) -> None:
+        """Stops listening and connecting, flushes the links (at most ``grace`` s)."""
+        _live_exchanges.discard(self)
         await self._core.shutdown_async(float(grace))
 
     async def __aenter__(self) -> "Exchange":
@@ -461,6 +465,9 @@ class Exchange:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.shutdown()
+
+
+_live_exchanges: set[Exchange] = set()
 
 
 class Runtime:
