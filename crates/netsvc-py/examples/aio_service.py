@@ -17,7 +17,12 @@ async def main(address):
         @service.export
         async def slow(seconds):
             print("slow", seconds, flush=True)
-            await asyncio.sleep(seconds)
+            try:
+                await asyncio.sleep(seconds)
+            except asyncio.CancelledError:
+                # The caller gave up: netsvc told this side, which cancels the coroutine.
+                print("cancelled", seconds, flush=True)
+                raise
             return seconds
 
         @service.export

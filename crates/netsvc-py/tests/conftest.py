@@ -43,8 +43,8 @@ class Proc:
         if env:
             full_env.update(env)
         self.args = args
-        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, env=full_env)
+        self.p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=full_env)
         self.lines: "queue.Queue[tuple[str, str | None]]" = queue.Queue()
         self.out: list[str] = []
         self.err: list[str] = []
@@ -54,13 +54,18 @@ class Proc:
             t.start()
             self.threads.append(t)
 
+    def send(self, line: str) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+
     def close(self) -> None:
         if self.p.poll() is None:
             self.p.kill()
         self.p.wait()
         for t in self.threads:
             t.join(5)
-        for stream in (self.p.stdout, self.p.stderr):
+        for stream in (self.p.stdin, self.p.stdout, self.p.stderr):
             if stream is not None:
                 stream.close()
 

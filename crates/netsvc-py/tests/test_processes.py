@@ -199,3 +199,32 @@ netsvc.Dispatcher().run()
         with c:
             results.append(c.communicate(timeout=30))
     assert [json.loads(out) for out, _ in results] == list(range(6)), results
+
+
+def test_cancelled_call_ends_at_once_and_the_service_goes_on(procs: Procs, hub: str) -> None:
+    """Cancelling drops the Rust request (which sends CANCEL toward the service). The core
+    does not stop a handler on CANCEL yet, so the remote coroutine is not cancelled: the
+    caller is released at once and the service keeps serving."""
+    svc = procs.python(EXAMPLES / "aio_service.py", hub)
+    svc.wait_line("ready")
+    script = f"""
+import asyncio, sys
+from netsvc import aio
+async def main():
+    await aio.Exchange.client().connect({hub!r})
+    call = asyncio.ensure_future(aio.endpoint("pyaio").call("slow", 33))
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    call.cancel()
+    try:
+        await call
+    except asyncio.CancelledError:
+        print("caller cancelled", flush=True)
+    print("then", await aio.endpoint("pyaio").call("add", 1, 2), flush=True)
+asyncio.run(main())
+"""
+    caller = procs.start([sys.executable, "-c", script])
+    svc.wait_line("slow 33")
+    caller.send("go")
+    caller.wait_line("caller cancelled")
+    caller.wait_line("then 3")
+    assert caller.p.wait(20) == 0

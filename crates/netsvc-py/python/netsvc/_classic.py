@@ -683,6 +683,7 @@ class Monitor(Agent, Registry):
     def destroyAgent(self) -> None:
         Agent.destroyAgent(self)
         self._unwatch(lambda k: True)
+        Dispatcher()._sources.discard(self)
 
 
 # --------------------------------------------------------------------------- services
@@ -800,10 +801,16 @@ class Service(Monitor):
     def destroyAgent(self) -> None:
         """Withdraws the service and cancels everything it registered."""
         Monitor.destroyAgent(self)
+        d = Dispatcher()
         for token in list(self._monitors.values()) + list(self._request_tokens.values()):
             _netsvc.cancel(token)
+            d._requests.pop(token, None)
+            d._tokens.pop(token, None)
         self._monitors.clear()
+        self._request_tokens.clear()
+        self._outcome_cbs.clear()
         self._core.withdraw()
+        d._sources.discard(self)
 
     withdraw = destroyAgent
 
