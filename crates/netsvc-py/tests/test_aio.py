@@ -53,12 +53,17 @@ async def test_async_methods_and_failure_codes() -> None:
 
 async def test_timeout_and_withdrawal() -> None:
     started = asyncio.Event()
+    cancelled = asyncio.Event()
     svc = aio.Service("sleeper")
 
     @svc.export
     async def hang() -> None:
         started.set()
-        await asyncio.sleep(60)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
 
     with pytest.raises(aio.RequestTimeout) as e:
         await aio.endpoint("sleeper").call("hang", timeout=0.1)
@@ -70,6 +75,8 @@ async def test_timeout_and_withdrawal() -> None:
     with pytest.raises(aio.Failure) as e:
         await call
     assert (e.value.error, e.value.kind) == (57, "withdrawn")
+    # The withdrawn service's running method is cancelled too.
+    await asyncio.wait_for(cancelled.wait(), 10)
 
 
 async def test_cancelling_a_call_raises_cancelled_error() -> None:
