@@ -228,3 +228,41 @@ asyncio.run(main())
     caller.wait_line("caller cancelled")
     caller.wait_line("then 3")
     assert caller.p.wait(20) == 0
+
+
+def test_handle_connection_active_then_inactive(procs: Procs) -> None:
+    h, hub = procs.hub()
+    script = f"""
+import netsvc
+class Ex(netsvc.Exchange):
+    def handleConnection(self, a):
+        print("connection", a.state(), a.group() == "", a.remoteProcess() != "", flush=True)
+ex = Ex(netsvc.EXCHANGE_CLIENT)
+ex.connect("127.0.0.1", {port_of(hub)}, 0.2)
+netsvc.Dispatcher().run()
+"""
+    client = procs.start([sys.executable, "-c", script])
+    client.wait_line(f"connection {0} True True")  # CONNECTION_ACTIVE
+    h.p.kill()
+    client.wait_line(f"connection {1} True True")  # CONNECTION_INACTIVE
+
+
+def test_authorise_refuses_a_client(procs: Procs) -> None:
+    port = free_port()
+    script = f"""
+import netsvc
+class Guarded(netsvc.Exchange):
+    def authorise(self, host):
+        print("authorise", host, flush=True)
+        return host != "127.0.0.1"
+ex = Guarded(netsvc.EXCHANGE_SERVER)
+ex.listen({port}, "127.0.0.1")
+print("listening", flush=True)
+netsvc.Dispatcher().run()
+"""
+    server = procs.start([sys.executable, "-c", script])
+    server.wait_line("listening")
+    r = procs.cli("services", "--connect", f"127.0.0.1:{port}", "--wait", "5")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "not authorised" in r.stderr
+    server.wait_line("authorise 127.0.0.1")

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import atexit as _atexit
 
-from . import _netsvc
+from . import _classic, _netsvc
 from ._classic import *  # noqa: F403
-from ._classic import __dict__ as _classic_dict
 from ._classic import _at_exit
 from ._errors import (
     AddressInvalid,
@@ -41,9 +40,9 @@ QUEUE_CAPACITY: int = _netsvc.QUEUE_CAPACITY
 
 ServiceBinding = _netsvc.ServiceBinding
 
-__all__ = [n for n in _classic_dict if not n.startswith("_") and n not in (
+__all__ = [n for n in vars(_classic) if not n.startswith("_") and n not in (
     "annotations", "collections", "fnmatch", "heapq", "inspect", "itertools", "logging",
-    "os", "threading", "time", "weakref", "Any", "Callable")] + [
+    "os", "threading", "time", "weakref", "functools", "Any", "Callable")] + [
     "ServiceFailure", "ServiceUnavailable", "AddressInvalid", "TransportFailure",
     "AuthenticationFailure", "RequestTimeout", "ServiceBinding", "QUEUE_CAPACITY",
 ]

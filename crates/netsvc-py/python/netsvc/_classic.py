@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import datetime as _dt
 import fnmatch
+import functools
 import heapq
 import inspect
 import itertools
@@ -127,6 +128,17 @@ def _arguments_message(lo: int, hi: int | None, got: int) -> str:
     if lo == hi:
         return f"Expected {lo} arguments, received {got}."
     return f"Expected {lo}-{hi} arguments, received {got}."
+
+
+def _weakly(obj: Any, name: str, *first: Any) -> Callable[[tuple[Any, ...]], None]:
+    """An event handler that calls ``obj.name(*first, event)`` while ``obj`` lives."""
+    ref = weakref.ref(obj)
+
+    def handler(event: tuple[Any, ...]) -> None:
+        target = ref()
+        if target is not None:
+            getattr(target, name)(*first, event)
+    return handler
 
 
 _id_counter = itertools.count(((int(time.time()) % 0xFFFF) << 16) + 1)
@@ -255,7 +267,7 @@ class Dispatcher:
         self._thread: int | None = None
         # Who receives what arrives from the Rust side, by token.
         self._services: weakref.WeakValueDictionary[int, Service] = weakref.WeakValueDictionary()
-        self._tokens: dict[int, Callable[[tuple[Any, ...]], None]] = {}
+        self._tokens: dict[int, Callable[[tuple[Any, ...]], Any]] = {}
         self._requests: dict[int, Service] = {}
         self._sources: weakref.WeakSet[Any] = weakref.WeakSet()
         self._shutdown_subscribers: weakref.WeakKeyDictionary[Any, Callable[..., Any]] = \
@@ -452,7 +464,7 @@ class Dispatcher:
 
     def _notify_shutdown(self, category: int) -> None:
         for cb in list(self._shutdown_subscribers.values()):
-            self.schedule(lambda cb=cb: _call_fit(cb, {1: (category,), 2: (category, "")}),
+            self.schedule(functools.partial(_call_fit, cb, {1: (category,), 2: (category, "")}),
                           PRIORITY_JOB)
 
     def monitor(self, signum: int) -> None:
@@ -763,8 +775,7 @@ class Service(Monitor):
         d._sources.add(self)
         if type(self).handleSubscription is not Service.handleSubscription:
             token = self._core.watch_subscriptions_queued()
-            me = weakref.ref(self)
-            d._tokens[token] = lambda e: (me() is not None and me()._subscription_event(e))  # type: ignore[union-attr]
+            d._tokens[token] = _weakly(self, "_subscription_event")
 
     # -- identity
     def serviceBinding(self) -> Any:
@@ -1103,9 +1114,7 @@ class Service(Monitor):
             return
         token = self._core.monitor_queued(target, pattern)
         self._monitors[key] = token
-        me = weakref.ref(self)
-        Dispatcher()._tokens[token] = \
-            lambda e: (me() is not None and me()._report_event(callback, e))  # type: ignore[union-attr]
+        Dispatcher()._tokens[token] = _weakly(self, "_report_event", callback)
 
     @staticmethod
     def _target_key(target: Any) -> Any:
@@ -1135,11 +1144,12 @@ class Service(Monitor):
                 return
             cb = callback
             if pattern is None:
-                cb = (self._passive.get((publisher.serviceName(), subject))
-                      or self._passive.get((("address", publisher.serviceAddress()), subject)))
-                if cb is None:
+                passive = (self._passive.get((publisher.serviceName(), subject))
+                           or self._passive.get((("address", publisher.serviceAddress()), subject)))
+                if passive is None:
                     self.unexpectedReport(subject, content)
                     return
+                cb = passive
             self._current = _Context(kind="report", publisher=publisher, subject=subject,
                                      content=content, conversationId=None)
             try:
@@ -1227,8 +1237,7 @@ class Exchange(Agent):
         _exchanges.add(self)
         token = self._core.watch_connections_queued()
         self._watch_token = token
-        me = weakref.ref(self)
-        d._tokens[token] = lambda e: (me() is not None and me()._connection_event(e))  # type: ignore[union-attr]
+        d._tokens[token] = _weakly(self, "_connection_event")
 
     def listen(self, port: int, host: str = "0.0.0.0") -> int:
         """Listens for clients on ``port`` (0: a free one) of ``host`` (all interfaces by
