@@ -804,6 +804,28 @@ fn call<'py>(
     )
 }
 
+/// Calls a method and waits (without the GIL) for its result, for the blocking facade
+/// `netsvc.client`. Raises the failure as `ServiceFailure`.
+#[pyfunction]
+#[pyo3(signature = (target, method, args, timeout = None))]
+fn call_blocking(
+    py: Python<'_>,
+    target: &Bound<'_, PyAny>,
+    method: &str,
+    args: &Bound<'_, PyAny>,
+    timeout: Option<f64>,
+) -> PyResult<Py<PyAny>> {
+    let st = state()?;
+    let endpoint = st.runtime.endpoint(target_of(target)?);
+    let args = to_args(args)?;
+    let timeout = duration_of(timeout)?;
+    let outcome = py.detach(|| {
+        st.tokio
+            .block_on(endpoint.call_with_timeout(method, args, timeout))
+    });
+    outcome_py(py, outcome)
+}
+
 /// Whether a call to this target would find a service now.
 #[pyfunction]
 fn is_available(target: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -910,6 +932,7 @@ fn _netsvc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(watch_queued, m)?)?;
     m.add_function(wrap_pyfunction!(watch_stream, m)?)?;
     m.add_function(wrap_pyfunction!(call, m)?)?;
+    m.add_function(wrap_pyfunction!(call_blocking, m)?)?;
     m.add_function(wrap_pyfunction!(is_available, m)?)?;
     m.add_function(wrap_pyfunction!(resolve, m)?)?;
     m.add_function(wrap_pyfunction!(services, m)?)?;

@@ -266,3 +266,22 @@ netsvc.Dispatcher().run()
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "not authorised" in r.stderr
     server.wait_line("authorise 127.0.0.1")
+
+
+def test_blocking_client_calls_a_rust_service(procs: Procs, hub: str) -> None:
+    procs.start([netsvc_bin(), "demo", "--connect", hub])
+    wait_service(procs, hub, "echo")
+    script = f"""
+from netsvc import client
+client.connect({hub!r})
+echo = client.RemoteService("echo", timeout=5)
+print("result", echo.echo("blocking"), flush=True)
+print("located", client.Registry().locateService("echo", "demo").serviceName(), flush=True)
+try:
+    echo.fail(7, "out of paper")
+except client.ServiceFailure as f:
+    print("failure", f.error, f.origin, f.details, flush=True)
+"""
+    p = procs.start([sys.executable, "-c", script])
+    assert p.p.wait(30) == 0, p.err
+    assert p.out == ["result blocking", "located echo", "failure 7 demo out of paper"]
