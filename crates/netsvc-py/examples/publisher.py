@@ -8,9 +8,12 @@ import netsvc
 
 class Publisher(netsvc.Service):
     def __init__(self, lifetime):
-        netsvc.Service.__init__(self, "news")
+        # Hidden until the first report is published, so that no subscriber can see the
+        # service before it.
+        netsvc.Service.__init__(self, "news", visibility=netsvc.SERVICE_HIDDEN)
         self.count = 0
         self.publishReport("news.cached", {"headline": "cached"}, lifetime)
+        self.announceAvailability()
         self.startTimer(self.tick, 1.0)
 
     def tick(self):

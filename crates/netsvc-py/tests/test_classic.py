@@ -52,7 +52,7 @@ class Echo(netsvc.Service):
         self.exportMethod(self.abort)
         self.exportMethod(self.park)
         self.exportMethod(self.unencodable)
-        self.parked: list[str] = []
+        self.parked: dict[str, str] = {}
 
     def echo(self, *args: Any) -> Any:
         return list(args)
@@ -66,8 +66,12 @@ class Echo(netsvc.Service):
     def abort(self) -> None:
         self.abortResponse(1, "Programming Error", "db", "table missing")
 
-    def park(self) -> None:
-        self.parked.append(self.suspendResponse(lambda: "resumed"))
+    def park(self, tag: str = "") -> None:
+        self.parked[tag] = self.suspendResponse(lambda: "resumed")
+        self.on_park()
+
+    def on_park(self) -> None:
+        pass
 
     def unencodable(self) -> Any:
         return object()
@@ -151,21 +155,25 @@ def test_request_outcomes() -> None:
 def test_suspend_resume_and_timeout_47_and_withdrawal_57() -> None:
     echo = Echo()
     caller = Caller(2)
-    resumed = caller.send("echo", "park")
-    timed_out = caller.send("echo", "park", timeout=0.2)
+    resumed = caller.send("echo", "park", "r")
+    timed_out = caller.send("echo", "park", "t", timeout=0.2)
 
-    def after_timeout() -> None:
-        # By now both requests are parked; resume the first, leave the second alone.
-        echo.resumeResponse(echo.parked[0])
-    caller.startTimer(after_timeout, 0.4)
+    def maybe_resume() -> None:
+        # Once the second request has timed out, resume the first (both are parked).
+        if "r" in echo.parked and timed_out in caller.outcomes:
+            echo.resumeResponse(echo.parked.pop("r"))
+    echo.on_park = maybe_resume  # type: ignore[method-assign]
+    record = caller.record
+    caller.record = lambda cid, outcome: (record(cid, outcome), maybe_resume())  # type: ignore[method-assign]
     run()
     assert caller.outcomes[resumed] == ("ok", "resumed")
     assert caller.outcomes[timed_out][1:3] == (47, "Request Timeout")
     # Withdrawn before it responds: 57 with the original's words.
     caller.outcomes.clear()
     caller.expect = 1
-    gone = caller.send("echo", "park")
-    caller.startTimer(echo.destroyAgent, 0.1)
+    caller.record = record  # type: ignore[method-assign]
+    gone = caller.send("echo", "park", "g")
+    echo.on_park = echo.destroyAgent  # type: ignore[method-assign]
     run()
     kind, error, _, origin, details = caller.outcomes[gone]
     assert (kind, error, origin) == ("fail", 57, "netsvc")
