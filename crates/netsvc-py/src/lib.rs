@@ -308,7 +308,7 @@ impl ServiceCore {
         let monitor = self.monitor(target, pattern)?;
         let st = state()?;
         let token = st.token();
-        forward_monitor(st, token, monitor);
+        forward(st, token, Source::Reports(monitor));
         Ok(token)
     }
 
@@ -321,17 +321,10 @@ impl ServiceCore {
 
     /// Watches this service's subscribers; events arrive under the returned token.
     fn watch_subscriptions_queued(&self) -> PyResult<u64> {
-        let mut watch = self.handle.watch_subscriptions().map_err(err)?;
+        let watch = self.handle.watch_subscriptions().map_err(err)?;
         let st = state()?;
         let token = st.token();
-        st.spawn_task(token, async move {
-            while let Ok(event) = watch.recv().await {
-                if !st.post(Event::Subscription { token, event }).await {
-                    return;
-                }
-            }
-            st.post(Event::Closed { token }).await;
-        });
+        forward(st, token, Source::Subscriptions(watch));
         Ok(token)
     }
 
@@ -356,37 +349,17 @@ impl ServiceCore {
     }
 }
 
-fn forward_monitor(st: &'static State, token: u64, mut monitor: ReportMonitor) {
+/// Posts a source's events to the dispatcher's queue under `token` until it ends (a lagged
+/// watch ends after saying so), then `Closed`.
+fn forward(st: &'static State, token: u64, mut source: Source) {
     st.spawn_task(token, async move {
-        while let Some(event) = monitor.recv().await {
-            if !st.post(Event::Report { token, event }).await {
+        while let Some(event) = source.next(token).await {
+            let lagged = matches!(event, Event::Lagged { .. });
+            if !st.post(event).await {
                 return;
             }
-        }
-        st.post(Event::Closed { token }).await;
-    });
-}
-
-fn forward_watch(st: &'static State, token: u64, mut watch: RegistryWatch) {
-    st.spawn_task(token, async move {
-        loop {
-            match watch.recv().await {
-                Ok(announcement) => {
-                    if !st
-                        .post(Event::Announcement {
-                            token,
-                            announcement,
-                        })
-                        .await
-                    {
-                        return;
-                    }
-                }
-                Err(RecvError::Lagged) => {
-                    st.post(Event::Lagged { token }).await;
-                    break;
-                }
-                Err(_) => break,
+            if lagged {
+                break;
             }
         }
         st.post(Event::Closed { token }).await;
@@ -423,7 +396,7 @@ fn watch_queued(kind: &str, arg: &str) -> PyResult<(u64, u8)> {
     let (watch, status) = registry_watch(kind, arg)?;
     let st = state()?;
     let token = st.token();
-    forward_watch(st, token, watch);
+    forward(st, token, Source::Registry(watch));
     Ok((token, status))
 }
 
@@ -463,9 +436,31 @@ impl EventStream {
     }
 }
 
-enum Next {
-    Event(Event),
-    End,
+impl Source {
+    /// The next event, tagged with `token`; `None` once the source has ended. A watch that
+    /// fell behind yields `Lagged` and is then to be dropped.
+    async fn next(&mut self, token: u64) -> Option<Event> {
+        let lagged =
+            |e: RecvError| matches!(e, RecvError::Lagged).then_some(Event::Lagged { token });
+        match self {
+            Self::Reports(m) => m.recv().await.map(|event| Event::Report { token, event }),
+            Self::Registry(w) => match w.recv().await {
+                Ok(announcement) => Some(Event::Announcement {
+                    token,
+                    announcement,
+                }),
+                Err(e) => lagged(e),
+            },
+            Self::Subscriptions(w) => match w.recv().await {
+                Ok(event) => Some(Event::Subscription { token, event }),
+                Err(e) => lagged(e),
+            },
+            Self::Connections(w) => match w.recv().await {
+                Ok(event) => Some(Event::Connection { token, event }),
+                Err(e) => lagged(e),
+            },
+        }
+    }
 }
 
 #[pymethods]
@@ -478,31 +473,10 @@ impl EventStream {
                 {
                     let mut guard = source.lock().await;
                     let next = match guard.as_mut() {
-                        None => Next::End,
-                        Some(Source::Reports(m)) => match m.recv().await {
-                            Some(event) => Next::Event(Event::Report { token: 0, event }),
-                            None => Next::End,
-                        },
-                        Some(Source::Registry(w)) => match w.recv().await {
-                            Ok(announcement) => Next::Event(Event::Announcement {
-                                token: 0,
-                                announcement,
-                            }),
-                            Err(RecvError::Lagged) => Next::Event(Event::Lagged { token: 0 }),
-                            Err(_) => Next::End,
-                        },
-                        Some(Source::Subscriptions(w)) => match w.recv().await {
-                            Ok(event) => Next::Event(Event::Subscription { token: 0, event }),
-                            Err(RecvError::Lagged) => Next::Event(Event::Lagged { token: 0 }),
-                            Err(_) => Next::End,
-                        },
-                        Some(Source::Connections(w)) => match w.recv().await {
-                            Ok(event) => Next::Event(Event::Connection { token: 0, event }),
-                            Err(RecvError::Lagged) => Next::Event(Event::Lagged { token: 0 }),
-                            Err(_) => Next::End,
-                        },
+                        None => None,
+                        Some(source) => source.next(0).await,
                     };
-                    if matches!(next, Next::End | Next::Event(Event::Lagged { .. })) {
+                    if matches!(next, None | Some(Event::Lagged { .. })) {
                         // A lagged watch is cut off: it ends after saying so.
                         *guard = None;
                     }
@@ -510,8 +484,8 @@ impl EventStream {
                 }
             },
             |py, next| match next {
-                Next::End => Ok(py.None()),
-                Next::Event(e) => event_py(py, e).map(|t| t.into_any().unbind()),
+                None => Ok(py.None()),
+                Some(e) => event_py(py, e).map(|t| t.into_any().unbind()),
             },
         )
     }
@@ -636,17 +610,10 @@ impl ExchangeCore {
     }
 
     fn watch_connections_queued(&self) -> PyResult<u64> {
-        let mut watch = self.get()?.watch_connections();
+        let watch = self.get()?.watch_connections();
         let st = state()?;
         let token = st.token();
-        st.spawn_task(token, async move {
-            while let Ok(event) = watch.recv().await {
-                if !st.post(Event::Connection { token, event }).await {
-                    return;
-                }
-            }
-            st.post(Event::Closed { token }).await;
-        });
+        forward(st, token, Source::Connections(watch));
         Ok(token)
     }
 

@@ -401,7 +401,7 @@ class Dispatcher:
             if kind == "closed":
                 self._tokens.pop(event[1], None)
             elif kind == "lagged":
-                _log.warning("a registry subscription fell too far behind and was cut off")
+                _log.warning("a subscription or watch fell too far behind and was cut off")
                 self._tokens.pop(event[1], None)
             elif handler is not None:
                 jtype = STANDARD_JOB if kind in ("announcement", "connection") else PRIORITY_JOB
