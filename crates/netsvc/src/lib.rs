@@ -70,10 +70,11 @@ mod model;
 
 pub use crate::api::endpoint::{Endpoint, Target};
 pub use crate::api::exchange::{ConnectionWatch, Connector, Exchange, ExchangeBuilder};
+pub use crate::api::introspect::INTROSPECTION_SERVICE;
 pub use crate::api::monitor::{ReportMonitor, SubscriptionWatch};
 pub use crate::api::registry::{Registry, RegistryWatch};
 pub use crate::api::runtime::Runtime;
-pub use crate::api::service::{Request, Service, ServiceBuilder, ServiceHandle};
+pub use crate::api::service::{LIST_METHODS, Request, Service, ServiceBuilder, ServiceHandle};
 pub use crate::core::queue::RecvError;
 pub use crate::link::config::{ExchangeConfig, Retry};
 pub use crate::link::connector::{ConnectError, ConnectorStatus, LinkPhase};
@@ -110,6 +111,37 @@ pub mod exchange {
     pub use crate::link::events::{ConnectionEvent, ConnectionState};
     pub use crate::link::shared::PeerAddr;
     pub use netsvc_proto::wire::Role;
+}
+
+/// What a runtime has done: requests by service and outcome with their latencies, reports
+/// in and out, each link's traffic ([`Runtime::stats`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use netsvc::stats::RequestRole;
+/// use netsvc::{Runtime, Value};
+///
+/// let rt = Runtime::new();
+/// let _echo = rt
+///     .service("echo")
+///     .export("echo", |req| async move { Ok(Value::List(req.into_args())) })
+///     .build()?;
+/// rt.endpoint("echo").call("echo", vec![]).await?;
+/// let stats = rt.stats();
+/// let served = stats
+///     .requests
+///     .iter()
+///     .find(|r| r.service == "echo" && r.role == RequestRole::Served)
+///     .unwrap();
+/// assert_eq!(served.ok, 1);
+/// # Ok(()) }
+/// ```
+pub mod stats {
+    pub use crate::model::stats::{
+        Histogram, LATENCY_BOUNDS_US, LinkStats, ReportStats, RequestRole, RequestStats, Stats,
+        SubjectStats,
+    };
 }
 
 /// Security (docs/SECURITY.md): TLS for listeners and connections, the users of a hub with

@@ -10,12 +10,14 @@ use tokio::sync::oneshot;
 
 use crate::core::Route;
 use crate::core::local::{Call, argument_list_limits};
+use crate::core::meters::Metered;
 use crate::core::reply::{Reply, Responder};
 use crate::core::shared::RuntimeShared;
 use crate::model::binding::Binding;
 use crate::model::failure::{Failure, codes};
 use crate::model::ids::{Conv, Id as _, LinkId};
 use crate::model::payload::check_depth;
+use crate::model::stats::RequestRole;
 
 /// Which service an endpoint or a report subscription addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,13 +145,20 @@ impl Endpoint {
         args: Vec<Value>,
         timeout: Option<Duration>,
     ) -> Result<Value, Failure> {
+        let name = match &self.target {
+            Target::Name(name) => &**name,
+            Target::Binding(b) => b.service_name(),
+        };
+        let metered = Metered::start(self.runtime.meters.requests(name, RequestRole::Called));
         let call = self.start(method, args, timeout);
-        match timeout {
+        let outcome = match timeout {
             None => call.await,
             Some(limit) => tokio::time::timeout(limit, call)
                 .await
                 .unwrap_or_else(|_| Err(Failure::timeout(limit))),
-        }
+        };
+        metered.finish(outcome.as_ref().err().map(|f| f.error));
+        outcome
     }
 
     async fn start(
@@ -180,6 +189,7 @@ impl Endpoint {
             Some(Route::Local {
                 service,
                 id,
+                served,
                 mut liveness,
             }) => {
                 let (responder, response) = oneshot::channel::<Reply>();
@@ -189,7 +199,7 @@ impl Endpoint {
                     args,
                     sender: self.sender.clone(),
                 };
-                service.dispatch(call, Responder::Local(responder));
+                service.dispatch(call, Responder::local(responder, served));
                 tokio::select! {
                     biased;
                     outcome = response => match outcome {

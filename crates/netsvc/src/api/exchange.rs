@@ -41,7 +41,9 @@ use netsvc_proto::wire::{CloseCode, Role};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::introspect;
 use super::runtime::Runtime;
+use super::service::Service;
 use crate::core::queue::{EventReceiver, RecvError};
 use crate::core::shared::RuntimeShared;
 use crate::link::auth::{Authenticator, Credentials, Users};
@@ -94,6 +96,7 @@ pub struct ExchangeBuilder {
     users: Option<Users>,
     credentials: Option<Credentials>,
     client_tls: Option<ClientTls>,
+    introspection: bool,
 }
 
 impl fmt::Debug for ExchangeBuilder {
@@ -147,6 +150,15 @@ impl ExchangeBuilder {
         self
     }
 
+    /// Whether a server exchange hosts the service [`INTROSPECTION_SERVICE`](crate::INTROSPECTION_SERVICE) (off by
+    /// default in the library; `netsvc exchange` turns it on): remote tools then ask it for
+    /// this process's links, stats and version. It is a service like any other: audience,
+    /// exchange groups and permissions apply. A client exchange never hosts it.
+    pub fn introspection(mut self, on: bool) -> Self {
+        self.introspection = on;
+        self
+    }
+
     /// Creates the exchange. A runtime has at most one exchange per group.
     pub fn build(self) -> Result<Exchange, ExchangeError> {
         if !self.group.is_empty() {
@@ -175,6 +187,19 @@ impl ExchangeBuilder {
         if !self.runtime.exchange_groups.lock().insert(group.clone()) {
             return Err(ExchangeError::DuplicateGroup(self.group));
         }
+        let introspection = if self.introspection && self.role == Role::Server {
+            match introspect::host(&self.runtime, &self.group) {
+                Ok(service) => Some(Arc::new(service)),
+                Err(e) => {
+                    self.runtime.exchange_groups.lock().remove(&group);
+                    return Err(ExchangeError::InvalidConfig(format!(
+                        "the introspection service: {e}"
+                    )));
+                }
+            }
+        } else {
+            None
+        };
         let shared = Arc::new(ExchangeShared::new(
             self.runtime,
             self.role,
@@ -185,6 +210,7 @@ impl ExchangeBuilder {
         ));
         Ok(Exchange {
             _stop_on_drop: Arc::new(StopOnDrop(shared.clone())),
+            _introspection: introspection,
             shared,
         })
     }
@@ -196,6 +222,8 @@ impl ExchangeBuilder {
 pub struct Exchange {
     shared: Arc<ExchangeShared>,
     _stop_on_drop: Arc<StopOnDrop>,
+    /// Withdrawn with the last clone.
+    _introspection: Option<Arc<Service>>,
 }
 
 impl Exchange {
@@ -219,6 +247,7 @@ impl Exchange {
             users: None,
             credentials: None,
             client_tls: None,
+            introspection: false,
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub(crate) mod endpoint;
 pub(crate) mod exchange;
+pub(crate) mod introspect;
 pub(crate) mod monitor;
 pub(crate) mod registry;
 pub(crate) mod runtime;

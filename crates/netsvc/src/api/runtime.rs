@@ -1,5 +1,6 @@
 //! The runtime: one process's registry and services.
 
+use crate::model::stats::Stats;
 use std::sync::Arc;
 
 use tokio::runtime::Handle;
@@ -84,6 +85,13 @@ impl Runtime {
     /// no sender).
     pub fn endpoint(&self, target: impl Into<Target>) -> Endpoint {
         Endpoint::new(self.shared.clone(), target.into(), None)
+    }
+
+    /// What this runtime has done so far: requests by service, role and outcome with their
+    /// latencies, reports in and out, each link's traffic. Counts only grow; two snapshots
+    /// give rates.
+    pub fn stats(&self) -> Stats {
+        self.shared.core.lock().stats()
     }
 
     /// Withdraws every service of this runtime, as a process does when it exits.

@@ -332,17 +332,10 @@ impl ServiceHandle {
         self.shared.methods.write().remove(method);
     }
 
-    /// The names of the exported methods, sorted.
+    /// The names of the exported methods, sorted: what a remote caller gets from the
+    /// service's [`LIST_METHODS`] method.
     pub fn exported_methods(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .shared
-            .methods
-            .read()
-            .keys()
-            .map(|k| k.to_string())
-            .collect();
-        names.sort();
-        names
+        self.shared.exported_methods()
     }
 
     /// An endpoint for calling another service, by name (the first service of that name at
@@ -415,6 +408,7 @@ impl ServiceHandle {
                 .ok_or_else(|| self.withdrawn())?;
             let published =
                 publisher.publish(self.binding(), report, &rt.config.value_limits, now)?;
+            core.note_published(self.address(), subject, published.delivered);
             if let Some(at) = published.expires {
                 core.schedule_sweep(at, &rt.sweeper);
             }
@@ -585,6 +579,11 @@ impl ServiceHandle {
     }
 }
 
+/// The method every service answers with the sorted names of its exported methods, unless
+/// it exports a method of that name itself (the name XML-RPC's introspection uses, so the
+/// HTTP gateway's clients find it where they look). It is not listed among them.
+pub const LIST_METHODS: &str = "system.listMethods";
+
 /// The runtime's side of one local service: its methods, and the signal of its withdrawal.
 pub(crate) struct ServiceShared {
     pub(crate) binding: Binding,
@@ -600,6 +599,14 @@ pub(crate) struct ServiceShared {
     max_in_progress: usize,
     value_limits: Limits,
     handle: tokio::runtime::Handle,
+}
+
+impl ServiceShared {
+    fn exported_methods(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.methods.read().keys().map(|k| k.to_string()).collect();
+        names.sort();
+        names
+    }
 }
 
 impl Methods for ServiceShared {
@@ -619,7 +626,17 @@ impl Methods for ServiceShared {
     fn dispatch(self: Arc<Self>, call: Call, responder: Responder) {
         let handler = self.methods.read().get(&*call.method).cloned();
         let Some(handler) = handler else {
-            responder.respond(Err(Failure::method_unavailable(&call.method)));
+            let answer = if &*call.method == LIST_METHODS {
+                Ok(Value::List(
+                    self.exported_methods()
+                        .into_iter()
+                        .map(Value::from)
+                        .collect(),
+                ))
+            } else {
+                Err(Failure::method_unavailable(&call.method))
+            };
+            responder.respond(answer);
             return;
         };
         let Ok(permit) = self.inflight.clone().try_acquire_owned() else {

@@ -21,6 +21,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use netsvc_proto::wire::{self, CloseCode, Frame, Text, frame};
@@ -28,6 +29,7 @@ use netsvc_proto::wire::{self, CloseCode, Frame, Text, frame};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::meters::QueueTotals;
 use crate::model::collections::FastMap;
 use crate::model::failure::Failure;
 use crate::model::grant::Grants;
@@ -106,8 +108,12 @@ struct State {
     in_flight: usize,
     /// Report key → sequence number of its newest report in the backlog.
     coalesce: FastMap<CoalesceKey, u64>,
+    /// Reports handed to this queue, and of them those coalesced and dropped.
+    sent: u64,
     coalesced: u64,
     dropped: u64,
+    /// Bytes the link task has written.
+    bytes_out: u64,
     /// Reports lost per publisher since the peer was last told (with a MISSED frame).
     untold: FastMap<Text, u64>,
     closing: Option<Closing>,
@@ -182,9 +188,24 @@ impl State {
     }
 }
 
+/// A link queue's counts ([`LinkQueue::traffic`]).
+pub(crate) struct QueueTraffic {
+    pub(crate) totals: QueueTotals,
+    pub(crate) bytes_in: u64,
+    pub(crate) frames_in: u64,
+    pub(crate) bytes_out: u64,
+    /// Bytes queued and not yet written.
+    pub(crate) queued: usize,
+    /// Whether the link is being closed because its peer read too slowly.
+    pub(crate) slow_consumer: bool,
+}
+
 /// One link's outbound queue.
 pub(crate) struct LinkQueue {
     state: Mutex<State>,
+    /// What the link task has read, counted by it (it holds no lock while reading).
+    bytes_in: AtomicU64,
+    frames_in: AtomicU64,
     notify: Notify,
     /// Woken when the queue drops back under its soft limit (for paced publishers).
     drained: Notify,
@@ -208,6 +229,8 @@ impl LinkQueue {
     pub(crate) fn new(limits: QueueLimits) -> Self {
         Self {
             state: Mutex::default(),
+            bytes_in: AtomicU64::new(0),
+            frames_in: AtomicU64::new(0),
             notify: Notify::new(),
             drained: Notify::new(),
             limits,
@@ -387,6 +410,7 @@ impl LinkQueue {
     /// Queues a TARGETED frame of `publisher`'s; one too large for the peer is counted as a
     /// missed report of that publisher instead.
     pub(crate) fn push_targeted(&self, frame: Frame, publisher: &Text) {
+        self.state.lock().sent += 1;
         if self.push_control(|out| wire::encode(&frame, out)).is_err() {
             *self
                 .state
@@ -406,6 +430,7 @@ impl LinkQueue {
         if s.closing.is_some() {
             return false;
         }
+        s.sent += 1;
         if !self.fits(raw.len()) {
             // The peer would refuse it: it is told it missed one instead.
             *s.untold.entry(key().0).or_default() += 1;
@@ -480,6 +505,33 @@ impl LinkQueue {
     pub(crate) fn wrote(&self, n: usize) {
         let mut s = self.state.lock();
         s.in_flight = s.in_flight.saturating_sub(n);
+        s.bytes_out += n as u64;
+    }
+
+    /// The link task read `bytes` bytes holding `frames` whole frames.
+    pub(crate) fn read(&self, bytes: usize, frames: usize) {
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.frames_in.fetch_add(frames as u64, Ordering::Relaxed);
+    }
+
+    /// What the queue has counted, and what it holds now.
+    pub(crate) fn traffic(&self) -> QueueTraffic {
+        let s = self.state.lock();
+        QueueTraffic {
+            totals: QueueTotals {
+                sent: s.sent,
+                coalesced: s.coalesced,
+                dropped: s.dropped,
+            },
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            frames_in: self.frames_in.load(Ordering::Relaxed),
+            bytes_out: s.bytes_out,
+            queued: s.queued(),
+            slow_consumer: s
+                .closing
+                .as_ref()
+                .is_some_and(|c| c.code == CloseCode::SlowConsumer),
+        }
     }
 
     /// Frees the buffer's memory if nothing is queued (for a link that has gone quiet).

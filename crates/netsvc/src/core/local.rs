@@ -13,6 +13,7 @@ use netsvc_proto::value::{self, Limits, Value};
 use netsvc_proto::wire::Text;
 use tokio::sync::watch;
 
+use super::meters::RequestMeter;
 use super::publisher::PublisherState;
 use super::reply::Responder;
 use crate::model::binding::Binding;
@@ -95,6 +96,8 @@ impl EncodedCall {
 /// One local service, visible or not.
 pub(crate) struct LocalService {
     pub(crate) service: ServiceRef,
+    /// Counts the requests the service answers, from wherever they come.
+    pub(crate) served: Arc<RequestMeter>,
     pub(crate) publisher: PublisherState,
     pub(crate) visible: bool,
     /// Groups joined while hidden, applied when the service is announced.

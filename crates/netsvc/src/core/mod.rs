@@ -24,6 +24,7 @@
 pub(crate) mod link_queue;
 pub(crate) mod local;
 mod mesh;
+pub(crate) mod meters;
 mod monitors;
 mod publisher;
 pub(crate) mod queue;
@@ -42,6 +43,7 @@ use tokio::time::Instant;
 
 use self::local::{LocalService, ServiceRef};
 use self::mesh::Mesh;
+use self::meters::{Meters, RequestMeter, Traffic};
 use self::monitors::Monitors;
 use self::queue::EventReceiver;
 use self::watchers::Watchers;
@@ -50,6 +52,7 @@ use crate::model::binding::Binding;
 use crate::model::collections::FastMap;
 use crate::model::ids::{Ids, LinkId, MonitorId, RequestId, SubKey, WatchId};
 use crate::model::report::SubscriptionEvent;
+use crate::model::stats::{ReportStats, RequestRole, Stats};
 
 pub(crate) use self::mesh::{Action, LinkInfo, LinkRefused};
 pub(crate) use self::monitors::{Monitor, MonitorTarget};
@@ -62,6 +65,8 @@ pub(crate) enum Route {
         service: ServiceRef,
         /// The id the request gets (its conversation id as the handler sees it).
         id: RequestId,
+        /// The service's meter of the requests it serves.
+        served: Arc<RequestMeter>,
         liveness: watch::Receiver<()>,
     },
     Remote {
@@ -95,6 +100,10 @@ pub(crate) struct Core {
     watchers: Watchers,
     mesh: Mesh,
     ids: CoreIds,
+    /// Request meters, shared with the responders and callers that finish requests.
+    pub(crate) meters: Arc<Meters>,
+    /// Report counts.
+    traffic: Traffic,
     /// When the expiry sweeper will next wake, if it is waiting for a deadline.
     next_sweep: Option<Instant>,
     /// Report sequence numbers of new publishers start here: the wall clock in microseconds
@@ -114,6 +123,8 @@ impl Core {
             watchers: Watchers::default(),
             mesh: Mesh::default(),
             ids: CoreIds::default(),
+            meters: Arc::default(),
+            traffic: Traffic::default(),
             next_sweep: None,
             seq_base: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -126,10 +137,14 @@ impl Core {
     /// Adds a new local service; announces it unless it is hidden.
     pub(crate) fn add_local(&mut self, service: ServiceRef, visible: bool, now: Instant) {
         let binding = service.binding().clone();
+        let served = self
+            .meters
+            .requests(binding.service_name(), RequestRole::Served);
         self.locals.insert(
             binding.address_arc().clone(),
             LocalService {
                 service,
+                served,
                 publisher: PublisherState::new(self.seq_base),
                 visible: false,
                 hidden_groups: Vec::new(),
@@ -218,6 +233,7 @@ impl Core {
             Some(local) => Some(Route::Local {
                 service: local.service.clone(),
                 id: self.ids.requests.next(),
+                served: local.served.clone(),
                 liveness: local.service.liveness(),
             }),
             None => self.remote_route(address),
@@ -232,6 +248,49 @@ impl Core {
     /// The address of the first visible service with that name.
     pub(crate) fn first_named(&self, name: &str) -> Option<Arc<str>> {
         self.registry.first_named(name)
+    }
+
+    /// A snapshot of the runtime's traffic.
+    pub(crate) fn stats(&self) -> Stats {
+        let (links, link_totals) = self.link_stats();
+        let monitor_totals = self.monitors.totals();
+        let services_local = self.locals.values().filter(|l| l.visible).count() as u64;
+        let services_total = self.registry.len() as u64;
+        Stats {
+            identity: self.identity.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_s: self.meters.uptime().as_secs_f64(),
+            services_local,
+            services_remote: services_total.saturating_sub(services_local),
+            requests: self.meters.request_stats(),
+            reports: ReportStats {
+                published: self.traffic.published,
+                received: self.traffic.received,
+                delivered: self.traffic.delivered,
+                sent: link_totals.sent,
+                coalesced: link_totals.coalesced + monitor_totals.coalesced,
+                missed: link_totals.dropped + monitor_totals.dropped,
+            },
+            subjects: self.traffic.subject_stats(|address| {
+                self.registry
+                    .lookup_address(address)
+                    .map_or_else(String::new, |b| b.service_name().to_owned())
+            }),
+            subjects_overflow: self.traffic.subjects_overflow,
+            links,
+            slow_consumer_closes: self
+                .meters
+                .slow_consumer_closes
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a report a local service published on `subject`, delivered to `delivered`
+    /// monitors here.
+    pub(crate) fn note_published(&mut self, publisher: &str, subject: &str, delivered: usize) {
+        self.traffic.published += 1;
+        self.traffic.delivered += delivered as u64;
+        self.traffic.count_subject(publisher, subject);
     }
 
     // ----- registry changes --------------------------------------------------------------
@@ -262,6 +321,7 @@ impl Core {
         let Some(entry) = self.registry.remove(address) else {
             return;
         };
+        self.traffic.forget_publisher(address);
         let binding = entry.binding.clone();
         if !self.watchers.is_idle() {
             for group in entry.groups().rev() {

@@ -8,6 +8,7 @@ use netsvc_proto::Pattern;
 use tokio::time::Instant;
 
 use super::Core;
+use super::meters::QueueTotals;
 use super::publisher::Delivery;
 use super::queue::ReportQueue;
 use crate::model::binding::Binding;
@@ -108,6 +109,8 @@ pub(crate) struct Monitors {
     every: Vec<MonitorId>,
     /// By the address of the subscribing service.
     by_subscriber: FastMap<Arc<str>, Vec<MonitorId>>,
+    /// What the queues of removed monitors had counted.
+    retired: QueueTotals,
 }
 
 impl Monitors {
@@ -131,8 +134,18 @@ impl Monitors {
         self.by_id.insert(id, monitor);
     }
 
+    /// What every monitor's queue has coalesced and dropped, removed monitors included.
+    pub(crate) fn totals(&self) -> QueueTotals {
+        let mut totals = self.retired;
+        for monitor in self.by_id.values() {
+            totals += monitor.queue.totals();
+        }
+        totals
+    }
+
     fn remove(&mut self, id: MonitorId) -> Option<Monitor> {
         let monitor = self.by_id.remove(&id)?;
+        self.retired += monitor.queue.totals();
         match monitor.target.key() {
             Some(key) => remove_from(&mut self.by_target, key, &id),
             None => self.every.retain(|m| *m != id),

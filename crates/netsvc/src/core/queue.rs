@@ -20,6 +20,7 @@ use std::task::{Context, Poll, Waker};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
+use super::meters::QueueTotals;
 use crate::model::collections::FastMap;
 use crate::model::report::{Report, ReportEvent};
 
@@ -154,6 +155,9 @@ struct QueueState {
     /// report, so that a newer report can replace it in place.
     coalesce: Option<FastMap<ReportKey, u64>>,
     missed: u64,
+    /// Reports coalesced and dropped since the queue was made, for the runtime's stats.
+    coalesced_total: u64,
+    dropped_total: u64,
     closed: bool,
     /// The consumer, when it waits for the queue to stop being empty (there is only ever
     /// one consumer).
@@ -180,10 +184,12 @@ impl ReportQueue {
         if s.events.len() >= self.capacity {
             if let ReportEvent::Report(report) = &event {
                 if s.coalesce_into(report, &event) {
+                    s.coalesced_total += 1;
                     return;
                 }
                 if s.events.len() >= self.capacity * HARD_LIMIT_FACTOR {
                     s.missed += 1;
+                    s.dropped_total += 1;
                     return;
                 }
             }
@@ -203,6 +209,16 @@ impl ReportQueue {
     }
 
     /// Ends the queue: the consumer gets what is queued, then `None`.
+    /// Reports coalesced and dropped so far.
+    pub(crate) fn totals(&self) -> QueueTotals {
+        let s = self.state.lock();
+        QueueTotals {
+            sent: 0,
+            coalesced: s.coalesced_total,
+            dropped: s.dropped_total,
+        }
+    }
+
     pub(crate) fn close(&self) {
         let waiting = {
             let mut s = self.state.lock();

@@ -9,6 +9,7 @@ use netsvc_proto::wire::{Frame, frame};
 use tokio::sync::oneshot;
 
 use super::link_queue::{LinkQueue, failure_frame};
+use super::meters::{Metered, RequestMeter};
 use crate::model::failure::{Failure, MethodResult, codes};
 use crate::model::ids::{Conv, Id as _};
 
@@ -34,35 +35,74 @@ impl Reply {
     }
 }
 
-/// Where a method's outcome goes. Dropping a responder without responding tells the caller
-/// that the service went away before responding (failure 57).
+/// Where a method's outcome goes, and the meter that counts it. Dropping a responder
+/// without responding tells the caller that the service went away before responding
+/// (failure 57).
 #[derive(Debug)]
-pub(crate) enum Responder {
+pub(crate) struct Responder {
+    to: ReplyTo,
+    /// Taken when the outcome is counted (once: by `respond`, or on drop as a 57).
+    metered: Option<Metered>,
+}
+
+#[derive(Debug)]
+enum ReplyTo {
     /// A caller in this runtime.
     Local(oneshot::Sender<Reply>),
     /// A caller behind an exchange link.
     Link(LinkResponder),
+    /// Answered.
+    Done,
 }
 
 impl Responder {
-    pub(crate) fn link(queue: Arc<LinkQueue>, conv: Conv, limits: Limits) -> Self {
-        Self::Link(LinkResponder {
-            queue,
-            conv,
-            limits,
-            sent: false,
-        })
+    /// The responder of a caller in this runtime, counted by `meter`.
+    pub(crate) fn local(reply: oneshot::Sender<Reply>, meter: Arc<RequestMeter>) -> Self {
+        Self {
+            to: ReplyTo::Local(reply),
+            metered: Some(Metered::start(meter)),
+        }
     }
 
-    pub(crate) fn respond(self, result: MethodResult) {
-        match self {
-            Self::Local(tx) => {
+    /// The responder of a request `conv` that came in on the link of `queue`.
+    pub(crate) fn link(
+        queue: Arc<LinkQueue>,
+        conv: Conv,
+        limits: Limits,
+        meter: Arc<RequestMeter>,
+    ) -> Self {
+        Self {
+            to: ReplyTo::Link(LinkResponder {
+                queue,
+                conv,
+                limits,
+                sent: false,
+            }),
+            metered: Some(Metered::start(meter)),
+        }
+    }
+
+    pub(crate) fn respond(mut self, result: MethodResult) {
+        if let Some(metered) = self.metered.take() {
+            metered.finish(result.as_ref().err().map(|f| f.error));
+        }
+        match std::mem::replace(&mut self.to, ReplyTo::Done) {
+            ReplyTo::Local(tx) => {
                 let _ = tx.send(match result {
                     Ok(v) => Reply::Value(v),
                     Err(f) => Reply::Failure(f),
                 });
             }
-            Self::Link(mut link) => link.respond(result),
+            ReplyTo::Link(mut link) => link.respond(result),
+            ReplyTo::Done => {}
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(metered) = self.metered.take() {
+            metered.finish(Some(codes::APPLICATION_ERROR));
         }
     }
 }

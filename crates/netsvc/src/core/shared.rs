@@ -10,6 +10,7 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
 use super::Core;
+use super::meters::Meters;
 use crate::model::config::RuntimeConfig;
 use crate::model::identity;
 
@@ -17,6 +18,8 @@ use crate::model::identity;
 /// monitors and link tasks hold it too.
 pub(crate) struct RuntimeShared {
     pub(crate) core: Mutex<Core>,
+    /// The core's request meters, reached without its lock.
+    pub(crate) meters: Arc<Meters>,
     pub(crate) identity: Arc<str>,
     pub(crate) config: RuntimeConfig,
     pub(crate) handle: Handle,
@@ -37,8 +40,10 @@ impl RuntimeShared {
     /// A runtime on the tokio runtime behind `handle`, with its expiry sweeper started.
     pub(crate) fn start(config: RuntimeConfig, handle: Handle) -> Arc<Self> {
         let identity = identity::new_process_identity();
+        let core = Core::new(identity.clone(), config.value_limits);
         let shared = Arc::new(Self {
-            core: Mutex::new(Core::new(identity.clone(), config.value_limits)),
+            meters: core.meters.clone(),
+            core: Mutex::new(core),
             identity,
             config,
             handle: handle.clone(),

@@ -126,6 +126,10 @@ impl Network {
             initiated_here,
             attempt,
             grants: None,
+            remote: Arc::from("test"),
+            tls: false,
+            user: None,
+            since: std::time::Instant::now(),
         };
         let (qa, qb) = (queue(), queue());
         let ia = info(to, true, &self.nodes);
@@ -297,14 +301,19 @@ impl Network {
         let (tx, rx) = oneshot::channel();
         let core = &mut self.nodes[node];
         match core.route(address) {
-            Some(Route::Local { service, id, .. }) => {
+            Some(Route::Local {
+                service,
+                id,
+                served,
+                ..
+            }) => {
                 let call = Call {
                     id,
                     method: Arc::from("echo"),
                     args,
                     sender: None,
                 };
-                service.dispatch(call, Responder::Local(tx));
+                service.dispatch(call, Responder::local(tx, served));
             }
             Some(Route::Remote { link, .. }) => {
                 let encoded = value::encode(&Value::List(args), &Limits::default())

@@ -300,6 +300,10 @@ where
             option.and_then(|(_, v)| v.parse().ok())
         }),
         grants,
+        remote: Arc::from(endpoints.peer.as_str()),
+        tls: endpoints.transport.tls,
+        user: user.as_deref().map(Arc::from),
+        since: std::time::Instant::now(),
     };
     if !initiated_here {
         // Our HELLO must precede everything `link_up` queues.
@@ -655,9 +659,10 @@ impl<'a> LinkTask<'a> {
                 if n >= self.read_size && self.read_size < READ_MAX {
                     self.read_size *= 2;
                 }
-                self.take_frames()
-                    .err()
-                    .map(|(code, reason)| (Some(code), reason))
+                let before = self.frames.len();
+                let taken = self.take_frames();
+                self.queue.read(n, self.frames.len() - before);
+                taken.err().map(|(code, reason)| (Some(code), reason))
             }
             Err(e) => Some((None, format!("read failed: {e}"))),
         }

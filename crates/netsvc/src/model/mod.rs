@@ -14,3 +14,4 @@ pub(crate) mod identity;
 pub(crate) mod ids;
 pub(crate) mod payload;
 pub(crate) mod report;
+pub(crate) mod stats;

@@ -8,5 +8,6 @@ mod connect;
 mod mesh;
 mod relay;
 mod reports;
+mod stats;
 mod topology;
 mod util;

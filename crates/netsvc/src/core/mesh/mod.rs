@@ -35,12 +35,14 @@ use super::Core;
 use super::link_queue::LinkQueue;
 use super::link_queue::failure_frame;
 use super::local::{EncodedCall, ServiceRef};
+use super::meters::QueueTotals;
 use super::reply::{Reply, Responder};
 use crate::model::announcement::WithdrawReason;
 use crate::model::collections::{FastMap, FastSet};
 use crate::model::failure::Failure;
 use crate::model::grant::Grants;
-use crate::model::ids::{Conv, Ids, LinkId, Sid};
+use crate::model::ids::{Conv, Id as _, Ids, LinkId, Sid};
+use crate::model::stats::LinkStats;
 
 pub(crate) use self::subs::SubOrigin;
 
@@ -56,6 +58,13 @@ pub(crate) struct LinkInfo {
     /// What the peer's user may do, when users are configured: checked on every frame the
     /// link brings (`inbound.rs`) and every announcement it is sent (`ads.rs`).
     pub(crate) grants: Option<Arc<Grants>>,
+    /// The peer's socket address (`unix` on a Unix socket), for stats.
+    pub(crate) remote: Arc<str>,
+    pub(crate) tls: bool,
+    /// The user the peer logged in as.
+    pub(crate) user: Option<Arc<str>>,
+    /// When the link came up.
+    pub(crate) since: std::time::Instant,
 }
 
 impl LinkInfo {
@@ -192,17 +201,64 @@ impl Core {
     }
 
     /// Forgets a link: its routes, the calls and subscriptions through it.
+    /// Each link up now, with its traffic; and what the queues of all links, gone ones
+    /// included, have counted.
+    pub(crate) fn link_stats(&self) -> (Vec<LinkStats>, QueueTotals) {
+        let mut totals = self.traffic.retired;
+        let mut links: Vec<LinkStats> = self
+            .mesh
+            .links
+            .iter()
+            .map(|(id, link)| {
+                let traffic = link.queue.traffic();
+                totals += traffic.totals;
+                let info = &link.info;
+                LinkStats {
+                    id: id.raw(),
+                    peer: info.peer.to_string(),
+                    group: info.group.to_string(),
+                    remote: info.remote.to_string(),
+                    initiated_here: info.initiated_here,
+                    user: info.user.as_deref().map(str::to_owned),
+                    tls: info.tls,
+                    age_ms: u64::try_from(info.since.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    bytes_in: traffic.bytes_in,
+                    bytes_out: traffic.bytes_out,
+                    frames_in: traffic.frames_in,
+                    reports_out: traffic.totals.sent,
+                    queued_bytes: traffic.queued as u64,
+                    coalesced: traffic.totals.coalesced,
+                    dropped: traffic.totals.dropped,
+                }
+            })
+            .collect();
+        links.sort_by_key(|l| l.id);
+        (links, totals)
+    }
+
     pub(crate) fn link_down(&mut self, id: LinkId) {
         let Some(link) = self.mesh.links.remove(&id) else {
             return;
         };
+        let traffic = link.queue.traffic();
+        self.traffic.retired += traffic.totals;
+        if traffic.slow_consumer {
+            self.meters
+                .slow_consumer_closes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let lost = Failure::withdrawn_because(&format!("connection to {} lost", link.info.peer));
         for (_, pending) in link.calls {
             match pending {
                 Pending::Local(tx) => {
                     let _ = tx.send(Reply::Failure(lost.clone()));
                 }
-                Pending::Relay { link, conv } => {
+                Pending::Relay {
+                    link,
+                    conv,
+                    metered,
+                } => {
+                    metered.finish(Some(lost.error));
                     if let Some(back) = self.mesh.links.get_mut(&link) {
                         back.relayed.remove(&conv);
                         back.queue.push_reply(failure_frame(conv, &lost));

@@ -15,16 +15,22 @@ use crate::core::Core;
 use crate::core::link_queue::RequestRefused;
 use crate::core::link_queue::failure_frame;
 use crate::core::local::EncodedCall;
+use crate::core::meters::Metered;
 use crate::core::reply::{Reply, Responder};
-use crate::model::failure::Failure;
+use crate::model::failure::{Failure, codes};
 use crate::model::ids::{Conv, Id as _, LinkId};
+use crate::model::stats::RequestRole;
 
 /// A request sent on a link and not answered yet.
 pub(super) enum Pending {
     /// For a caller in this runtime.
     Local(oneshot::Sender<Reply>),
     /// Relayed for a request that came in on another link, under its conversation id there.
-    Relay { link: LinkId, conv: Conv },
+    Relay {
+        link: LinkId,
+        conv: Conv,
+        metered: Metered,
+    },
 }
 
 impl RequestRefused {
@@ -61,8 +67,11 @@ impl Core {
     /// was cancelled, or the request it relayed was): the next hop is told.
     pub(crate) fn cancel_call(&mut self, link: LinkId, conv: Conv) {
         if let Some(l) = self.mesh.links.get_mut(&link)
-            && l.calls.remove(&conv).is_some()
+            && let Some(pending) = l.calls.remove(&conv)
         {
+            if let Pending::Relay { metered, .. } = pending {
+                metered.finish(Some(codes::REQUEST_ABORTED));
+            }
             l.queue
                 .push(Frame::Cancel(frame::Cancel { conv: conv.raw() }));
         }
@@ -91,6 +100,7 @@ impl Core {
                 .as_deref()
                 .and_then(|f| self.registry.lookup_address(f));
             let service = local.service.clone();
+            let served = local.served.clone();
             let id = self.ids.requests.next();
             actions.push(Action::Dispatch {
                 service,
@@ -100,14 +110,16 @@ impl Core {
                     args: request.args,
                     sender,
                 },
-                responder: Responder::link(back, conv, self.limits),
+                responder: Responder::link(back, conv, self.limits, served),
             });
             return;
         }
+        let meter = self.relay_meter(request.to.as_str());
         let Some((next, next_link)) = self
             .best_link(request.to.as_str())
             .and_then(|next| Some((next, self.mesh.links.get_mut(&next)?)))
         else {
+            meter.record(Some(codes::SERVICE_UNAVAILABLE), std::time::Duration::ZERO);
             let missing = format!("No service at address {:?}.", request.to.as_str());
             back.push_reply(failure_frame(conv, &Failure::service_unavailable(missing)));
             return;
@@ -118,12 +130,19 @@ impl Core {
             ..request
         });
         if let Err(refused) = next_link.queue.try_push_request(&relayed) {
-            back.push_reply(failure_frame(conv, &refused.failure()));
+            let failure = refused.failure();
+            meter.record(Some(failure.error), std::time::Duration::ZERO);
+            back.push_reply(failure_frame(conv, &failure));
             return;
         }
-        next_link
-            .calls
-            .insert(next_conv, Pending::Relay { link, conv });
+        next_link.calls.insert(
+            next_conv,
+            Pending::Relay {
+                link,
+                conv,
+                metered: Metered::start(meter),
+            },
+        );
         if let Some(l) = self.mesh.links.get_mut(&link) {
             l.relayed.insert(conv, (next, next_conv));
         }
@@ -137,7 +156,7 @@ impl Core {
             .get_mut(&link)?
             .calls
             .remove(&Conv::from_raw(conv))?;
-        if let Pending::Relay { link, conv } = &pending
+        if let Pending::Relay { link, conv, .. } = &pending
             && let Some(back) = self.mesh.links.get_mut(link)
         {
             back.relayed.remove(conv);
@@ -151,7 +170,12 @@ impl Core {
             Some(Pending::Local(tx)) => {
                 let _ = tx.send(Reply::Encoded(response.result));
             }
-            Some(Pending::Relay { link, conv }) => {
+            Some(Pending::Relay {
+                link,
+                conv,
+                metered,
+            }) => {
+                metered.finish(None);
                 if let Some(back) = self.mesh.queue(link) {
                     back.push_reply(Frame::Response(frame::Response {
                         conv: conv.raw(),
@@ -169,7 +193,12 @@ impl Core {
             Some(Pending::Local(tx)) => {
                 let _ = tx.send(Reply::Failure(Failure::from_wire(&failure)));
             }
-            Some(Pending::Relay { link, conv }) => {
+            Some(Pending::Relay {
+                link,
+                conv,
+                metered,
+            }) => {
+                metered.finish(Some(failure.error));
                 if let Some(back) = self.mesh.queue(link) {
                     back.push_reply(Frame::Failure(frame::Failure {
                         conv: conv.raw(),
@@ -179,6 +208,16 @@ impl Core {
             }
             None => {}
         }
+    }
+
+    /// The meter of requests relayed to the service at `address`, by its name.
+    fn relay_meter(&self, address: &str) -> std::sync::Arc<crate::core::meters::RequestMeter> {
+        let name = self
+            .mesh
+            .remote
+            .get(address)
+            .map_or("", |s| s.binding.service_name());
+        self.meters.requests(name, RequestRole::Relayed)
     }
 
     /// A CANCEL: the caller of a request we relayed gave up; so do we.

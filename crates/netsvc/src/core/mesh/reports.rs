@@ -28,6 +28,9 @@ impl Core {
             return;
         };
         let subject = &report.subject;
+        self.traffic.received += 1;
+        self.traffic
+            .count_subject(report.publisher.as_str(), subject.as_str());
         let known = remote
             .route
             .as_ref()
@@ -91,6 +94,7 @@ impl Core {
             return;
         };
         let content = Payload::from_bytes(report.payload);
+        self.traffic.delivered += route.monitors.len() as u64;
         for (m, pattern) in &route.monitors {
             if let Some(monitor) = self.monitors.get_mut(*m) {
                 monitor.note_seq(binding.address_arc(), report.seq);
@@ -185,6 +189,8 @@ impl Core {
                     return;
                 }
                 let pattern = super::inbound::pattern_of(targeted.pattern);
+                self.traffic.received += 1;
+                self.traffic.delivered += 1;
                 monitor.queue.push(ReportEvent::Report(Report::new(
                     binding,
                     Arc::from(targeted.subject.as_str()),
