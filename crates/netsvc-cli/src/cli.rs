@@ -54,6 +54,13 @@ pub(crate) enum Command {
     /// Call a method of a service and print its result.
     #[command(after_help = CALL_EXAMPLES)]
     Call(CallArgs),
+    /// Ask a hub about itself: version, uptime, services, links, requests and their
+    /// latencies, reports (through its introspection service, netsvc.exchange).
+    #[command(after_help = INFO_EXAMPLES)]
+    Info(InfoArgs),
+    /// List the methods a service exports (its answer to system.listMethods).
+    #[command(after_help = METHODS_EXAMPLES)]
+    Methods(MethodsArgs),
     /// Publish reports as a service.
     #[command(after_help = PUBLISH_EXAMPLES)]
     Publish(PublishArgs),
@@ -183,6 +190,10 @@ pub(crate) struct ExchangeArgs {
     /// Log in to the --connect peers with the token on this file's first line.
     #[arg(long, value_name = "FILE")]
     pub(crate) peer_token_file: Option<PathBuf>,
+    /// Do not host the introspection service netsvc.exchange, which tells any client that
+    /// may see and call it this hub's version, links and stats (`netsvc info`).
+    #[arg(long)]
+    pub(crate) no_introspection: bool,
 }
 
 const GATEWAY_EXAMPLES: &str = "\
@@ -246,9 +257,53 @@ pub(crate) struct ServicesArgs {
     /// One JSON object per line instead of columns.
     #[arg(short, long)]
     pub(crate) json: bool,
-    /// Include anonymous services (the helpers of other clients, such as `netsvc monitor`).
+    /// Include anonymous services (the helpers of other clients, such as `netsvc monitor`)
+    /// and netsvc's own (names beginning `netsvc.`, such as a hub's `netsvc.exchange`).
     #[arg(short, long)]
     pub(crate) all: bool,
+}
+
+const INFO_EXAMPLES: &str = "\
+Examples:
+  netsvc info                            # the hub at 127.0.0.1:11111
+  netsvc info --connect hub:11111 --json # its stats as one JSON object
+  netsvc info --all                      # every hub visible through it
+
+Counts grow from the hub's start: two --json snapshots give rates. The hub answers through
+its service netsvc.exchange (methods info, stats, links), which any client may call.";
+
+#[derive(Debug, Args)]
+pub(crate) struct InfoArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    /// The stats as one JSON object per hub instead of tables.
+    #[arg(short, long)]
+    pub(crate) json: bool,
+    /// Ask every hub visible, not only the one connected to.
+    #[arg(short, long)]
+    pub(crate) all: bool,
+    /// Seconds to wait for each hub's answer.
+    #[arg(short, long, value_name = "SECS", default_value = "10", value_parser = parse::timeout)]
+    pub(crate) timeout: parse::Timeout,
+}
+
+const METHODS_EXAMPLES: &str = "\
+Examples:
+  netsvc methods echo                    # one method name per line
+  netsvc methods --json echo             # a JSON array";
+
+#[derive(Debug, Args)]
+pub(crate) struct MethodsArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    /// A JSON array instead of one name per line.
+    #[arg(short, long)]
+    pub(crate) json: bool,
+    /// Seconds to wait for the answer.
+    #[arg(short, long, value_name = "SECS", default_value = "10", value_parser = parse::timeout)]
+    pub(crate) timeout: parse::Timeout,
+    /// The service's name.
+    pub(crate) service: String,
 }
 
 const CALL_EXAMPLES: &str = "\

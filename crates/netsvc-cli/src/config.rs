@@ -35,6 +35,8 @@ pub(crate) struct FileConfig {
     /// How this hub links to its `connect` peers.
     #[serde(default)]
     pub(crate) peer: PeerFile,
+    /// Whether the hub hosts its introspection service `netsvc.exchange` (default true).
+    pub(crate) introspection: Option<bool>,
 }
 
 /// `[tls]`: the listeners' certificate, and the CA of client certificates.

@@ -81,6 +81,8 @@ async fn run(command: cli::Command) -> u8 {
         cli::Command::Exchange(args) => cmd::exchange::run(args, &mut signals).await,
         cli::Command::Services(args) => cmd::services::run(args, &mut signals).await,
         cli::Command::Call(args) => cmd::call::run(args, &mut signals).await,
+        cli::Command::Info(args) => cmd::info::run(args, &mut signals).await,
+        cli::Command::Methods(args) => cmd::info::methods(args, &mut signals).await,
         cli::Command::Publish(args) => cmd::publish::run(args, &mut signals).await,
         cli::Command::Monitor(args) => cmd::monitor::run(args, &mut signals).await,
         cli::Command::Serve(args) => cmd::serve::run(args, &mut signals).await,

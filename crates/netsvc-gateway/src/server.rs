@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 
 use crate::codec::jsonrpc::{self, ServiceBody, V2Body, V2Entry};
 use crate::codec::{Fault, XmlLimits, netrpc, xmlrpc};
+use crate::introspect;
 
 /// Which services the gateway exposes (the original's `RpcGateway(selection, type)`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -121,8 +122,8 @@ pub struct Gateway {
 }
 
 #[derive(Debug)]
-struct Shared {
-    rt: Runtime,
+pub(crate) struct Shared {
+    pub(crate) rt: Runtime,
     config: GatewayConfig,
 }
 
@@ -189,11 +190,26 @@ async fn dispatch(State(state): Ctx, request: Request) -> Response {
         "/jsonrpc" if is_post => jsonrpc_v2(&state, request).await,
         "/api/services" if is_get => services(&state),
         "/api/events" if is_get => events(&state),
-        "/jsonrpc" | "/api/services" | "/api/events" => page(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "405 Method Not Allowed",
-            "Method not supported here.",
-        ),
+        "/api/stats" if is_get => introspect::stats(&state),
+        "/api/links" if is_get => introspect::links(&state),
+        "/metrics" if is_get => introspect::prometheus(&state),
+        "/jsonrpc" | "/api/services" | "/api/events" | "/api/stats" | "/api/links" | "/metrics" => {
+            page(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "405 Method Not Allowed",
+                "Method not supported here.",
+            )
+        }
+        _ if is_get && path.starts_with("/api/services/") && path.ends_with("/methods") => {
+            let name = path
+                .strip_prefix("/api/services/")
+                .and_then(|rest| rest.strip_suffix("/methods"))
+                .and_then(percent_decode);
+            match name {
+                Some(name) if !name.is_empty() => introspect::methods(&state, &name).await,
+                _ => not_found(),
+            }
+        }
         _ => {
             let (dialect, rest) = if let Some(rest) = mount(&path, "/service") {
                 (Dialect::Auto, rest)
@@ -256,7 +272,7 @@ fn percent_decode(text: &str) -> Option<String> {
 
 impl Shared {
     /// Where a call to the service `name` goes, if the gateway exposes such a service now.
-    fn resolve(&self, name: &str) -> Option<Target> {
+    pub(crate) fn resolve(&self, name: &str) -> Option<Target> {
         let registry = self.rt.registry();
         match &self.config.exposure {
             Exposure::All => (!registry.lookup_name(name).is_empty()).then(|| Target::from(name)),
@@ -276,7 +292,13 @@ impl Shared {
         }
     }
 
+    /// Whether `binding` is listed and told of (`/api/services`, `/api/events`). netsvc's
+    /// own services (names beginning `netsvc.`, such as a hub's `netsvc.exchange`) are
+    /// callable but not listed, as `netsvc services` lists them only with `--all`.
     fn exposes(&self, binding: &Binding) -> bool {
+        if binding.service_name().starts_with("netsvc.") {
+            return false;
+        }
         match &self.config.exposure {
             Exposure::All => true,
             Exposure::Name(only) => binding.service_name() == only,
@@ -292,7 +314,12 @@ impl Shared {
 
     /// Calls `method` of the service `name`; every outcome is a value or a failure, within
     /// the request timeout.
-    async fn call(&self, name: &str, method: &str, params: Vec<Value>) -> Result<Value, Fault> {
+    pub(crate) async fn call(
+        &self,
+        name: &str,
+        method: &str,
+        params: Vec<Value>,
+    ) -> Result<Value, Fault> {
         let Some(target) = self.resolve(name) else {
             return Err(fault_of(Failure::service_unavailable(name)));
         };
@@ -315,7 +342,11 @@ fn fault_of(failure: Failure) -> Fault {
 
 const SERVER: HeaderValue = HeaderValue::from_static(concat!("netsvc/", env!("CARGO_PKG_VERSION")));
 
-fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response {
+pub(crate) fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Body>,
+) -> Response {
     let mut response = (status, body.into()).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -334,7 +365,7 @@ fn page(status: StatusCode, title: &str, text: &str) -> Response {
     )
 }
 
-fn not_found() -> Response {
+pub(crate) fn not_found() -> Response {
     page(
         StatusCode::NOT_FOUND,
         "404 Not Found",

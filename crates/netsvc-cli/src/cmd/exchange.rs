@@ -31,6 +31,7 @@ struct Settings {
     users: Option<PathBuf>,
     unix_mode: Option<u32>,
     peer: ClientSecurityArgs,
+    introspection: bool,
 }
 
 fn settings(args: ExchangeArgs, file: FileConfig) -> anyhow::Result<Settings> {
@@ -76,6 +77,7 @@ fn settings(args: ExchangeArgs, file: FileConfig) -> anyhow::Result<Settings> {
             (None, Some(text)) => Some(parse::file_mode(text).map_err(anyhow::Error::msg)?),
             (None, None) => None,
         },
+        introspection: !args.no_introspection && file.introspection.unwrap_or(true),
         peer: ClientSecurityArgs {
             tls_ca: args.peer_tls_ca.or(file.peer.tls_ca),
             token_file: args.peer_token_file.or(file.peer.token_file),
@@ -107,7 +109,10 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
     };
 
     let rt = Runtime::with_config(netsvc::RuntimeConfig::default())?;
-    let mut builder = Exchange::server(&rt).group(&settings.group).config(config);
+    let mut builder = Exchange::server(&rt)
+        .group(&settings.group)
+        .config(config)
+        .introspection(settings.introspection);
     if let Some(path) = &settings.users {
         builder = builder.users(security::load_users(path)?);
     }

@@ -5,6 +5,7 @@ pub(crate) mod call;
 pub(crate) mod demo;
 pub(crate) mod exchange;
 pub(crate) mod gateway;
+pub(crate) mod info;
 pub(crate) mod monitor;
 pub(crate) mod passwd;
 pub(crate) mod publish;

@@ -40,8 +40,13 @@ pub(crate) async fn run(args: ServicesArgs, signals: &mut Signals) -> anyhow::Re
 fn wanted(args: &ServicesArgs, line: &ServiceLine) -> bool {
     match &args.name {
         Some(name) => &line.name == name,
-        None => args.all || !line.name.is_empty(),
+        None => args.all || listed_by_default(&line.name),
     }
+}
+
+/// Anonymous services and netsvc's own (`netsvc.exchange`) are listed only with `--all`.
+fn listed_by_default(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with("netsvc.")
 }
 
 fn sorted(mut lines: Vec<ServiceLine>) -> Vec<ServiceLine> {
@@ -58,7 +63,7 @@ fn list(conn: &Connection, args: &ServicesArgs) -> anyhow::Result<u8> {
         .collect();
     let visible = all
         .iter()
-        .filter(|l| args.all || !l.name.is_empty())
+        .filter(|l| args.all || listed_by_default(&l.name))
         .count();
     let lines = sorted(all.into_iter().filter(|l| wanted(args, l)).collect());
     if lines.is_empty() {

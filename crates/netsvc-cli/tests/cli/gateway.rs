@@ -960,3 +960,98 @@ fn a_group_gateway_streams_its_members_until_they_are_withdrawn() {
     }
     assert_eq!(withdrawn.into_iter().collect::<Vec<_>>(), ["clock", "echo"]);
 }
+
+#[test]
+fn stats_links_metrics_and_methods_over_http() {
+    let (_hub, address, http) = gateway_hub(&[]);
+    let _demo = demo(&address);
+    let call = run(&["call", "--connect", &address, "echo", "echo", "1"]);
+    assert!(call.status.success(), "{}", stderr(&call));
+    let fail = run(&["call", "--connect", &address, "echo", "fail", "7"]);
+    assert_eq!(fail.status.code(), Some(1), "{}", stderr(&fail));
+
+    // The hub's own view: the demo's link and the calls it relayed.
+    let reply = request(&http, "GET", "/api/stats", &[], b"");
+    assert_eq!(
+        (reply.status, reply.content_type()),
+        (200, "application/json")
+    );
+    let stats = reply.json();
+    assert_eq!(stats["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(stats["latency_bounds_us"][0], 50);
+    let relayed = stats["requests"]
+        .as_array()
+        .and_then(|r| {
+            r.iter()
+                .find(|r| r["service"] == "echo" && r["role"] == "relayed")
+        })
+        .unwrap_or_else(|| panic!("no relayed echo requests in {stats}"));
+    assert_eq!(relayed["ok"], 1, "{relayed}");
+    assert_eq!(relayed["failures"]["7"], 1, "{relayed}");
+    assert_eq!(
+        relayed["latency"]["buckets"].as_array().map(Vec::len),
+        Some(18)
+    );
+    let links = request(&http, "GET", "/api/links", &[], b"").json();
+    assert!(
+        links
+            .as_array()
+            .is_some_and(|l| l.iter().any(|l| l["bytes_in"].as_u64() > Some(0))),
+        "{links}"
+    );
+
+    let metrics = request(&http, "GET", "/metrics", &[], b"");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .content_type()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    for line in [
+        "netsvc_requests_total{service=\"echo\",role=\"relayed\",outcome=\"ok\"} 1",
+        "netsvc_requests_total{service=\"echo\",role=\"relayed\",outcome=\"7\"} 1",
+        "netsvc_request_duration_seconds_count{service=\"echo\",role=\"relayed\"} 2",
+        "netsvc_request_duration_seconds_bucket{service=\"echo\",role=\"relayed\",le=\"+Inf\"} 2",
+        "# TYPE netsvc_request_duration_seconds histogram",
+        "# TYPE netsvc_slow_consumer_closes_total counter",
+    ] {
+        assert!(
+            metrics.body.lines().any(|l| l == line),
+            "no line {line:?} in\n{}",
+            metrics.body
+        );
+    }
+    // Every sample line is NAME{LABELS} VALUE with a number for the value.
+    for line in metrics.body.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap_or("");
+        assert!(value.parse::<f64>().is_ok(), "bad sample {line:?}");
+    }
+
+    let methods = request(&http, "GET", "/api/services/echo/methods", &[], b"");
+    assert_eq!(
+        (methods.status, methods.json()),
+        (200, serde_json::json!(["echo", "fail", "sleep"]))
+    );
+    let missing = request(&http, "GET", "/api/services/nothing/methods", &[], b"");
+    assert_eq!(missing.status, 404);
+    // The hub's own service is callable over HTTP, though not listed.
+    let info = post(
+        &http,
+        "/jsonrpc",
+        "application/json",
+        r#"{"jsonrpc":"2.0","id":1,"method":"netsvc.exchange.info","params":[]}"#,
+    )
+    .json();
+    assert_eq!(
+        info["result"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "{info}"
+    );
+    let listed = request(&http, "GET", "/api/services", &[], b"").json();
+    assert!(
+        listed
+            .as_array()
+            .is_some_and(|l| l.iter().all(|s| s["name"] != "netsvc.exchange")),
+        "{listed}"
+    );
+}

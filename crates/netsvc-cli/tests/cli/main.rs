@@ -11,6 +11,7 @@ mod demo;
 mod exchange;
 mod gateway;
 mod help;
+mod info;
 mod monitor;
 mod publish;
 mod security;
