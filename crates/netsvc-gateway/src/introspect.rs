@@ -1,14 +1,15 @@
 //! What the gateway's process has done, over HTTP: `GET /api/stats` and `/api/links` (JSON
 //! of [`Runtime::stats`](netsvc::Runtime::stats)), `GET /metrics` (Prometheus text) and
-//! `GET /api/services/NAME/methods` (the service's answer to `system.listMethods`).
+//! `GET /api/services/NAME/methods` (the service's answer to `system.listMethods`),
+//! `GET /api/subscriptions` (the report subscriptions held here).
 //!
 //! The stats are this process's: served by the hub itself (`netsvc exchange --http`) they
 //! are the hub's view of every link and every relayed request.
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use netsvc::LIST_METHODS;
 use netsvc::stats::LATENCY_BOUNDS_US;
+use netsvc::{LIST_METHODS, MAX_SUBSCRIPTIONS};
 use serde_json::{Value as Json, json};
 
 use crate::metrics;
@@ -29,6 +30,33 @@ pub(crate) fn links(state: &Shared) -> Response {
     let body = serde_json::to_string(&links).unwrap_or_else(|_| "[]".to_owned());
     reply(StatusCode::OK, "application/json", body)
 }
+
+/// The subscriptions held in this process, `?limit=N` of them (default 1,000, at most
+/// [`MAX_SUBSCRIPTIONS`]): `{"entries": [...], "truncated": n}`.
+pub(crate) fn subscriptions(state: &Shared, query: Option<&str>) -> Response {
+    let limit = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("limit="))
+        .map(str::parse::<usize>);
+    let limit = match limit {
+        None => DEFAULT_SUBSCRIPTIONS,
+        Some(Ok(n)) => n.min(MAX_SUBSCRIPTIONS),
+        Some(Err(_)) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                "application/json",
+                json!({"error": "limit must be a number of subscriptions"}).to_string(),
+            );
+        }
+    };
+    let held = state.rt.subscriptions(limit);
+    let body = serde_json::to_string(&held).unwrap_or_else(|_| "{}".to_owned());
+    reply(StatusCode::OK, "application/json", body)
+}
+
+/// How many subscriptions `/api/subscriptions` lists unless asked.
+const DEFAULT_SUBSCRIPTIONS: usize = 1_000;
 
 pub(crate) fn prometheus(state: &Shared) -> Response {
     reply(

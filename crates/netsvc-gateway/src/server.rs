@@ -192,6 +192,7 @@ async fn dispatch(State(state): Ctx, request: Request) -> Response {
         "/api/events" if is_get => events(&state),
         "/api/stats" if is_get => introspect::stats(&state),
         "/api/links" if is_get => introspect::links(&state),
+        "/api/subscriptions" if is_get => introspect::subscriptions(&state, request.uri().query()),
         "/metrics" if is_get => introspect::prometheus(&state),
         "/jsonrpc" | "/api/services" | "/api/events" | "/api/stats" | "/api/links" | "/metrics" => {
             page(

@@ -70,7 +70,7 @@ mod model;
 
 pub use crate::api::endpoint::{Endpoint, Target};
 pub use crate::api::exchange::{ConnectionWatch, Connector, Exchange, ExchangeBuilder};
-pub use crate::api::introspect::INTROSPECTION_SERVICE;
+pub use crate::api::introspect::{INTROSPECTION_SERVICE, MAX_SUBSCRIPTIONS};
 pub use crate::api::monitor::{ReportMonitor, SubscriptionWatch};
 pub use crate::api::registry::{Registry, RegistryWatch};
 pub use crate::api::runtime::Runtime;
@@ -140,7 +140,7 @@ pub mod exchange {
 pub mod stats {
     pub use crate::model::stats::{
         Histogram, LATENCY_BOUNDS_US, LinkStats, ReportStats, RequestRole, RequestStats, Stats,
-        SubjectStats,
+        SubjectStats, SubscriptionRole, SubscriptionStats, Subscriptions,
     };
 }
 

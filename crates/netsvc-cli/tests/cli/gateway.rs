@@ -1000,6 +1000,23 @@ fn stats_links_metrics_and_methods_over_http() {
         "{links}"
     );
 
+    // A monitor's subscription to the clock, as the hub relays it.
+    let mut monitor = Proc::spawn(&["monitor", "--connect", &address, "clock"]);
+    monitor.next_json();
+    let held = request(&http, "GET", "/api/subscriptions", &[], b"").json();
+    let relayed = held["entries"]
+        .as_array()
+        .and_then(|e| e.iter().find(|s| s["publisher"] == "clock"))
+        .unwrap_or_else(|| panic!("no subscription to clock in {held}"));
+    assert_eq!(relayed["role"], "relayed", "{held}");
+    assert_eq!(relayed["pattern"], "*", "{held}");
+    assert_eq!(held["truncated"], 0);
+    let none = request(&http, "GET", "/api/subscriptions?limit=0", &[], b"").json();
+    assert_eq!(none["truncated"], 1, "{none}");
+    let bad = request(&http, "GET", "/api/subscriptions?limit=x", &[], b"");
+    assert_eq!(bad.status, 400);
+    drop(monitor);
+
     let metrics = request(&http, "GET", "/metrics", &[], b"");
     assert_eq!(metrics.status, 200);
     assert!(

@@ -19,10 +19,16 @@ use crate::model::stats::Stats;
 /// - `info`: a map of `identity`, `version`, `group` (the exchange group), `uptime_s`,
 ///   `services_local`, `services_remote`, `links` (how many are up);
 /// - `stats`: the process's [`Stats`] as a value (field names as in its JSON);
-/// - `links`: the links up now, as `stats`'s `links`.
+/// - `links`: the links up now, as `stats`'s `links`;
+/// - `subscriptions`: the report subscriptions held there, as
+///   [`Runtime::subscriptions`](crate::Runtime::subscriptions) gives them (at most
+///   [`MAX_SUBSCRIPTIONS`]).
 ///
 /// Names beginning `netsvc.` are netsvc's own; the CLI lists them only when asked.
 pub const INTROSPECTION_SERVICE: &str = "netsvc.exchange";
+
+/// The most subscriptions the introspection service lists in one answer.
+pub const MAX_SUBSCRIPTIONS: usize = 10_000;
 
 /// Hosts the introspection service of an exchange of group `group` in `runtime`. Its
 /// handlers hold the runtime weakly: the service must not keep its runtime alive.
@@ -48,7 +54,15 @@ pub(crate) fn host(runtime: &Arc<RuntimeShared>, group: &str) -> Result<Service,
         let weak = weak.clone();
         move || convert(&snapshot(&weak)?)
     };
-    let links = move || convert(&snapshot(&weak)?.links);
+    let links = {
+        let weak = weak.clone();
+        move || convert(&snapshot(&weak)?.links)
+    };
+    let subscriptions = move || {
+        let runtime = alive(&weak)?;
+        let subscriptions = runtime.core.lock().subscriptions(MAX_SUBSCRIPTIONS);
+        convert(&subscriptions)
+    };
     ServiceBuilder::new(runtime.clone(), INTROSPECTION_SERVICE)
         .export("info", move |_| {
             let answer = info();
@@ -60,6 +74,10 @@ pub(crate) fn host(runtime: &Arc<RuntimeShared>, group: &str) -> Result<Service,
         })
         .export("links", move |_| {
             let answer = links();
+            async move { answer }
+        })
+        .export("subscriptions", move |_| {
+            let answer = subscriptions();
             async move { answer }
         })
         .build()
@@ -77,11 +95,14 @@ struct Info<'a> {
     links: u64,
 }
 
-fn snapshot(runtime: &Weak<RuntimeShared>) -> Result<Stats, Failure> {
-    let runtime = runtime
+fn alive(runtime: &Weak<RuntimeShared>) -> Result<Arc<RuntimeShared>, Failure> {
+    runtime
         .upgrade()
-        .ok_or_else(|| Failure::application_error("the runtime has stopped"))?;
-    let stats = runtime.core.lock().stats();
+        .ok_or_else(|| Failure::application_error("the runtime has stopped"))
+}
+
+fn snapshot(runtime: &Weak<RuntimeShared>) -> Result<Stats, Failure> {
+    let stats = alive(runtime)?.core.lock().stats();
     Ok(stats)
 }
 

@@ -1,6 +1,6 @@
 //! The runtime: one process's registry and services.
 
-use crate::model::stats::Stats;
+use crate::model::stats::{Stats, Subscriptions};
 use std::sync::Arc;
 
 use tokio::runtime::Handle;
@@ -92,6 +92,13 @@ impl Runtime {
     /// give rates.
     pub fn stats(&self) -> Stats {
         self.shared.core.lock().stats()
+    }
+
+    /// The report subscriptions held here (at most `limit`; the rest are counted in
+    /// [`Subscriptions::truncated`]): those this runtime's publishers serve, those its
+    /// monitors hold on remote publishers, and, on a hub, those it relays.
+    pub fn subscriptions(&self, limit: usize) -> Subscriptions {
+        self.shared.core.lock().subscriptions(limit)
     }
 
     /// Withdraws every service of this runtime, as a process does when it exits.

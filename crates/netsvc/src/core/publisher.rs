@@ -429,6 +429,20 @@ impl PublisherState {
             .map(|(key, sub)| (*key, &sub.subscriber))
     }
 
+    /// Every subscription held here: its subscriber, its pattern, and the link it is
+    /// delivered on (`None`: a monitor of this runtime).
+    pub(crate) fn subscriptions(
+        &self,
+    ) -> impl Iterator<Item = (&Binding, &Pattern, Option<LinkId>)> {
+        self.subscriptions.values().map(|sub| {
+            let link = match &sub.delivery {
+                Delivery::Local(_) => None,
+                Delivery::Link { link, .. } => Some(*link),
+            };
+            (&sub.subscriber, &*sub.pattern, link)
+        })
+    }
+
     /// The subjects currently cached and not expired, sorted.
     pub(crate) fn cached_subjects(&self, now: Instant) -> Vec<Arc<str>> {
         let mut subjects: Vec<Arc<str>> = self

@@ -214,6 +214,55 @@ pub struct LinkStats {
     pub dropped: u64,
 }
 
+/// The subscriptions a runtime holds, as a snapshot ([`Runtime::subscriptions`]).
+///
+/// [`Runtime::subscriptions`]: crate::Runtime::subscriptions
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Subscriptions {
+    /// The subscriptions, at most the limit asked for.
+    pub entries: Vec<SubscriptionStats>,
+    /// How many more there are beyond `entries`.
+    pub truncated: u64,
+}
+
+/// Where a subscription is held, from this runtime's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum SubscriptionRole {
+    /// A publisher here serves it to a monitor here.
+    Local,
+    /// A publisher here serves it to a subscriber behind a link.
+    Served,
+    /// A monitor here subscribes to a publisher behind a link.
+    Subscribed,
+    /// It passes through here: from a subscriber behind one link to a publisher behind
+    /// another.
+    Relayed,
+}
+
+/// One subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SubscriptionStats {
+    /// The publisher's service name.
+    pub publisher: String,
+    /// The publisher's address.
+    pub publisher_address: String,
+    /// The subscriber's service name.
+    pub subscriber: String,
+    /// The subscriber's address.
+    pub subscriber_address: String,
+    /// The subject pattern.
+    pub pattern: String,
+    /// Where it is held.
+    pub role: SubscriptionRole,
+    /// The link it travels on from here (toward the subscriber when served, toward the
+    /// publisher otherwise); `None` when both ends are here.
+    pub link: Option<u64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! What a runtime counts (`Runtime::stats`) and what a hub tells about itself through its
 //! introspection service, seen from each side of real links.
 
-use netsvc::stats::{RequestRole, RequestStats, Stats};
+use netsvc::stats::{RequestRole, RequestStats, Stats, SubscriptionRole};
 use netsvc::{
     Exchange, INTROSPECTION_SERVICE, LIST_METHODS, Lifetime, ReportEvent, Runtime, Value,
 };
@@ -149,4 +149,25 @@ async fn reports_are_counted_where_they_are_published_relayed_and_delivered() {
     let relayed = hrt.stats();
     assert_eq!(relayed.reports.received, 5, "{relayed:#?}");
     assert_eq!(relayed.reports.sent, 5, "{relayed:#?}");
+
+    // The one subscription, as each of the three holds it.
+    for (rt, role) in [
+        (&prt, SubscriptionRole::Served),
+        (&hrt, SubscriptionRole::Relayed),
+        (&srt, SubscriptionRole::Subscribed),
+    ] {
+        let held = rt.subscriptions(10);
+        assert_eq!(held.truncated, 0);
+        let [one] = held.entries.as_slice() else {
+            panic!("{role:?}: {held:#?}");
+        };
+        assert_eq!(one.role, role);
+        assert_eq!(
+            (one.publisher.as_str(), one.pattern.as_str()),
+            ("clock", "tick.*")
+        );
+        assert_eq!(one.subscriber_address, watcher.address());
+        assert!(one.link.is_some());
+    }
+    assert_eq!(hrt.subscriptions(0).truncated, 1);
 }

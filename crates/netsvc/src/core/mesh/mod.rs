@@ -38,11 +38,13 @@ use super::local::{EncodedCall, ServiceRef};
 use super::meters::QueueTotals;
 use super::reply::{Reply, Responder};
 use crate::model::announcement::WithdrawReason;
+use crate::model::binding::Binding;
 use crate::model::collections::{FastMap, FastSet};
 use crate::model::failure::Failure;
 use crate::model::grant::Grants;
 use crate::model::ids::{Conv, Id as _, Ids, LinkId, Sid};
-use crate::model::stats::LinkStats;
+use crate::model::stats::{LinkStats, SubscriptionRole, SubscriptionStats, Subscriptions};
+use netsvc_proto::Pattern;
 
 pub(crate) use self::subs::SubOrigin;
 
@@ -234,6 +236,66 @@ impl Core {
             .collect();
         links.sort_by_key(|l| l.id);
         (links, totals)
+    }
+
+    /// The subscriptions held here, at most `limit` of them, sorted by publisher, pattern
+    /// and subscriber; the rest are only counted.
+    pub(crate) fn subscriptions(&self, limit: usize) -> Subscriptions {
+        let entry = |publisher: &Binding,
+                     subscriber: &Binding,
+                     pattern: &Pattern,
+                     role: SubscriptionRole,
+                     link: Option<LinkId>| SubscriptionStats {
+            publisher: publisher.service_name().to_owned(),
+            publisher_address: publisher.address().to_owned(),
+            subscriber: subscriber.service_name().to_owned(),
+            subscriber_address: subscriber.address().to_owned(),
+            pattern: pattern.as_str().to_owned(),
+            role,
+            link: link.map(|l| l.raw()),
+        };
+        let mut entries: Vec<SubscriptionStats> = Vec::new();
+        let mut total = 0u64;
+        let mut keep = |e: SubscriptionStats| {
+            total += 1;
+            if entries.len() < limit {
+                entries.push(e);
+            }
+        };
+        for local in self.locals.values() {
+            let publisher = local.service.binding();
+            for (subscriber, pattern, link) in local.publisher.subscriptions() {
+                let role = match link {
+                    None => SubscriptionRole::Local,
+                    Some(_) => SubscriptionRole::Served,
+                };
+                keep(entry(publisher, subscriber, pattern, role, link));
+            }
+        }
+        for sub in self.mesh.subs.iter() {
+            let role = match sub.origin {
+                SubOrigin::Monitor(_) => SubscriptionRole::Subscribed,
+                SubOrigin::Relay { .. } => SubscriptionRole::Relayed,
+            };
+            keep(entry(
+                &sub.publisher,
+                &sub.subscriber,
+                &sub.pattern,
+                role,
+                Some(sub.link),
+            ));
+        }
+        entries.sort_by(|a, b| {
+            (&a.publisher_address, &a.pattern, &a.subscriber_address).cmp(&(
+                &b.publisher_address,
+                &b.pattern,
+                &b.subscriber_address,
+            ))
+        });
+        Subscriptions {
+            truncated: total - entries.len() as u64,
+            entries,
+        }
     }
 
     pub(crate) fn link_down(&mut self, id: LinkId) {

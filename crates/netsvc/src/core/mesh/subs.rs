@@ -75,6 +75,14 @@ enum Slot {
 }
 
 impl RemoteSubs {
+    /// Every subscription in use.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &RemoteSub> {
+        self.slots.iter().filter_map(|slot| match slot {
+            Slot::Used(sub) => Some(sub),
+            Slot::Free { .. } => None,
+        })
+    }
+
     fn split(sid: Sid) -> (usize, u32) {
         let raw = sid.raw();
         ((raw & u64::from(u32::MAX)) as usize, (raw >> 32) as u32)
