@@ -222,6 +222,13 @@ pub(crate) struct HttpOptions {
     /// Largest request body in bytes; larger ones are answered 413.
     #[arg(long, value_name = "BYTES", default_value = "4194304")]
     pub(crate) max_body: usize,
+    /// Serve HTTPS only, with this certificate chain (PEM; needs --http-tls-key). A hub
+    /// with --tls-cert serves HTTPS with its own certificate unless this is given.
+    #[arg(long, value_name = "FILE", requires = "http_tls_key")]
+    pub(crate) http_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --http-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "http_tls_cert")]
+    pub(crate) http_tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

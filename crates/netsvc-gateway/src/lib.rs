@@ -15,6 +15,8 @@ mod introspect;
 pub mod metrics;
 #[cfg(feature = "server")]
 mod server;
+#[cfg(feature = "server")]
+pub mod tls;
 
 #[cfg(feature = "server")]
 pub use server::{Exposure, Gateway, GatewayConfig, GatewayError, Serving};

@@ -28,6 +28,10 @@ use tokio::net::TcpListener;
 use crate::codec::jsonrpc::{self, ServiceBody, V2Body, V2Entry};
 use crate::codec::{Fault, XmlLimits, netrpc, xmlrpc};
 use crate::introspect;
+use crate::tls::TlsListener;
+use netsvc::security::{ServerTls, TlsError};
+use tokio::sync::watch;
+use tokio_rustls::rustls::ServerConfig;
 
 /// Which services the gateway exposes (the original's `RpcGateway(selection, type)`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -59,6 +63,8 @@ pub struct GatewayConfig {
     pub xml_limits: XmlLimits,
     /// Bounds on the values decoded from JSON bodies.
     pub value_limits: Limits,
+    /// Serve HTTPS only, with this certificate (and client CA); `None`: plain HTTP.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for GatewayConfig {
@@ -69,6 +75,7 @@ impl Default for GatewayConfig {
             max_body: 4 * 1024 * 1024,
             xml_limits: XmlLimits::DEFAULT,
             value_limits: Limits::DEFAULT,
+            tls: None,
         }
     }
 }
@@ -88,6 +95,13 @@ impl GatewayConfig {
         self
     }
 
+    /// Sets [`tls`](Self::tls): HTTPS only.
+    #[must_use]
+    pub fn with_tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Sets [`max_body`](Self::max_body).
     #[must_use]
     pub fn with_max_body(mut self, bytes: usize) -> Self {
@@ -103,6 +117,9 @@ pub enum GatewayError {
     /// Binding or serving the HTTP port failed.
     #[error("HTTP server: {0}")]
     Io(#[from] std::io::Error),
+    /// The TLS settings could not be used.
+    #[error("HTTPS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// An HTTP gateway in front of a runtime's services.
@@ -125,6 +142,8 @@ pub struct Gateway {
 pub(crate) struct Shared {
     pub(crate) rt: Runtime,
     config: GatewayConfig,
+    /// Where a served HTTPS listener takes its certificate for each new connection.
+    tls_in_force: std::sync::Mutex<Option<watch::Sender<Arc<ServerConfig>>>>,
 }
 
 type Ctx = State<Arc<Shared>>;
@@ -133,7 +152,11 @@ impl Gateway {
     /// A gateway to `rt`'s services.
     pub fn new(rt: Runtime, config: GatewayConfig) -> Self {
         Self {
-            state: Arc::new(Shared { rt, config }),
+            state: Arc::new(Shared {
+                rt,
+                config,
+                tls_in_force: std::sync::Mutex::new(None),
+            }),
         }
     }
 
@@ -144,17 +167,51 @@ impl Gateway {
             .with_state(Arc::clone(&self.state))
     }
 
-    /// Serves HTTP/1.1 (keep-alive) on `listener` until `shutdown` completes, then lets the
-    /// requests in progress finish.
+    /// Serves HTTP/1.1 (keep-alive) on `listener`, over TLS if the configuration has
+    /// [`tls`](GatewayConfig::tls), until `shutdown` completes, then lets the requests in
+    /// progress finish.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let router = self.router();
+        match &self.state.config.tls {
+            Some(tls) => {
+                let (in_force, config) = watch::channel(tls.rustls_config(&[b"http/1.1"])?);
+                *self
+                    .state
+                    .tls_in_force
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(in_force);
+                let listener = TlsListener::new(listener, config)?;
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await?;
+            }
+            None => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await?;
+            }
+        }
         Ok(())
+    }
+
+    /// Puts a new certificate (and client CA) in force for the HTTPS connections accepted
+    /// from now on (certificate rotation; connections open now keep their sessions).
+    /// Returns whether an HTTPS listener of this gateway took it.
+    pub fn reload_tls(&self, tls: &ServerTls) -> Result<bool, GatewayError> {
+        let config = tls.rustls_config(&[b"http/1.1"])?;
+        let in_force = self
+            .state
+            .tls_in_force
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(match in_force.as_ref() {
+            Some(sender) => sender.send(config).is_ok(),
+            None => false,
+        })
     }
 
     /// Binds `address` (for example `127.0.0.1:8080`) and returns the bound address and the

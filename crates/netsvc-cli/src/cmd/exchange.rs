@@ -161,13 +161,15 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
         ));
     }
     let http = match &http {
-        Some(address) => Some(super::gateway::start(&rt, address, &http_options).await?),
+        Some(address) => {
+            Some(super::gateway::start(&rt, address, &http_options, tls.as_ref()).await?)
+        }
         None => None,
     };
     let stop = loop {
         match signals.recv_or_hangup().await {
             Some(stop) => break stop,
-            None => reload(&exchange, &settings),
+            None => reload(&exchange, &settings, http.as_ref()),
         }
     };
     status(format_args!("{}: shutting down", stop.name()));
@@ -184,7 +186,7 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
 
 /// SIGHUP: the users file and the TLS certificate again. What does not load is reported
 /// and the settings in force stay.
-fn reload(exchange: &Exchange, settings: &Settings) {
+fn reload(exchange: &Exchange, settings: &Settings, http: Option<&super::gateway::HttpServer>) {
     if settings.users.is_none() && settings.tls.is_none() {
         status("SIGHUP: no users file or certificate to reload");
     }
@@ -204,15 +206,25 @@ fn reload(exchange: &Exchange, settings: &Settings) {
             t.client_ca.as_deref(),
             t.require_client_cert,
         )
-        .and_then(|tls| Ok(exchange.reload_tls(&tls)?));
+        .and_then(|tls| {
+            exchange.reload_tls(&tls)?;
+            Ok(tls)
+        });
         match loaded {
-            Ok(_) => status(format_args!(
-                "certificate reloaded from {}; new connections get it",
-                t.cert.display()
-            )),
+            Ok(tls) => {
+                status(format_args!(
+                    "certificate reloaded from {}; new connections get it",
+                    t.cert.display()
+                ));
+                if let Some(http) = http {
+                    http.reload_tls(Some(&tls));
+                }
+            }
             Err(e) => status(format_args!(
                 "certificate not reloaded, the old one stays: {e:#}"
             )),
         }
+    } else if let Some(http) = http {
+        http.reload_tls(None);
     }
 }

@@ -2,6 +2,7 @@
 //! also the HTTP server `netsvc exchange --http` starts (docs/GATEWAY.md).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -15,7 +16,9 @@ use crate::client::{self, Target};
 use crate::exit;
 use crate::output::status;
 use crate::parse::Wait;
+use crate::security;
 use crate::signals::Signals;
+use netsvc::security::ServerTls;
 
 /// How long requests in progress get to finish when the server stops; event streams never
 /// finish, so after this the server is closed regardless.
@@ -24,11 +27,41 @@ const HTTP_GRACE: Duration = Duration::from_secs(2);
 /// A running HTTP gateway.
 #[derive(Debug)]
 pub(crate) struct HttpServer {
+    gateway: Gateway,
+    /// `--http-tls-cert` and `--http-tls-key`, to read again on SIGHUP.
+    own_tls: Option<(PathBuf, PathBuf)>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), netsvc_gateway::GatewayError>>,
 }
 
 impl HttpServer {
+    /// On SIGHUP: an HTTPS server reads its own certificate files again, or takes the
+    /// hub's `reloaded` certificate if it serves that one. Says what it did.
+    pub(crate) fn reload_tls(&self, reloaded: Option<&ServerTls>) {
+        let tls = match &self.own_tls {
+            Some((cert, key)) => match security::server_tls(cert, key, None, false) {
+                Ok(tls) => tls,
+                Err(e) => {
+                    status(format_args!(
+                        "HTTPS certificate not reloaded, the old one stays: {e:#}"
+                    ));
+                    return;
+                }
+            },
+            None => match reloaded {
+                Some(tls) => tls.clone(),
+                None => return,
+            },
+        };
+        match self.gateway.reload_tls(&tls) {
+            Ok(true) => status("HTTPS certificate reloaded; new connections get it"),
+            Ok(false) => {}
+            Err(e) => status(format_args!(
+                "HTTPS certificate not reloaded, the old one stays: {e}"
+            )),
+        }
+    }
+
     /// Stops accepting, gives requests in progress [`HTTP_GRACE`], then closes the rest.
     pub(crate) async fn stop(self) {
         // The server may be gone already (its error is reported then).
@@ -43,37 +76,56 @@ impl HttpServer {
     }
 }
 
-/// Binds `address` and serves the gateway for `rt`'s services; says where on stderr.
+/// Binds `address` and serves the gateway for `rt`'s services; says where on stderr. HTTPS
+/// with `--http-tls-cert`, else with `fallback_tls` (the hub's certificate) if there is one.
 pub(crate) async fn start(
     rt: &Runtime,
     address: &str,
     options: &HttpOptions,
+    fallback_tls: Option<&ServerTls>,
 ) -> anyhow::Result<HttpServer> {
-    let config = GatewayConfig::default()
+    let mut config = GatewayConfig::default()
         .with_exposure(options.expose.clone())
         .with_request_timeout(options.request_timeout)
         .with_max_body(options.max_body);
+    let tls = match (&options.http_tls_cert, &options.http_tls_key) {
+        (Some(cert), Some(key)) => Some(security::server_tls(cert, key, None, false)?),
+        _ => fallback_tls.cloned(),
+    };
+    let https = tls.is_some();
+    if let Some(tls) = tls {
+        config = config.with_tls(tls);
+    }
+    let own_tls = options
+        .http_tls_cert
+        .clone()
+        .zip(options.http_tls_key.clone());
+    let gateway = Gateway::new(rt.clone(), config);
     let (stop, stopped) = oneshot::channel::<()>();
-    let (bound, serve) = Gateway::new(rt.clone(), config)
+    let (bound, serve) = gateway
+        .clone()
         .bind(address, async move {
             let _ = stopped.await;
         })
         .await
         .with_context(|| format!("cannot serve HTTP on {address}"))?;
-    say_where(bound);
+    say_where(bound, https);
     Ok(HttpServer {
+        gateway,
+        own_tls,
         stop,
         task: tokio::spawn(serve),
     })
 }
 
-fn say_where(bound: SocketAddr) {
+fn say_where(bound: SocketAddr, https: bool) {
+    let scheme = if https { "https" } else { "http" };
     if bound.ip().is_loopback() {
-        status(format_args!("HTTP gateway on http://{bound}/"));
+        status(format_args!("HTTP gateway on {scheme}://{bound}/"));
     } else {
         status(format_args!(
-            "HTTP gateway on http://{bound}/ (open to the network: anyone who can reach it may \
-             call the exposed services, with no login)"
+            "HTTP gateway on {scheme}://{bound}/ (open to the network: anyone who can reach it \
+             may call the exposed services, with no login)"
         ));
     }
 }
@@ -82,7 +134,7 @@ pub(crate) async fn run(args: GatewayArgs, signals: &mut Signals) -> anyhow::Res
     let rt = Runtime::with_config(netsvc::RuntimeConfig::default())?;
     // The port first, so that a port in use fails at once; until the link is up every
     // service is unknown (404).
-    let server = start(&rt, &args.http, &args.options).await?;
+    let server = start(&rt, &args.http, &args.options, None).await?;
     let target = Target::of(&args.connect, Wait(None));
     let exchange = client::client_exchange(&rt, &target)?;
     let conn = match client::link(rt, exchange, target, signals).await {

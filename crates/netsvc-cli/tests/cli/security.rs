@@ -171,3 +171,117 @@ fn passwd_refuses_an_empty_password() {
         stderr(&output)
     );
 }
+
+/// One HTTP/1.1 exchange over TLS trusting `ca` (or nothing at all): the whole response
+/// (the server closes after it), or the TLS error.
+fn https(address: &str, ca: Option<&Path>, request: &str) -> Result<String, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use std::io::{Read as _, Write as _};
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = ca {
+        let cert = rustls::pki_types::CertificateDer::from_pem_file(ca).expect("CA");
+        roots.add(cert).expect("root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let connection =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("client");
+    let tcp = std::net::TcpStream::connect(address).expect("connect");
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    tls.write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    match tls.read_to_end(&mut response) {
+        Ok(_) => {}
+        // Some servers close without a TLS close_notify; what arrived is the answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
+#[test]
+fn a_tls_hub_serves_its_http_gateway_over_https_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = certificates(dir.path());
+    let (ca, cert, key) = (
+        ca.to_str().unwrap(),
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    );
+    let (mut hub, address) = hub_with(&[
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    let line = hub.wait_stderr("HTTP gateway on ");
+    let http = line
+        .split("https://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("not HTTPS: {line}"))
+        .to_owned();
+    let mut demo = Proc::spawn(&["demo", "--connect", &address, "--tls-ca", ca]);
+    demo.wait_stderr("demo ready");
+
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"echo.echo","params":["over TLS"]}"#;
+    let request = format!(
+        "POST /jsonrpc HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // The demo is linked; its services reach the hub's registry a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let answer = loop {
+        let answer = https(&http, Some(Path::new(ca)), &request).expect("HTTPS call");
+        if !answer.contains("Service Unavailable") || std::time::Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""result":"over TLS""#), "{answer}");
+
+    // Plain HTTP to the HTTPS port is told so, in plain HTTP.
+    let mut plain = std::net::TcpStream::connect(&http).expect("connect");
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    std::io::Write::write_all(&mut plain, b"GET /api/services HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write");
+    let mut text = String::new();
+    let _ = std::io::Read::read_to_string(&mut plain, &mut text);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("HTTPS only"), "{text}");
+
+    // A client that does not trust the certificate fails its handshake; the others go on.
+    let refused = https(&http, None, &request).expect_err("an untrusted certificate");
+    assert!(refused.contains("certificate"), "{refused}");
+    let again = https(&http, Some(Path::new(ca)), &request).expect("HTTPS call");
+    assert!(again.contains(r#""result":"over TLS""#), "{again}");
+
+    // Rotation: a certificate from another CA in the same files, SIGHUP, and new
+    // connections get it.
+    let other = tempfile::tempdir().expect("tempdir");
+    let (new_ca, new_cert, new_key) = certificates(other.path());
+    std::fs::copy(&new_cert, cert).expect("copy");
+    std::fs::copy(&new_key, key).expect("copy");
+    hub.signal("HUP");
+    hub.wait_stderr("HTTPS certificate reloaded");
+    let rotated = https(&http, Some(&new_ca), &request).expect("HTTPS with the new CA");
+    assert!(rotated.contains(r#""result":"over TLS""#), "{rotated}");
+    let stale = https(&http, Some(Path::new(ca)), &request).expect_err("the old CA");
+    assert!(stale.contains("certificate"), "{stale}");
+    drop(demo);
+}

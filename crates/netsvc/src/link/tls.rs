@@ -107,6 +107,15 @@ impl ServerTls {
         self.with_client_ca(&pem, required)
     }
 
+    /// The rustls settings these make, offering the application protocols `alpn`
+    /// (`b"http/1.1"`, say), for another TLS server of the process that presents the same
+    /// certificate (the HTTP gateway). Built with the `ring` provider, as netsvc's own.
+    pub fn rustls_config(&self, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut config = (*self.config()?).clone();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+
     pub(crate) fn config(&self) -> Result<Arc<ServerConfig>, TlsError> {
         let builder = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()

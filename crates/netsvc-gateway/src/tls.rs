@@ -1,0 +1,129 @@
+//! HTTPS: a listener that hands axum only connections whose TLS handshake is done.
+//!
+//! Handshakes run in tasks of their own, so one slow or silent client cannot hold up the
+//! accepts of the others; at most [`MAX_HANDSHAKES`] run at once (the accept loop waits for
+//! a free one, so a flood of half-open connections queues in the kernel's backlog instead
+//! of in memory) and each has [`HANDSHAKE_TIMEOUT`]. A client that speaks plain HTTP to
+//! the port is answered, in plain HTTP, that it must use HTTPS, rather than left to time
+//! out on bytes it cannot read.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::server::TlsStream;
+
+/// Handshakes in progress at once.
+pub const MAX_HANDSHAKES: usize = 256;
+/// Time a client has to complete its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The first byte of a TLS record carrying a handshake (a ClientHello).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+const NOT_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+Content-Type: text/plain\r\n\
+Connection: close\r\n\
+Content-Length: 50\r\n\
+\r\n\
+This port speaks HTTPS only: use an https:// URL.\n";
+
+/// Connections that have completed their TLS handshake, as axum accepts them.
+pub(crate) struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    /// Starts accepting on `listener`; handshakes with the settings in force in `config`
+    /// when each connection arrives.
+    pub(crate) fn new(
+        listener: TcpListener,
+        config: watch::Receiver<Arc<ServerConfig>>,
+    ) -> std::io::Result<Self> {
+        let local = listener.local_addr()?;
+        // Handshaken connections wait here for axum's accept loop, which takes them as
+        // fast as it can spawn their tasks; the handshake permits bound what is in flight.
+        let (tx, ready) = mpsc::channel(MAX_HANDSHAKES);
+        tokio::spawn(accept_loop(listener, config, tx));
+        Ok(Self { ready, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(connection) => connection,
+            // The accept loop has ended, which it does only once nothing accepts from
+            // it: nothing more to hand out.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    config: watch::Receiver<Arc<ServerConfig>>,
+    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            // The server is gone: stop accepting.
+            () = ready.closed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: pause rather than spin.
+                tracing::warn!("HTTPS accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = TlsAcceptor::from(config.borrow().clone());
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&acceptor, stream));
+            match handshake.await {
+                Ok(Ok(Some(tls))) => {
+                    let _ = ready.send((tls, peer)).await;
+                }
+                Ok(Ok(None)) => tracing::info!("{peer}: plain HTTP on the HTTPS port, told so"),
+                Ok(Err(e)) => tracing::info!("{peer}: TLS handshake failed: {e}"),
+                Err(_) => tracing::info!("{peer}: TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+/// The TLS stream, or `None` if the client spoke something else (it has been answered).
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    mut stream: TcpStream,
+) -> std::io::Result<Option<TlsStream<TcpStream>>> {
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).await? == 1 && first[0] != TLS_HANDSHAKE_RECORD {
+        stream.write_all(NOT_TLS).await?;
+        stream.shutdown().await?;
+        return Ok(None);
+    }
+    acceptor.accept(stream).await.map(Some)
+}
