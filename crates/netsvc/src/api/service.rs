@@ -406,9 +406,9 @@ impl ServiceHandle {
             let publisher = core
                 .publisher(self.address())
                 .ok_or_else(|| self.withdrawn())?;
-            let published =
+            let mut published =
                 publisher.publish(self.binding(), report, &rt.config.value_limits, now)?;
-            core.note_published(self.address(), subject, published.delivered);
+            core.note_published(self.address(), &mut published);
             if let Some(at) = published.expires {
                 core.schedule_sweep(at, &rt.sweeper);
             }

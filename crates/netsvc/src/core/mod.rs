@@ -251,7 +251,8 @@ impl Core {
     }
 
     /// A snapshot of the runtime's traffic.
-    pub(crate) fn stats(&self) -> Stats {
+    pub(crate) fn stats(&mut self) -> Stats {
+        self.add_pending_counts();
         let (links, link_totals) = self.link_stats();
         let monitor_totals = self.monitors.totals();
         let services_local = self.locals.values().filter(|l| l.visible).count() as u64;
@@ -287,10 +288,22 @@ impl Core {
 
     /// Counts a report a local service published on `subject`, delivered to `delivered`
     /// monitors here.
-    pub(crate) fn note_published(&mut self, publisher: &str, subject: &str, delivered: usize) {
+    pub(crate) fn note_published(&mut self, publisher: &str, published: &mut Published) {
         self.traffic.published += 1;
-        self.traffic.delivered += delivered as u64;
-        self.traffic.count_subject(publisher, subject);
+        self.traffic.delivered += published.delivered as u64;
+        if let Some(counted) = published.counted.take() {
+            self.traffic.add_subject(publisher, counted);
+        }
+    }
+
+    /// Adds the counts publishers keep of their last subject to the table.
+    fn add_pending_counts(&mut self) {
+        for (address, local) in &mut self.locals {
+            if let Some(counted) = local.publisher.take_count() {
+                self.traffic.add_subject(address, counted);
+            }
+        }
+        self.add_pending_remote_counts();
     }
 
     // ----- registry changes --------------------------------------------------------------

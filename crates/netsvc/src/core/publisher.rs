@@ -11,6 +11,7 @@ use netsvc_proto::{Pattern, PatternIndex};
 use tokio::time::Instant;
 
 use super::link_queue::LinkQueue;
+use super::meters::SubjectCount;
 use super::queue::{EventReceiver, EventSender, ReportQueue, event_queue};
 use crate::model::binding::Binding;
 use crate::model::collections::FastMap;
@@ -75,6 +76,8 @@ pub(crate) struct Published {
     pub(crate) expires: Option<Instant>,
     /// Links it was queued on that are over their soft limit.
     pub(crate) congested: Vec<Arc<LinkQueue>>,
+    /// The count of the subject published before, when this one is another.
+    pub(crate) counted: Option<(Arc<str>, u64)>,
 }
 
 struct Subscription {
@@ -107,6 +110,10 @@ pub(crate) struct PublisherState {
     links: Vec<(LinkId, Arc<LinkQueue>)>,
     encoded: Vec<u8>,
     frame: BytesMut,
+    /// Its reports on the subject it published on last, for [`Core::stats`].
+    ///
+    /// [`Core::stats`]: crate::core::Core::stats
+    counted: SubjectCount,
 }
 
 impl PublisherState {
@@ -123,7 +130,13 @@ impl PublisherState {
             links: Vec::new(),
             encoded: Vec::new(),
             frame: BytesMut::new(),
+            counted: SubjectCount::default(),
         }
+    }
+
+    /// The count of reports not yet added to the runtime's table.
+    pub(crate) fn take_count(&mut self) -> Option<(Arc<str>, u64)> {
+        self.counted.take()
     }
 
     /// Records a subscription and delivers the matching cached reports to it.
@@ -337,10 +350,12 @@ impl PublisherState {
         if self.frame.capacity() > SCRATCH_KEEP {
             self.frame = BytesMut::new();
         }
+        let counted = self.counted.count(subject, || Arc::from(subject));
         Ok(Published {
             delivered,
             expires,
             congested,
+            counted,
         })
     }
 

@@ -298,6 +298,15 @@ impl Core {
         }
     }
 
+    /// Adds the counts remote publishers' routes keep of their last subject to the table.
+    pub(super) fn add_pending_remote_counts(&mut self) {
+        for (address, publisher) in &mut self.mesh.publishers {
+            if let Some(counted) = publisher.counted.take() {
+                self.traffic.add_subject(address, counted);
+            }
+        }
+    }
+
     pub(crate) fn link_down(&mut self, id: LinkId) {
         let Some(link) = self.mesh.links.remove(&id) else {
             return;

@@ -29,8 +29,6 @@ impl Core {
         };
         let subject = &report.subject;
         self.traffic.received += 1;
-        self.traffic
-            .count_subject(report.publisher.as_str(), subject.as_str());
         let known = remote
             .route
             .as_ref()
@@ -69,6 +67,13 @@ impl Core {
         let Some(route) = &remote.route else {
             return;
         };
+        if let Some(previous) = remote
+            .counted
+            .count(subject.as_str(), || route.subject.clone())
+        {
+            self.traffic
+                .add_subject(report.publisher.as_str(), previous);
+        }
         for next in &route.downstream {
             if let Some(l) = self.mesh.links.get(next)
                 && l.queue

@@ -10,6 +10,7 @@ use netsvc_proto::wire::{Frame, Text, frame};
 use tokio::time::Instant;
 
 use crate::core::Core;
+use crate::core::meters::SubjectCount;
 use crate::core::publisher::Delivery;
 use crate::model::binding::Binding;
 use crate::model::collections::FastSet;
@@ -168,6 +169,8 @@ pub(super) struct RemotePublisher {
     /// on the same few subjects again and again, so most reports skip matching; cleared
     /// whenever `index` changes.
     pub(super) route: Option<ReportRoute>,
+    /// Its reports on the subject it reported on last, for [`Core::stats`].
+    pub(super) counted: SubjectCount,
 }
 
 /// The targets of one subject's reports arriving on one link.
