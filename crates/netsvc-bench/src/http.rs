@@ -178,3 +178,93 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize> {
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A server on loopback that answers each request on a connection with the next of
+    /// `replies` (closing after the last one of a connection's list); counts connections.
+    async fn server(per_connection: Vec<Vec<&'static str>>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            for replies in per_connection {
+                let (mut stream, _) = listener.accept().await.expect("accept");
+                let mut buf = Vec::new();
+                for reply in replies {
+                    // Read one request: its head, then its Content-Length body.
+                    loop {
+                        if let Some(end) = find(&buf, b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                            let length: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse().ok())
+                                .expect("request has a Content-Length");
+                            if buf.len() >= end + 4 + length {
+                                buf.drain(..end + 4 + length);
+                                break;
+                            }
+                        }
+                        assert!(stream.read_buf(&mut buf).await.expect("read") > 0);
+                    }
+                    stream.write_all(reply.as_bytes()).await.expect("write");
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn keeps_alive_reconnects_after_close_and_reads_to_eof() {
+        let addr = server(vec![
+            vec![
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none",
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntwo",
+            ],
+            // The original's form: HTTP/1.0, so it closes even without the header.
+            vec!["HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nthree"],
+            vec!["HTTP/1.1 404 Not Found\r\n\r\nfour, to the end"],
+        ])
+        .await;
+        let mut client = Client::new(&addr);
+        let mut bodies = Vec::new();
+        for _ in 0..4 {
+            let reply = client
+                .post("/x", "application/json", b"{}")
+                .await
+                .expect("reply");
+            bodies.push((reply.status, String::from_utf8(reply.body).expect("UTF-8")));
+        }
+        assert_eq!(
+            bodies,
+            [
+                (200, "one".to_owned()),
+                (200, "two".to_owned()),
+                (200, "three".to_owned()),
+                (404, "four, to the end".to_owned()),
+            ]
+        );
+        // Two requests on the first connection, then one on each of the others.
+        assert_eq!(client.connects, 3);
+    }
+
+    #[tokio::test]
+    async fn a_reply_cut_short_is_an_error() {
+        let addr = server(vec![vec![
+            "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        ]])
+        .await;
+        let mut client = Client::new(&addr);
+        let err = client
+            .post("/x", "application/json", b"{}")
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("inside the reply's body"),
+            "{err:#}"
+        );
+    }
+}

@@ -758,6 +758,57 @@ mod tests {
     }
 
     #[test]
+    fn medians_and_spreads() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        let show = |v: f64| format!("{v:.0}");
+        assert_eq!(spread(&[5.0], show), "5");
+        assert_eq!(spread(&[5.0, 9.0, 1.0], show), "5 [1–9]");
+        assert_eq!(spread(&[], show), "n/a");
+    }
+
+    fn gateway_run(round: usize, kind: gateway::Kind, rps: f64) -> gateway::Run {
+        gateway::Run {
+            round,
+            kind,
+            rps,
+            latency: crate::stats::Summary::default(),
+            connects: 32,
+        }
+    }
+
+    #[test]
+    fn gateway_ratios_pair_runs_of_the_same_round() {
+        use gateway::Kind::{GatewayJson1, Original};
+        let results = Results {
+            gateway: vec![
+                gateway_run(1, GatewayJson1, 50_000.0),
+                gateway_run(1, Original, 5_000.0),
+                gateway_run(2, GatewayJson1, 40_000.0),
+                gateway_run(2, Original, 1_000.0),
+                // A round without the original gives no ratio.
+                gateway_run(3, GatewayJson1, 45_000.0),
+            ],
+            ..Results::default()
+        };
+        assert_eq!(results.gateway_ratios(Original), [10.0, 40.0]);
+        let md = results.markdown();
+        assert!(
+            md.contains("| 10.00x, 40.00x | 25.00x [10.00x–40.00x] |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("≥ 20,000 req/s | 45,000 req/s (median of rounds) | **met** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("20x the original OSE gateway | 25.0x [10.0x–40.0x] | **met** |"),
+            "{md}"
+        );
+    }
+
+    #[test]
     fn empty_results_render() {
         let md = Results::default().markdown();
         assert!(md.contains("not measured"));
