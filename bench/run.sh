@@ -2,8 +2,9 @@
 # bench/run.sh [--quick]: netsvc side by side with nats-server, mosquitto and raw TCP.
 #
 # Installs the peers if they are missing (apt), builds netsvc-bench (release), runs every
-# workload (W1 throughput, W2 request/reply, W4 late join, W5 reconnect storm, hub memory)
-# and writes bench/RESULTS.md; then runs W1 and W2 once more with TLS on every link (netsvc
+# workload (W1 throughput, W2 request/reply, W4 late join, W5 reconnect storm, hub memory,
+# and the HTTP gateway's JSON-RPC echo beside the native protocol) and writes
+# bench/RESULTS.md; then runs W1 and W2 once more with TLS on every link (netsvc
 # and nats-server) and adds what TLS costs each. The tool starts each server itself on
 # 127.0.0.1 with the committed configuration (bench/nats.conf, bench/mosquitto.conf), pins the hub to CPU 0
 # and the load to CPU 1 with taskset where it works, and stops everything it started; this
@@ -12,6 +13,8 @@
 # Time: the full run takes well under 15 minutes on 2 cores; --quick under 2 minutes.
 # Not a test: it never fails on a number (CI may run --quick to prove it works).
 # Extra arguments after --quick are passed to `netsvc-bench run` (e.g. --systems netsvc,nats).
+# The gateway workload also measures the original OSE gateway when NETSVC_BENCH_OSE_PROBE
+# names an `oseprobe` binary built elsewhere against the original library; nothing here builds it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,7 +67,8 @@ done
 
 # --- build -------------------------------------------------------------------------------
 build_start=$(date +%s)
-cargo build --release --locked -p netsvc-bench
+# netsvc-cli: the gateway workload runs the real `netsvc exchange --http` and `netsvc demo`.
+cargo build --release --locked -p netsvc-bench -p netsvc-cli
 build_secs=$(( $(date +%s) - build_start ))
 BIN=target/release/netsvc-bench
 
@@ -177,6 +181,7 @@ fi
     echo "- W2's \"raw TCP\" target uses the relay (same two-hop layout as every hub); the direct figures are the one-hop floor."
     echo "- W5: netsvc clients reconnect with \`Retry::backoff(50 ms, 1 s)\` (full jitter), so after a 1 s outage most of them are asleep in a backoff delay of 0.5–1 s when the hub returns; async-nats uses its default (0, 2, 4, ... ms, no jitter). NATS has no registry, so the registry check is netsvc-only; NATS's lost count is the outage messages (every 20 ms on 5 subjects) that never arrived."
     echo "- Memory: RSS deltas include allocator slack; nats-server is a Go process whose heap grows in steps. A netsvc link's read buffer starts at 4 KiB, doubles (to 64 KiB) while reads fill it and is freed when the link idles; its write buffers hold only what is queued and are freed after a burst. So RSS per connection depends on how much traffic each link has seen, and a phase that follows one that freed memory (the service phase floods every link with registry announcements) reuses it, which can hide its own cost in RSS."
+    echo "- Gateway: the hub is the real \`netsvc exchange --http\` (CPU 0) and the service the real \`netsvc demo\` (CPU 1), both multi-threaded tokio runtimes sized by their affinity (one CPU each); the original, when measured, is \`oseprobe -listen P -http H\` (CPU 0) with the echo in a second \`oseprobe -connect P\` (CPU 1), the same layout. The original answers HTTP/1.0 with \`Connection: Close\`, so its clients open a connection per call."
     echo "- Profiling: \`NETSVC_BENCH_PROFILE_ROLE=netsvc-hub NETSVC_BENCH_PROFILE_WRAPPER='valgrind --tool=callgrind' target/release/netsvc-bench run --quick --systems netsvc --workloads w1 --w1-cases 16x4\` runs one role under a profiler (any role: w1-pub, w1-sub, w2-caller, ...)."
     if [[ ${#NOTES[@]} -gt 0 ]]; then
         for n in "${NOTES[@]}"; do echo "- $n"; done

@@ -3,10 +3,11 @@
 //!
 //! ```text
 //! netsvc-bench run [--quick] [--systems netsvc,nats,mqtt,tcp,tcp-direct]
-//!                  [--workloads w1,w2,w4,w5,memory] [--w1-cases 16x1,1024x16]
+//!                  [--workloads w1,w2,w4,w5,memory,gateway] [--w1-cases 16x1,1024x16]
 //!                  [--clients N] [--markdown FILE] [--json FILE] [--no-pin]
 //!                  [--nats-server PATH] [--nats-config FILE] [--nats-port N]
 //!                  [--mosquitto PATH] [--mosquitto-config FILE] [--mqtt-port N]
+//!                  [--netsvc PATH] [--ose-probe PATH] [--gateway-rounds N]
 //! ```
 //!
 //! The orchestrator spawns every process of a case itself: the hub on CPU 0 (`taskset -c 0`:
@@ -21,12 +22,13 @@
 //! profiler gets to write its data.
 //!
 //! Layout of the code: `adapters` (one per system, behind one trait), `workloads` (W1, W2,
-//! W4, W5, memory: orchestrator side and role side), `report` (tables and ratios), `proc`
-//! (child processes and their line protocol), `harness` (hubs), `payload` and `stats`
+//! W4, W5, memory, gateway: orchestrator side and role side), `report` (tables and ratios), `proc`
+//! (child processes and their line protocol), `harness` (hubs), `http` (the gateway workload's HTTP/1.1 client), `payload` and `stats`
 //! (shared payload generator and HDR histograms).
 
 mod adapters;
 mod harness;
+mod http;
 mod payload;
 mod proc;
 mod report;
@@ -37,7 +39,7 @@ mod workloads;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use workloads::{Target, memory, w1, w2, w4, w5};
+use workloads::{Target, gateway, memory, w1, w2, w4, w5};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -100,6 +102,7 @@ enum Role {
     W5Clients(w5::ClientsArgs),
     MemPub(Target),
     MemClients(memory::ClientsArgs),
+    GwCaller(gateway::CallerArgs),
 }
 
 fn main() -> Result<()> {
@@ -149,5 +152,6 @@ async fn run_role(role: Role) -> Result<()> {
         Role::W5Clients(a) => w5::clients_role(a).await,
         Role::MemPub(t) => memory::pub_role(t).await,
         Role::MemClients(a) => memory::clients_role(a).await,
+        Role::GwCaller(a) => gateway::caller_role(a).await,
     }
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::System;
-use crate::workloads::{memory, w1, w2, w4, w5};
+use crate::workloads::{gateway, memory, w1, w2, w4, w5};
 
 /// Everything one run measured.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -18,6 +18,9 @@ pub(crate) struct Results {
     pub(crate) w4: Vec<w4::Run>,
     pub(crate) w5: Vec<w5::Run>,
     pub(crate) memory: Vec<memory::Run>,
+    /// Absent from the JSON of runs made before the gateway workload existed.
+    #[serde(default)]
+    pub(crate) gateway: Vec<gateway::Run>,
     /// Failures and remarks collected during the run.
     pub(crate) notes: Vec<String>,
     pub(crate) elapsed_secs: f64,
@@ -45,6 +48,34 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
         (Some(a), Some(b)) if b > 0.0 && a.is_finite() && b.is_finite() => format!("{:.2}x", a / b),
         _ => "n/a".to_owned(),
     }
+}
+
+/// The median of `values` (the mean of the middle two for an even count); `None` when empty.
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len().is_multiple_of(2) {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    })
+}
+
+/// "median [min–max]" (just the value for one), each written by `show`; "n/a" when empty.
+fn spread(values: &[f64], show: fn(f64) -> String) -> String {
+    let Some(m) = median(values) else {
+        return "n/a".to_owned();
+    };
+    if values.len() == 1 {
+        return show(m);
+    }
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{} [{}–{}]", show(m), show(lo), show(hi))
 }
 
 fn ms(v: f64) -> String {
@@ -94,6 +125,7 @@ impl Results {
         self.w4_md(&mut md);
         self.w5_md(&mut md);
         self.memory_md(&mut md);
+        self.gateway_md(&mut md);
         if !self.notes.is_empty() {
             md.push_str("\n### Notes from this run\n\n");
             for n in &self.notes {
@@ -223,6 +255,23 @@ impl Results {
                 })
             }),
         });
+        let gw = self.gateway_median(gateway::Kind::GatewayJson1, |r| r.rps);
+        if !self.gateway.is_empty() {
+            checks.push(Check {
+                target: "Gateway JSON-RPC echo, 32 clients: ≥ 20,000 req/s".to_owned(),
+                figure: gw.map_or("n/a".to_owned(), |v| {
+                    format!("{} req/s (median of rounds)", thousands(v))
+                }),
+                met: gw.map(|v| v >= 20_000.0),
+            });
+            let vs = self.gateway_ratios(gateway::Kind::Original);
+            checks.push(Check {
+                target: "Gateway JSON-RPC echo, 32 clients: ≥ 20x the original OSE gateway"
+                    .to_owned(),
+                figure: spread(&vs, |v| format!("{v:.1}x")),
+                met: median(&vs).map(|v| v >= 20.0),
+            });
+        }
         let nm = self.memory(System::Netsvc);
         // The larger of RSS and live heap + 16 B per block (see the memory table's notes).
         let figure = |rss: f64, verdict: f64| {
@@ -259,6 +308,87 @@ impl Results {
                 None => "not measured",
             };
             let _ = writeln!(md, "| {} | {} | {} |", c.target, c.figure, verdict);
+        }
+    }
+
+    /// The median over rounds of `figure` of one gateway-workload target.
+    fn gateway_median(&self, kind: gateway::Kind, figure: fn(&gateway::Run) -> f64) -> Option<f64> {
+        let values: Vec<f64> = self
+            .gateway
+            .iter()
+            .filter(|r| r.kind == kind)
+            .map(figure)
+            .collect();
+        median(&values)
+    }
+
+    /// netsvc's gateway (JSON-RPC 1.0) req/s over `other`'s, one ratio per round that
+    /// measured both.
+    fn gateway_ratios(&self, other: gateway::Kind) -> Vec<f64> {
+        let of = |round: usize, kind| {
+            self.gateway
+                .iter()
+                .find(|r| r.round == round && r.kind == kind)
+                .map(|r| r.rps)
+        };
+        self.gateway
+            .iter()
+            .filter(|r| r.kind == gateway::Kind::GatewayJson1)
+            .filter_map(|r| Some(r.rps / of(r.round, other)?))
+            .collect()
+    }
+
+    fn gateway_md(&self, md: &mut String) {
+        if self.gateway.is_empty() {
+            return;
+        }
+        let rounds = self.gateway.iter().map(|r| r.round).max().unwrap_or(0);
+        let _ = write!(
+            md,
+            "\n## Gateway: JSON-RPC echo, {} clients\n\n{} keep-alive HTTP/1.1 clients (the original closes every connection, so its clients reconnect for each call, inside the measured round trip), a {}-character string echoed; the same call on the native protocol with {} in flight, through the same hub to the same service process. Median of {rounds} round(s), the spread (min–max) in brackets; latencies in µs.\n\n| target | req/s | p50 | p99 | connections per round |\n|---|---:|---:|---:|---:|\n",
+            gateway::CLIENTS,
+            gateway::CLIENTS,
+            128,
+            gateway::CLIENTS,
+        );
+        for kind in [
+            gateway::Kind::GatewayJson1,
+            gateway::Kind::GatewayJson2,
+            gateway::Kind::Native,
+            gateway::Kind::Original,
+        ] {
+            let runs: Vec<&gateway::Run> = self.gateway.iter().filter(|r| r.kind == kind).collect();
+            if runs.is_empty() {
+                continue;
+            }
+            let of = |f: fn(&gateway::Run) -> f64| runs.iter().map(|r| f(r)).collect::<Vec<f64>>();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                kind.label(),
+                spread(&of(|r| r.rps), thousands),
+                spread(&of(|r| r.latency.p50_us), |v| format!("{v:.0}")),
+                spread(&of(|r| r.latency.p99_us), |v| format!("{v:.0}")),
+                spread(&of(|r| r.connects as f64), thousands),
+            );
+        }
+        md.push_str("\nRatios of req/s, each from one round, then their median and spread:\n\n| ratio | per round | median [min–max] |\n|---|---|---:|\n");
+        for (what, other) in [
+            ("gateway (1.0) / original", gateway::Kind::Original),
+            ("gateway (1.0) / native", gateway::Kind::Native),
+            ("gateway (1.0) / gateway (2.0)", gateway::Kind::GatewayJson2),
+        ] {
+            let vs = self.gateway_ratios(other);
+            if vs.is_empty() {
+                continue;
+            }
+            let each: Vec<String> = vs.iter().map(|v| format!("{v:.2}x")).collect();
+            let _ = writeln!(
+                md,
+                "| {what} | {} | {} |",
+                each.join(", "),
+                spread(&vs, |v| format!("{v:.2}x"))
+            );
         }
     }
 
@@ -625,6 +755,57 @@ mod tests {
         assert_eq!(ratio(Some(3.0), Some(2.0)), "1.50x");
         assert_eq!(ratio(Some(3.0), None), "n/a");
         assert_eq!(ms(f64::INFINITY), "never");
+    }
+
+    #[test]
+    fn medians_and_spreads() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        let show = |v: f64| format!("{v:.0}");
+        assert_eq!(spread(&[5.0], show), "5");
+        assert_eq!(spread(&[5.0, 9.0, 1.0], show), "5 [1–9]");
+        assert_eq!(spread(&[], show), "n/a");
+    }
+
+    fn gateway_run(round: usize, kind: gateway::Kind, rps: f64) -> gateway::Run {
+        gateway::Run {
+            round,
+            kind,
+            rps,
+            latency: crate::stats::Summary::default(),
+            connects: 32,
+        }
+    }
+
+    #[test]
+    fn gateway_ratios_pair_runs_of_the_same_round() {
+        use gateway::Kind::{GatewayJson1, Original};
+        let results = Results {
+            gateway: vec![
+                gateway_run(1, GatewayJson1, 50_000.0),
+                gateway_run(1, Original, 5_000.0),
+                gateway_run(2, GatewayJson1, 40_000.0),
+                gateway_run(2, Original, 1_000.0),
+                // A round without the original gives no ratio.
+                gateway_run(3, GatewayJson1, 45_000.0),
+            ],
+            ..Results::default()
+        };
+        assert_eq!(results.gateway_ratios(Original), [10.0, 40.0]);
+        let md = results.markdown();
+        assert!(
+            md.contains("| 10.00x, 40.00x | 25.00x [10.00x–40.00x] |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("≥ 20,000 req/s | 45,000 req/s (median of rounds) | **met** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("20x the original OSE gateway | 25.0x [10.0x–40.0x] | **met** |"),
+            "{md}"
+        );
     }
 
     #[test]

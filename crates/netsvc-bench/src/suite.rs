@@ -4,13 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 
 use crate::adapters::System;
 use crate::harness::{Env, PeerServer};
 use crate::report::Results;
-use crate::workloads::{memory, record, w1, w2, w4, w5};
+use crate::workloads::{gateway, memory, record, w1, w2, w4, w5};
 
 /// The workloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -20,6 +20,8 @@ pub(crate) enum Workload {
     W4,
     W5,
     Memory,
+    /// JSON-RPC echo through the HTTP gateway, beside the native protocol and the original.
+    Gateway,
 }
 
 /// `run` arguments.
@@ -41,7 +43,7 @@ pub(crate) struct RunArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "w1,w2,w4,w5,memory"
+        default_value = "w1,w2,w4,w5,memory,gateway"
     )]
     workloads: Vec<Workload>,
     /// Don't pin with taskset even where it works.
@@ -77,6 +79,17 @@ pub(crate) struct RunArgs {
     /// Write the raw figures here (JSON).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// The `netsvc` CLI binary of the gateway workload (default: next to this binary).
+    #[arg(long)]
+    netsvc: Option<PathBuf>,
+    /// The original OSE gateway's probe (`oseprobe`, built outside this project against the
+    /// original library; never part of it): the gateway workload measures the original too
+    /// when given.
+    #[arg(long, env = "NETSVC_BENCH_OSE_PROBE")]
+    ose_probe: Option<PathBuf>,
+    /// Rounds of the gateway workload (default 3; 1 with --quick).
+    #[arg(long)]
+    gateway_rounds: Option<usize>,
     /// TLS on every link (netsvc and NATS only; the others are skipped): the run makes a CA
     /// and a hub certificate for 127.0.0.1.
     #[arg(long)]
@@ -239,6 +252,54 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
                             r.resynced_ms[0], r.resynced_ms[2], r.not_resynced
                         );
                         results.w5.push(r);
+                    }
+                }
+            }
+            Workload::Gateway => {
+                let programs = gateway::Programs {
+                    netsvc: args
+                        .netsvc
+                        .clone()
+                        .unwrap_or_else(|| env.exe.with_file_name("netsvc")),
+                    ose_probe: args.ose_probe.clone(),
+                };
+                if crate::adapters::tls_dir().is_some() {
+                    results
+                        .notes
+                        .push("gateway workload skipped: it has no TLS variant".to_owned());
+                } else if !programs.netsvc.exists() {
+                    results.notes.push(format!(
+                        "gateway workload skipped: {} not found (cargo build --release -p netsvc-cli)",
+                        programs.netsvc.display()
+                    ));
+                } else {
+                    if let Some(p) = &programs.ose_probe
+                        && !p.exists()
+                    {
+                        bail!("--ose-probe {}: no such file", p.display());
+                    }
+                    let rounds = args
+                        .gateway_rounds
+                        .unwrap_or(if args.quick { 1 } else { 3 });
+                    for round in 1..=rounds {
+                        let what = format!("gateway round {round}/{rounds}");
+                        eprintln!("== {what}");
+                        if let Some(runs) = record(
+                            &what,
+                            gateway::run(&env, &programs, round).await,
+                            &mut results.notes,
+                        ) {
+                            for r in &runs {
+                                eprintln!(
+                                    "   {}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs",
+                                    r.kind.label(),
+                                    r.rps,
+                                    r.latency.p50_us,
+                                    r.latency.p99_us
+                                );
+                            }
+                            results.gateway.extend(runs);
+                        }
                     }
                 }
             }

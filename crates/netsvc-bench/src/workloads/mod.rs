@@ -2,6 +2,7 @@
 //! the hub and the role processes, collect their results) and the roles' side (the code
 //! that runs inside the spawned processes, generic over the adapter).
 
+pub(crate) mod gateway;
 pub(crate) mod memory;
 pub(crate) mod w1;
 pub(crate) mod w2;

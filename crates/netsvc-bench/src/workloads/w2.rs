@@ -102,6 +102,33 @@ async fn server<A: Adapter>(target: &Target) -> Result<()> {
     commands.wait_end().await
 }
 
+/// One loop per worker state in `workers`, all at once, each calling `call` (which returns
+/// one round trip's nanoseconds) until `secs` have passed: the merged latencies and the
+/// requests per second. Shared by W2's in-flight phase and the gateway workload.
+pub(crate) async fn in_flight<W, F>(workers: Vec<W>, secs: f64, call: F) -> Result<(Summary, f64)>
+where
+    F: AsyncFn(&mut W) -> Result<u64>,
+{
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let call = &call;
+    let loops = workers.into_iter().map(|mut worker| async move {
+        let mut h = Latency::new();
+        while Instant::now() < deadline {
+            h.record_ns(call(&mut worker).await?);
+        }
+        Ok::<_, anyhow::Error>(h)
+    });
+    let histograms = try_join_all(loops).await?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut merged = Latency::new();
+    for h in &histograms {
+        merged.merge(h);
+    }
+    let summary = merged.summary();
+    Ok((summary, summary.count as f64 / elapsed))
+}
+
 /// `role w2-caller`.
 pub(crate) async fn caller_role(args: CallerArgs) -> Result<()> {
     dispatch!(args.target.system, caller(&args))
@@ -143,31 +170,18 @@ async fn caller<A: Adapter>(args: &CallerArgs) -> Result<()> {
         }
     }
 
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(args.inflight_secs);
-    let workers = (0..IN_FLIGHT).map(|_| {
-        let (c, seq) = (&c, &seq);
-        async move {
-            let mut h = Latency::new();
-            while Instant::now() < deadline {
-                h.record_ns(one_call(c, seq).await?);
-            }
-            Ok::<_, anyhow::Error>(h)
-        }
-    });
-    let histograms = try_join_all(workers).await?;
-    let elapsed = start.elapsed().as_secs_f64();
-    let mut in_flight = Latency::new();
-    for h in &histograms {
-        in_flight.merge(h);
-    }
-    let in_flight = in_flight.summary();
+    let (in_flight, in_flight_rps) = in_flight(
+        (0..IN_FLIGHT).map(|_| ()).collect(),
+        args.inflight_secs,
+        async |_: &mut ()| one_call(&c, &seq).await,
+    )
+    .await?;
     crate::proc::emit(
         "RESULT",
         &Run {
             system: args.target.system,
             sequential: sequential.summary(),
-            in_flight_rps: in_flight.count as f64 / elapsed,
+            in_flight_rps,
             in_flight,
         },
     )?;
