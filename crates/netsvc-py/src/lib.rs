@@ -8,6 +8,7 @@
 
 mod bridge;
 mod objects;
+mod security;
 mod state;
 mod values;
 
@@ -532,9 +533,29 @@ impl ExchangeCore {
     /// `server`: listens and relays; `client`: connects. `authorise`, if given, is called
     /// with each connecting client's IP address (on a runtime thread, holding the GIL) and
     /// refuses it when it returns a false value or raises.
+    /// The keyword arguments say how it links to the servers it connects to (TLS trusting
+    /// `tls_ca`, a client certificate, a login) and, with `users` (a users file), that
+    /// peers must log in to it.
     #[new]
-    #[pyo3(signature = (server, group = "", authorise = None))]
-    fn new(server: bool, group: &str, authorise: Option<Py<PyAny>>) -> PyResult<Self> {
+    #[pyo3(signature = (
+        server, group = "", authorise = None, *, tls_ca = None, tls_cert = None,
+        tls_key = None, tls_server_name = None, user = None, password = None, token = None,
+        users = None
+    ))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments, each optional
+    fn new(
+        server: bool,
+        group: &str,
+        authorise: Option<Py<PyAny>>,
+        tls_ca: Option<&str>,
+        tls_cert: Option<&str>,
+        tls_key: Option<&str>,
+        tls_server_name: Option<&str>,
+        user: Option<&str>,
+        password: Option<&str>,
+        token: Option<&str>,
+        users: Option<&str>,
+    ) -> PyResult<Self> {
         let st = state()?;
         let mut builder = if server {
             Exchange::server(&st.runtime)
@@ -542,6 +563,17 @@ impl ExchangeCore {
             Exchange::client(&st.runtime)
         };
         builder = builder.group(group);
+        builder = security::LinkSecurity {
+            tls_ca,
+            tls_cert,
+            tls_key,
+            tls_server_name,
+            user,
+            password,
+            token,
+            users,
+        }
+        .apply(builder)?;
         if let Some(hook) = authorise {
             builder = builder.authorise(move |peer| {
                 let host = match peer {
@@ -565,24 +597,54 @@ impl ExchangeCore {
     }
 
     /// Listens on `HOST:PORT` (port 0: a free one); returns the address bound. Blocks
-    /// (without the GIL) only while binding.
-    fn listen(&self, py: Python<'_>, address: &str) -> PyResult<String> {
+    /// (without the GIL) only while binding. With `tls_cert` and `tls_key` the port is TLS
+    /// only; `client_ca` verifies client certificates (required with
+    /// `require_client_cert`).
+    #[pyo3(signature = (
+        address, *, tls_cert = None, tls_key = None, client_ca = None,
+        require_client_cert = false
+    ))]
+    fn listen(
+        &self,
+        py: Python<'_>,
+        address: &str,
+        tls_cert: Option<&str>,
+        tls_key: Option<&str>,
+        client_ca: Option<&str>,
+        require_client_cert: bool,
+    ) -> PyResult<String> {
         let exchange = self.get()?;
+        let tls = listen_tls(tls_cert, tls_key, client_ca, require_client_cert)?;
         let st = state()?;
         let address = address.to_owned();
-        py.detach(|| st.tokio.block_on(exchange.listen(&address)))
-            .map(|a| a.to_string())
-            .map_err(|e| PyConnectionError::new_err(e.to_string()))
+        py.detach(|| {
+            st.tokio
+                .block_on(listen_on(&exchange, &address, tls.as_ref()))
+        })
+        .map(|a| a.to_string())
+        .map_err(|e| PyConnectionError::new_err(e.to_string()))
     }
 
-    fn listen_async<'py>(&self, py: Python<'py>, address: &str) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (
+        address, *, tls_cert = None, tls_key = None, client_ca = None,
+        require_client_cert = false
+    ))]
+    fn listen_async<'py>(
+        &self,
+        py: Python<'py>,
+        address: &str,
+        tls_cert: Option<&str>,
+        tls_key: Option<&str>,
+        client_ca: Option<&str>,
+        require_client_cert: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let exchange = self.get()?;
+        let tls = listen_tls(tls_cert, tls_key, client_ca, require_client_cert)?;
         let address = address.to_owned();
         spawn_py(
             py,
             async move {
-                exchange
-                    .listen(&address)
+                listen_on(&exchange, &address, tls.as_ref())
                     .await
                     .map(|a| a.to_string())
                     .map_err(|e| e.to_string())
@@ -650,6 +712,35 @@ impl ExchangeCore {
             },
             unit_py,
         )
+    }
+}
+
+fn listen_tls(
+    cert: Option<&str>,
+    key: Option<&str>,
+    client_ca: Option<&str>,
+    require_client_cert: bool,
+) -> PyResult<Option<netsvc::security::ServerTls>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => {
+            security::server_tls(cert, key, client_ca, require_client_cert).map(Some)
+        }
+        (None, None) if client_ca.is_none() && !require_client_cert => Ok(None),
+        (None, None) => Err(PyValueError::new_err(
+            "client_ca and require_client_cert need tls_cert and tls_key",
+        )),
+        _ => Err(PyValueError::new_err("tls_cert and tls_key go together")),
+    }
+}
+
+async fn listen_on(
+    exchange: &Exchange,
+    address: &str,
+    tls: Option<&netsvc::security::ServerTls>,
+) -> Result<std::net::SocketAddr, netsvc::ExchangeError> {
+    match tls {
+        Some(tls) => exchange.listen_tls(address, tls).await,
+        None => exchange.listen(address).await,
     }
 }
 

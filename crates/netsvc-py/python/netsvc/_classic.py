@@ -1224,12 +1224,23 @@ class Exchange(Agent):
     """A message exchange endpoint: ``EXCHANGE_SERVER`` listens, ``EXCHANGE_CLIENT``
     connects. One per group per process."""
 
-    def __init__(self, mode: int, group: str = "") -> None:
+    def __init__(self, mode: int, group: str = "", *, tls_ca: str | None = None,
+                 tls_cert: str | None = None, tls_key: str | None = None,
+                 tls_server_name: str | None = None, user: str | None = None,
+                 password: str | None = None, token: str | None = None,
+                 users: str | None = None) -> None:
+        """(netsvc additions, keyword only) ``tls_ca``: connect with TLS, trusting this CA
+        file (PEM), with ``tls_cert``/``tls_key`` as a client certificate and
+        ``tls_server_name`` the name to expect; ``user`` + ``password`` or ``token``: log
+        in; ``users``: a users file, so that peers must log in (docs/SECURITY.md)."""
         Agent.__init__(self)
         hook = None
         if type(self).authorise is not Exchange.authorise:
             hook = lambda host: bool(self.authorise(host))  # noqa: E731
-        self._core = _netsvc.ExchangeCore(mode == EXCHANGE_SERVER, group, hook)
+        self._core = _netsvc.ExchangeCore(
+            mode == EXCHANGE_SERVER, group, hook, tls_ca=tls_ca, tls_cert=tls_cert,
+            tls_key=tls_key, tls_server_name=tls_server_name, user=user, password=password,
+            token=token, users=users)
         self._group = group
         self._connectors: dict[str, Any] = {}
         d = Dispatcher()
@@ -1239,10 +1250,16 @@ class Exchange(Agent):
         self._watch_token = token
         d._tokens[token] = _weakly(self, "_connection_event")
 
-    def listen(self, port: int, host: str = "0.0.0.0") -> int:
+    def listen(self, port: int, host: str = "0.0.0.0", *, tls_cert: str | None = None,
+               tls_key: str | None = None, client_ca: str | None = None,
+               require_client_cert: bool = False) -> int:
         """Listens for clients on ``port`` (0: a free one) of ``host`` (all interfaces by
-        default, as the original); returns the port bound."""
-        bound = self._core.listen(f"{host}:{int(port)}")
+        default, as the original); returns the port bound. (netsvc additions) With
+        ``tls_cert`` and ``tls_key`` (PEM files) the port is TLS only; ``client_ca``
+        verifies client certificates, which ``require_client_cert`` makes mandatory."""
+        bound = self._core.listen(f"{host}:{int(port)}", tls_cert=tls_cert, tls_key=tls_key,
+                                  client_ca=client_ca,
+                                  require_client_cert=require_client_cert)
         return int(bound.rsplit(":", 1)[1])
 
     def connect(self, host: str, port: int, retryDelay: float = 5.0) -> str:

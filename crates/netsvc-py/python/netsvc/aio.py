@@ -421,22 +421,39 @@ class Exchange:
     relays, ``Exchange.client()`` connects."""
 
     def __init__(self, server: bool = False, group: str = "",
-                 authorise: Callable[[str], bool] | None = None) -> None:
-        self._core = _netsvc.ExchangeCore(server, group, authorise)
+                 authorise: Callable[[str], bool] | None = None, *,
+                 tls_ca: str | None = None, tls_cert: str | None = None,
+                 tls_key: str | None = None, tls_server_name: str | None = None,
+                 user: str | None = None, password: str | None = None,
+                 token: str | None = None, users: str | None = None) -> None:
+        """``tls_ca``: connect with TLS trusting this CA file (PEM), with ``tls_cert`` and
+        ``tls_key`` as a client certificate, expecting ``tls_server_name`` if given;
+        ``user`` + ``password`` or ``token``: log in; ``users``: a users file, so that
+        peers must log in (docs/SECURITY.md). A bad file or combination: ValueError."""
+        self._core = _netsvc.ExchangeCore(
+            server, group, authorise, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
+            tls_server_name=tls_server_name, user=user, password=password, token=token,
+            users=users)
         # An exchange runs until it is shut down, whether or not it is referenced.
         _live_exchanges.add(self)
 
     @classmethod
-    def server(cls, group: str = "") -> "Exchange":
-        return cls(True, group)
+    def server(cls, group: str = "", **security: Any) -> "Exchange":
+        return cls(True, group, **security)
 
     @classmethod
-    def client(cls, group: str = "") -> "Exchange":
-        return cls(False, group)
+    def client(cls, group: str = "", **security: Any) -> "Exchange":
+        return cls(False, group, **security)
 
-    async def listen(self, address: str = "127.0.0.1:0") -> str:
-        """Listens on ``HOST:PORT``; returns the address bound."""
-        return str(await self._core.listen_async(address))
+    async def listen(self, address: str = "127.0.0.1:0", *, tls_cert: str | None = None,
+                     tls_key: str | None = None, client_ca: str | None = None,
+                     require_client_cert: bool = False) -> str:
+        """Listens on ``HOST:PORT``; returns the address bound. With ``tls_cert`` and
+        ``tls_key`` (PEM files) TLS only; ``client_ca`` verifies client certificates,
+        which ``require_client_cert`` makes mandatory."""
+        return str(await self._core.listen_async(
+            address, tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca,
+            require_client_cert=require_client_cert))
 
     async def connect(self, address: str, *, retry: float = 1.0,
                       timeout: float | None = 10.0) -> Connector:
