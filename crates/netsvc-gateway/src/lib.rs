@@ -10,6 +10,8 @@
 
 pub mod codec;
 #[cfg(feature = "server")]
+mod dashboard;
+#[cfg(feature = "server")]
 mod introspect;
 #[cfg(feature = "server")]
 pub mod metrics;

@@ -27,8 +27,8 @@ use tokio::net::TcpListener;
 
 use crate::codec::jsonrpc::{self, ServiceBody, V2Body, V2Entry};
 use crate::codec::{Fault, XmlLimits, netrpc, xmlrpc};
-use crate::introspect;
 use crate::tls::TlsListener;
+use crate::{dashboard, introspect};
 use netsvc::security::{ServerTls, TlsError};
 use tokio::sync::watch;
 use tokio_rustls::rustls::ServerConfig;
@@ -258,6 +258,7 @@ async fn dispatch(State(state): Ctx, request: Request) -> Response {
                 "Method not supported here.",
             )
         }
+        _ if is_get && let Some(file) = dashboard::file(&path) => file,
         _ if is_get && path.starts_with("/api/services/") && path.ends_with("/methods") => {
             let name = path
                 .strip_prefix("/api/services/")

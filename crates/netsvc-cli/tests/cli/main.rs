@@ -7,6 +7,7 @@ mod util;
 
 mod call;
 mod connect;
+mod dashboard;
 mod demo;
 mod exchange;
 mod gateway;
