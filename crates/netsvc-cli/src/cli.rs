@@ -229,6 +229,10 @@ pub(crate) struct HttpOptions {
     /// The private key (PEM) of --http-tls-cert.
     #[arg(long, value_name = "FILE", requires = "http_tls_cert")]
     pub(crate) http_tls_key: Option<PathBuf>,
+    /// A publisher service the gateway hosts, so that HTTP clients may publish reports as
+    /// it (POST /api/reports/NAME/SUBJECT); repeatable.
+    #[arg(long = "publisher", value_name = "NAME", value_parser = parse::service_name)]
+    pub(crate) publishers: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -41,6 +41,15 @@ pub(crate) fn wait(text: &str) -> Result<Wait, String> {
     Ok(Wait(Some(d.max(MIN_WAIT))))
 }
 
+/// A service name given on the command line (not empty, nothing forbidden in it).
+pub(crate) fn service_name(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("a service name must not be empty".to_owned());
+    }
+    netsvc::names::check_service_name(text).map_err(|e| e.to_string())?;
+    Ok(text.to_owned())
+}
+
 /// `--expose`: all, local, group:NAME or name:NAME.
 pub(crate) fn exposure(text: &str) -> Result<netsvc_gateway::Exposure, String> {
     use netsvc_gateway::Exposure;

@@ -16,6 +16,8 @@ mod introspect;
 #[cfg(feature = "server")]
 pub mod metrics;
 #[cfg(feature = "server")]
+mod reports;
+#[cfg(feature = "server")]
 mod server;
 #[cfg(feature = "server")]
 pub mod tls;

@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use crate::codec::jsonrpc::{self, ServiceBody, V2Body, V2Entry};
 use crate::codec::{Fault, XmlLimits, netrpc, xmlrpc};
 use crate::tls::TlsListener;
-use crate::{dashboard, introspect};
+use crate::{dashboard, introspect, reports};
 use netsvc::security::{ServerTls, TlsError};
 use tokio::sync::watch;
 use tokio_rustls::rustls::ServerConfig;
@@ -65,6 +65,9 @@ pub struct GatewayConfig {
     pub value_limits: Limits,
     /// Serve HTTPS only, with this certificate (and client CA); `None`: plain HTTP.
     pub tls: Option<ServerTls>,
+    /// The publisher services `POST /api/reports/SERVICE/SUBJECT` may publish from; the
+    /// gateway hosts them (announced when the server starts).
+    pub publishers: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -76,6 +79,7 @@ impl Default for GatewayConfig {
             xml_limits: XmlLimits::DEFAULT,
             value_limits: Limits::DEFAULT,
             tls: None,
+            publishers: Vec::new(),
         }
     }
 }
@@ -92,6 +96,13 @@ impl GatewayConfig {
     #[must_use]
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Adds a publisher service to [`publishers`](Self::publishers).
+    #[must_use]
+    pub fn with_publisher(mut self, name: &str) -> Self {
+        self.publishers.push(name.to_owned());
         self
     }
 
@@ -120,6 +131,9 @@ pub enum GatewayError {
     /// The TLS settings could not be used.
     #[error("HTTPS: {0}")]
     Tls(#[from] TlsError),
+    /// A publisher service of the configuration could not be made.
+    #[error("publisher {0:?}: {1}")]
+    Publisher(String, netsvc::Error),
 }
 
 /// An HTTP gateway in front of a runtime's services.
@@ -142,6 +156,8 @@ pub struct Gateway {
 pub(crate) struct Shared {
     pub(crate) rt: Runtime,
     config: GatewayConfig,
+    /// The services the gateway itself hosts, for reports.
+    hosted: std::sync::Mutex<reports::Hosted>,
     /// Where a served HTTPS listener takes its certificate for each new connection.
     tls_in_force: std::sync::Mutex<Option<watch::Sender<Arc<ServerConfig>>>>,
 }
@@ -155,6 +171,7 @@ impl Gateway {
             state: Arc::new(Shared {
                 rt,
                 config,
+                hosted: std::sync::Mutex::default(),
                 tls_in_force: std::sync::Mutex::new(None),
             }),
         }
@@ -175,6 +192,11 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
+        for name in &self.state.config.publishers {
+            if let Some(Err(e)) = self.state.publisher(name) {
+                return Err(GatewayError::Publisher(name.clone(), e));
+            }
+        }
         let router = self.router();
         match &self.state.config.tls {
             Some(tls) => {
@@ -250,6 +272,7 @@ async fn dispatch(State(state): Ctx, request: Request) -> Response {
         "/api/stats" if is_get => introspect::stats(&state),
         "/api/links" if is_get => introspect::links(&state),
         "/api/subscriptions" if is_get => introspect::subscriptions(&state, request.uri().query()),
+        "/api/reports" if is_get => reports::stream(&state, request.uri().query()),
         "/metrics" if is_get => introspect::prometheus(&state),
         "/jsonrpc" | "/api/services" | "/api/events" | "/api/stats" | "/api/links" | "/metrics" => {
             page(
@@ -259,6 +282,14 @@ async fn dispatch(State(state): Ctx, request: Request) -> Response {
             )
         }
         _ if is_get && let Some(file) = dashboard::file(&path) => file,
+        _ if is_post && let Some(rest) = path.strip_prefix("/api/reports/") => {
+            let query = request.uri().query().map(str::to_owned);
+            let rest = rest.to_owned();
+            match read_body(&state, request).await {
+                Ok((_, body)) => reports::publish(&state, &rest, query.as_deref(), &body),
+                Err(response) => response,
+            }
+        }
         _ if is_get && path.starts_with("/api/services/") && path.ends_with("/methods") => {
             let name = path
                 .strip_prefix("/api/services/")
@@ -311,7 +342,7 @@ fn mount<'p>(path: &'p str, mount: &str) -> Option<&'p str> {
     }
 }
 
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -330,6 +361,16 @@ fn percent_decode(text: &str) -> Option<String> {
 }
 
 impl Shared {
+    pub(crate) fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    pub(crate) fn hosted(&self) -> std::sync::MutexGuard<'_, reports::Hosted> {
+        self.hosted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Where a call to the service `name` goes, if the gateway exposes such a service now.
     pub(crate) fn resolve(&self, name: &str) -> Option<Target> {
         let registry = self.rt.registry();
@@ -399,7 +440,8 @@ fn fault_of(failure: Failure) -> Fault {
     }
 }
 
-const SERVER: HeaderValue = HeaderValue::from_static(concat!("netsvc/", env!("CARGO_PKG_VERSION")));
+pub(crate) const SERVER: HeaderValue =
+    HeaderValue::from_static(concat!("netsvc/", env!("CARGO_PKG_VERSION")));
 
 pub(crate) fn reply(
     status: StatusCode,

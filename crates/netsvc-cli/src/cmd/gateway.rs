@@ -96,6 +96,9 @@ pub(crate) async fn start(
     if let Some(tls) = tls {
         config = config.with_tls(tls);
     }
+    for name in &options.publishers {
+        config = config.with_publisher(name);
+    }
     let own_tls = options
         .http_tls_cert
         .clone()

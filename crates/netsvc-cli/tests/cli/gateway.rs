@@ -1072,3 +1072,69 @@ fn stats_links_metrics_and_methods_over_http() {
         "{listed}"
     );
 }
+
+#[test]
+fn reports_published_over_http_reach_native_and_sse_subscribers_cache_first() {
+    use serde_json::json;
+    let (_hub, address, http) = gateway_hub(&["--publisher", "web"]);
+    wait_for_services(&address, &["web"]);
+    let post_report = |path: &str, body: &str| post(&http, path, "application/json", body);
+
+    // A native subscriber first, then a cached report.
+    let mut monitor = Proc::spawn(&["monitor", "--connect", &address, "web", "temp.*"]);
+    monitor.wait_stderr("available");
+    let reply = post_report("/api/reports/web/temp.room1?lifetime=-1", "21.5");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["subject"], "temp.room1");
+    let seen = monitor.json_until("the report", |j| j["subject"] == "temp.room1");
+    assert_eq!(seen["value"], 21.5, "{seen}");
+
+    // A late SSE subscriber gets the cache first, then live reports, in order.
+    let mut stream = connect(&http);
+    send(
+        &mut stream,
+        "GET",
+        "/api/reports?service=web&pattern=temp.%2A",
+        &[],
+        b"",
+    );
+    let mut events = SseReader::new(stream);
+    assert_eq!(events.status, 200);
+    let (kind, data) = events.next();
+    assert_eq!(
+        (kind.as_str(), &data["publisher"]),
+        ("available", &json!("web"))
+    );
+    let (kind, data) = events.next();
+    assert_eq!(kind, "report");
+    assert_eq!(
+        (&data["subject"], &data["content"]),
+        (&json!("temp.room1"), &json!(21.5))
+    );
+    post_report("/api/reports/web/temp.room2", r#"{"c": [1, 2]}"#);
+    post_report("/api/reports/web/other", "0");
+    let (kind, data) = events.next();
+    assert_eq!(kind, "report");
+    assert_eq!(data["content"], json!({"c": [1, 2]}), "{data}");
+
+    // Bad input: each a clear 4xx.
+    for (path, body, status) in [
+        ("/api/reports/nobody/temp.x", "1", 404),
+        ("/api/reports/web/temp.x", "{not json", 400),
+        ("/api/reports/web/a*b", "1", 400),
+        ("/api/reports/web/temp.x?lifetime=soon", "1", 400),
+        ("/api/reports/web", "1", 404),
+    ] {
+        let reply = post_report(path, body);
+        assert_eq!(reply.status, status, "{path}: {}", reply.body);
+        assert!(reply.json()["error"].is_string(), "{path}: {}", reply.body);
+    }
+    for path in [
+        "/api/reports",
+        "/api/reports?service=a*b",
+        "/api/reports?service=web&pattern=a%01",
+    ] {
+        let reply = request(&http, "GET", path, &[], b"");
+        assert_eq!(reply.status, 400, "{path}: {}", reply.body);
+    }
+}
