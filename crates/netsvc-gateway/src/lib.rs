@@ -21,6 +21,8 @@ mod reports;
 mod server;
 #[cfg(feature = "server")]
 pub mod tls;
+#[cfg(feature = "server")]
+mod withdrawals;
 
 #[cfg(feature = "server")]
 pub use server::{Exposure, Gateway, GatewayConfig, GatewayError, Serving};

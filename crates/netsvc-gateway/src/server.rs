@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use crate::codec::jsonrpc::{self, ServiceBody, V2Body, V2Entry};
 use crate::codec::{Fault, XmlLimits, netrpc, xmlrpc};
 use crate::tls::TlsListener;
+use crate::withdrawals::{Withdrawal, Withdrawals};
 use crate::{dashboard, introspect, reports};
 use netsvc::security::{ServerTls, TlsError};
 use tokio::sync::watch;
@@ -158,6 +159,8 @@ pub(crate) struct Shared {
     config: GatewayConfig,
     /// The services the gateway itself hosts, for reports.
     hosted: std::sync::Mutex<reports::Hosted>,
+    /// Recent withdrawals, for `/api/services`.
+    withdrawals: Arc<Withdrawals>,
     /// Where a served HTTPS listener takes its certificate for each new connection.
     tls_in_force: std::sync::Mutex<Option<watch::Sender<Arc<ServerConfig>>>>,
 }
@@ -167,11 +170,14 @@ type Ctx = State<Arc<Shared>>;
 impl Gateway {
     /// A gateway to `rt`'s services.
     pub fn new(rt: Runtime, config: GatewayConfig) -> Self {
+        let withdrawals = Arc::new(Withdrawals::default());
+        Withdrawals::follow(Arc::downgrade(&withdrawals), &rt);
         Self {
             state: Arc::new(Shared {
                 rt,
                 config,
                 hosted: std::sync::Mutex::default(),
+                withdrawals,
                 tls_in_force: std::sync::Mutex::new(None),
             }),
         }
@@ -267,7 +273,7 @@ async fn dispatch(State(state): Ctx, request: Request) -> Response {
     let is_get = request.method() == Method::GET || request.method() == Method::HEAD;
     match path.as_str() {
         "/jsonrpc" if is_post => jsonrpc_v2(&state, request).await,
-        "/api/services" if is_get => services(&state),
+        "/api/services" if is_get => services(&state, request.uri().query()),
         "/api/events" if is_get => events(&state),
         "/api/stats" if is_get => introspect::stats(&state),
         "/api/links" if is_get => introspect::links(&state),
@@ -389,6 +395,15 @@ impl Shared {
                 .into_iter()
                 .find(|b| b.service_name() == name)
                 .map(Target::from),
+        }
+    }
+
+    /// Whether a withdrawn service of this name would have been listed: by name only, since
+    /// its groups went with it.
+    fn exposes_name(&self, name: &str) -> bool {
+        match &self.config.exposure {
+            Exposure::Name(only) => only == name,
+            _ => true,
         }
     }
 
@@ -680,15 +695,37 @@ fn binding_json(state: &Shared, binding: &Binding) -> Json {
     })
 }
 
-fn services(state: &Shared) -> Response {
-    let list: Vec<Json> = state
-        .rt
-        .registry()
-        .services()
-        .iter()
-        .filter(|b| state.exposes(b))
-        .map(|b| binding_json(state, b))
-        .collect();
+/// The exposed services, each with the last withdrawal of its name if one is remembered;
+/// with `?withdrawn=1`, the recent withdrawals (newest first) instead.
+fn services(state: &Shared, query: Option<&str>) -> Response {
+    let withdrawn = query.is_some_and(|q| q.split('&').any(|p| p == "withdrawn=1"));
+    let list: Vec<Json> = if withdrawn {
+        state
+            .withdrawals
+            .newest_first()
+            .iter()
+            .filter(|w| !w.name.starts_with("netsvc.") && state.exposes_name(&w.name))
+            .map(Withdrawal::json)
+            .collect()
+    } else {
+        state
+            .rt
+            .registry()
+            .services()
+            .iter()
+            .filter(|b| state.exposes(b))
+            .map(|b| {
+                let mut json = binding_json(state, b);
+                if let (Some(object), Some(last)) = (
+                    json.as_object_mut(),
+                    state.withdrawals.last_of(b.service_name()),
+                ) {
+                    object.insert("last_withdrawal".into(), last.json());
+                }
+                json
+            })
+            .collect()
+    };
     reply(
         StatusCode::OK,
         "application/json",

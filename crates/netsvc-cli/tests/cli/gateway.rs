@@ -1138,3 +1138,37 @@ fn reports_published_over_http_reach_native_and_sse_subscribers_cache_first() {
         assert_eq!(reply.status, 400, "{path}: {}", reply.body);
     }
 }
+
+#[test]
+fn the_services_snapshot_remembers_why_a_service_went() {
+    let (_hub, address, http) = gateway_hub(&[]);
+    let first = demo(&address);
+    first.signal("KILL");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let gone = loop {
+        let list = request(&http, "GET", "/api/services?withdrawn=1", &[], b"").json();
+        if let Some(echo) = list
+            .as_array()
+            .and_then(|l| l.iter().find(|w| w["name"] == "echo"))
+        {
+            break echo.clone();
+        }
+        assert!(Instant::now() < deadline, "echo's withdrawal never listed");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(gone["reason"], "connection-lost", "{gone}");
+    assert_eq!(gone["reason_text"], "connection lost", "{gone}");
+    assert!(gone["at_ms"].as_u64().is_some_and(|t| t > 0), "{gone}");
+
+    // Back again: the live entry carries the reason its name last went.
+    let _again = demo(&address);
+    let list = request(&http, "GET", "/api/services", &[], b"").json();
+    let echo = list
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["name"] == "echo"))
+        .unwrap_or_else(|| panic!("no echo in {list}"));
+    assert_eq!(
+        echo["last_withdrawal"]["reason"], "connection-lost",
+        "{echo}"
+    );
+}
