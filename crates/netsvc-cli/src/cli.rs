@@ -229,6 +229,13 @@ pub(crate) struct HttpOptions {
     /// The private key (PEM) of --http-tls-cert.
     #[arg(long, value_name = "FILE", requires = "http_tls_cert")]
     pub(crate) http_tls_key: Option<PathBuf>,
+    /// Most HTTP connections open at once; more wait in the kernel's backlog.
+    #[arg(long, value_name = "N", default_value = "4096")]
+    pub(crate) max_connections: usize,
+    /// Seconds an HTTP connection may stay with nothing read or written before it is
+    /// closed (keep it above --request-timeout and the event streams' 15 s keep-alive).
+    #[arg(long, value_name = "SECS", default_value = "120", value_parser = parse::positive_seconds)]
+    pub(crate) idle_timeout: Duration,
     /// A publisher service the gateway hosts, so that HTTP clients may publish reports as
     /// it (POST /api/reports/NAME/SUBJECT); repeatable.
     #[arg(long = "publisher", value_name = "NAME", value_parser = parse::service_name)]

@@ -14,6 +14,8 @@ mod dashboard;
 #[cfg(feature = "server")]
 mod introspect;
 #[cfg(feature = "server")]
+mod limits;
+#[cfg(feature = "server")]
 pub mod metrics;
 #[cfg(feature = "server")]
 mod reports;

@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 
 use crate::codec::jsonrpc::{self, ServiceBody, V2Body, V2Entry};
 use crate::codec::{Fault, XmlLimits, netrpc, xmlrpc};
+use crate::limits::Limited;
 use crate::tls::TlsListener;
 use crate::withdrawals::{Withdrawal, Withdrawals};
 use crate::{dashboard, introspect, reports};
@@ -69,6 +70,12 @@ pub struct GatewayConfig {
     /// The publisher services `POST /api/reports/SERVICE/SUBJECT` may publish from; the
     /// gateway hosts them (announced when the server starts).
     pub publishers: Vec<String>,
+    /// Most HTTP connections open at once; past it new ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A connection with nothing read or written for this long is closed. Keep it above
+    /// the event streams' 15 s keep-alive and above the request timeout, or streams and
+    /// slow calls would be cut too.
+    pub idle_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -81,6 +88,8 @@ impl Default for GatewayConfig {
             value_limits: Limits::DEFAULT,
             tls: None,
             publishers: Vec::new(),
+            max_connections: 4096,
+            idle_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -97,6 +106,15 @@ impl GatewayConfig {
     #[must_use]
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_connections`](Self::max_connections) and
+    /// [`idle_timeout`](Self::idle_timeout).
+    #[must_use]
+    pub fn with_connection_limits(mut self, max_connections: usize, idle: Duration) -> Self {
+        self.max_connections = max_connections;
+        self.idle_timeout = idle;
         self
     }
 
@@ -204,6 +222,10 @@ impl Gateway {
             }
         }
         let router = self.router();
+        let (max, idle) = (
+            self.state.config.max_connections,
+            self.state.config.idle_timeout,
+        );
         match &self.state.config.tls {
             Some(tls) => {
                 let (in_force, config) = watch::channel(tls.rustls_config(&[b"http/1.1"])?);
@@ -212,13 +234,13 @@ impl Gateway {
                     .tls_in_force
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(in_force);
-                let listener = TlsListener::new(listener, config)?;
+                let listener = Limited::new(TlsListener::new(listener, config)?, max, idle);
                 axum::serve(listener, router)
                     .with_graceful_shutdown(shutdown)
                     .await?;
             }
             None => {
-                axum::serve(listener, router)
+                axum::serve(Limited::new(listener, max, idle), router)
                     .with_graceful_shutdown(shutdown)
                     .await?;
             }

@@ -1172,3 +1172,74 @@ fn the_services_snapshot_remembers_why_a_service_went() {
         "{echo}"
     );
 }
+
+#[test]
+fn a_thousand_keep_alive_clients_do_not_starve_the_exchange() {
+    let (_hub, address, http) = gateway_hub(&[]);
+    let _demo = demo(&address);
+    // 1,000 HTTP clients, each with one answered request, all kept open.
+    let mut open = Vec::new();
+    for _ in 0..1000 {
+        let mut stream = connect(&http);
+        send(&mut stream, "GET", "/api/links", &[], b"");
+        let mut reader = BufReader::new(stream);
+        assert_eq!(read_reply(&mut reader).status, 200);
+        open.push(reader);
+    }
+    // The exchange still serves native calls, and the gateway a new client.
+    let call = run(&["call", "--connect", &address, "echo", "echo", "\"native\""]);
+    assert!(call.status.success(), "{}", stderr(&call));
+    assert_eq!(stdout(&call).trim(), "\"native\"");
+    let reply = post(
+        &http,
+        "/jsonrpc",
+        "application/json",
+        r#"{"jsonrpc":"2.0","id":1,"method":"echo.echo","params":["http"]}"#,
+    );
+    assert_eq!(reply.json()["result"], "http", "{}", reply.body);
+    // And each of the thousand is still served on its connection.
+    for reader in open.iter_mut().step_by(100) {
+        send(reader.get_mut(), "GET", "/api/links", &[], b"");
+        assert_eq!(read_reply(reader).status, 200);
+    }
+}
+
+#[test]
+fn idle_connections_are_closed_and_the_cap_holds_new_ones_back() {
+    let (_hub, _address, http) = gateway_hub(&["--idle-timeout", "3", "--max-connections", "2"]);
+    let first = connect(&http);
+    let mut second = connect(&http);
+    send(&mut second, "GET", "/api/links", &[], b"");
+    let mut second = BufReader::new(second);
+    assert_eq!(read_reply(&mut second).status, 200);
+    // Past the cap: accepted by the kernel, but not served while two are open.
+    let mut third = connect(&http);
+    send(&mut third, "GET", "/api/links", &[], b"");
+    third
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .expect("timeout");
+    let mut byte = [0u8; 1];
+    let early = third.read(&mut byte);
+    assert!(
+        early.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "served past the cap: {early:?}"
+    );
+    // A place frees: the third is answered.
+    drop(first);
+    third
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut third = BufReader::new(third);
+    assert_eq!(read_reply(&mut third).status, 200);
+    // The second, idle since its answer, is closed by the gateway.
+    let mut rest = Vec::new();
+    let closed = second.read_to_end(&mut rest).map(|_| rest.len());
+    let was_closed = match &closed {
+        Ok(n) => *n == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(was_closed, "the idle connection was not closed: {closed:?}");
+}
