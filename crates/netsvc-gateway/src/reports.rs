@@ -153,6 +153,7 @@ impl ReportStream {
                         "address": publisher.address(),
                         "subject": report.subject(),
                         "content": content,
+                        "cached": report.is_cached(),
                     }),
                 )
             }

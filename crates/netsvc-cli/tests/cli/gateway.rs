@@ -1111,11 +1111,13 @@ fn reports_published_over_http_reach_native_and_sse_subscribers_cache_first() {
         (&data["subject"], &data["content"]),
         (&json!("temp.room1"), &json!(21.5))
     );
+    assert_eq!(data["cached"], true, "{data}");
     post_report("/api/reports/web/temp.room2", r#"{"c": [1, 2]}"#);
     post_report("/api/reports/web/other", "0");
     let (kind, data) = events.next();
     assert_eq!(kind, "report");
     assert_eq!(data["content"], json!({"c": [1, 2]}), "{data}");
+    assert_eq!(data["cached"], false, "{data}");
 
     // Bad input: each a clear 4xx.
     for (path, body, status) in [

@@ -166,7 +166,8 @@ impl PublisherState {
                     c.payload.clone(),
                     Some(pattern.clone()),
                     false,
-                ),
+                )
+                .replayed(),
                 c.seq,
             );
         }

@@ -68,6 +68,7 @@ pub struct Report {
     content: Payload,
     pattern: Option<Arc<Pattern>>,
     targeted: bool,
+    cached: bool,
 }
 
 impl Report {
@@ -84,7 +85,14 @@ impl Report {
             content,
             pattern,
             targeted,
+            cached: false,
         }
+    }
+
+    /// Marks a report replayed from the publisher's cache on subscription.
+    pub(crate) fn replayed(mut self) -> Self {
+        self.cached = true;
+        self
     }
 
     /// The service that published it.
@@ -110,6 +118,14 @@ impl Report {
     /// Whether the publisher sent it to this subscriber alone.
     pub fn is_targeted(&self) -> bool {
         self.targeted
+    }
+
+    /// Whether it came from the publisher's cache when this subscription was made (or made
+    /// again after a reconnect), rather than being published while the subscription was
+    /// live. A cached report replaced in a slow subscriber's queue by a newer one of the
+    /// same subject is delivered as that newer, live report.
+    pub fn is_cached(&self) -> bool {
+        self.cached
     }
 
     /// The content. Fails only for content that arrived undecodable from another process.

@@ -371,3 +371,22 @@ async fn late_subscribers_get_the_cache_then_live_reports_with_no_gap_or_duplica
         assert_eq!(*values.last().unwrap(), total - 1);
     }
 }
+
+#[tokio::test]
+async fn a_cached_report_says_so_and_a_live_one_does_not() {
+    let rt = Runtime::new();
+    let publisher = rt.service("pub").build().unwrap();
+    publisher.publish("state", 1, Lifetime::Forever).unwrap();
+    let sub = rt.service("sub").build().unwrap();
+    let mut m = sub.monitor_reports("pub", "*").unwrap();
+    assert!(is_available(&next_event(&mut m).await));
+    let ReportEvent::Report(cached) = next_event(&mut m).await else {
+        panic!("expected the cached report");
+    };
+    assert!(cached.is_cached(), "{cached:?}");
+    publisher.publish("state", 2, Lifetime::Forever).unwrap();
+    let ReportEvent::Report(live) = next_event(&mut m).await else {
+        panic!("expected the live report");
+    };
+    assert!(!live.is_cached(), "{live:?}");
+}

@@ -196,13 +196,20 @@ impl Core {
                 let pattern = super::inbound::pattern_of(targeted.pattern);
                 self.traffic.received += 1;
                 self.traffic.delivered += 1;
-                monitor.queue.push(ReportEvent::Report(Report::new(
+                let report = Report::new(
                     binding,
                     Arc::from(targeted.subject.as_str()),
                     Payload::from_bytes(targeted.payload),
                     pattern,
                     targeted.targeted,
-                )));
+                );
+                // A TARGETED that is not targeted is the publisher's cache replayed.
+                let report = if targeted.targeted {
+                    report
+                } else {
+                    report.replayed()
+                };
+                monitor.queue.push(ReportEvent::Report(report));
             }
         }
     }
