@@ -16,8 +16,8 @@ use crate::metrics;
 use crate::server::{Shared, not_found, reply};
 
 pub(crate) fn stats(state: &Shared) -> Response {
-    let stats = state.rt.stats();
-    let mut body = serde_json::to_value(&stats).unwrap_or(Json::Null);
+    let stats = state.stats();
+    let mut body = serde_json::to_value(&*stats).unwrap_or(Json::Null);
     if let Some(object) = body.as_object_mut() {
         // The page that draws the histograms needs their bounds.
         object.insert("latency_bounds_us".into(), json!(LATENCY_BOUNDS_US));
@@ -26,8 +26,7 @@ pub(crate) fn stats(state: &Shared) -> Response {
 }
 
 pub(crate) fn links(state: &Shared) -> Response {
-    let links = state.rt.stats().links;
-    let body = serde_json::to_string(&links).unwrap_or_else(|_| "[]".to_owned());
+    let body = serde_json::to_string(&state.stats().links).unwrap_or_else(|_| "[]".to_owned());
     reply(StatusCode::OK, "application/json", body)
 }
 
@@ -62,7 +61,7 @@ pub(crate) fn prometheus(state: &Shared) -> Response {
     reply(
         StatusCode::OK,
         metrics::CONTENT_TYPE,
-        metrics::render(&state.rt.stats()),
+        metrics::render(&state.stats()),
     )
 }
 

@@ -4,7 +4,7 @@
 //!
 //! Counters end in `_total`; the request latency is a histogram in seconds with the
 //! buckets of [`LATENCY_BOUNDS_US`]. Label sets are bounded because the stats are: services
-//! and subjects beyond the runtime's tracked ones are folded into `(other)`.
+//! and subjects beyond the runtime's tracked ones are folded into `!other`, a name no service can have.
 
 use std::fmt::Write;
 
@@ -135,7 +135,11 @@ pub fn render(stats: &Stats) -> String {
     for s in &stats.subjects {
         out.sample(
             "netsvc_subject_reports_total",
-            &[("publisher", &s.publisher), ("subject", &s.subject)],
+            &[
+                ("publisher", &s.publisher),
+                ("address", &s.address),
+                ("subject", &s.subject),
+            ],
             s.reports,
         );
     }

@@ -35,6 +35,12 @@ use netsvc::security::{ServerTls, TlsError};
 use tokio::sync::watch;
 use tokio_rustls::rustls::ServerConfig;
 
+/// How a JSON-RPC 2.0 method names a service's `system.listMethods`.
+const LIST_SUFFIX: &str = ".system.listMethods";
+
+/// How long a stats snapshot serves every HTTP client that asks.
+const STATS_FRESH: Duration = Duration::from_millis(250);
+
 /// Which services the gateway exposes (the original's `RpcGateway(selection, type)`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -179,6 +185,9 @@ pub(crate) struct Shared {
     hosted: std::sync::Mutex<reports::Hosted>,
     /// Recent withdrawals, for `/api/services`.
     withdrawals: Arc<Withdrawals>,
+    /// The last stats snapshot and when it was taken: taking one holds the runtime's lock,
+    /// so HTTP clients share one per [`STATS_FRESH`].
+    stats: std::sync::Mutex<Option<(std::time::Instant, Arc<netsvc::stats::Stats>)>>,
     /// Where a served HTTPS listener takes its certificate for each new connection.
     tls_in_force: std::sync::Mutex<Option<watch::Sender<Arc<ServerConfig>>>>,
 }
@@ -196,6 +205,7 @@ impl Gateway {
                 config,
                 hosted: std::sync::Mutex::default(),
                 withdrawals,
+                stats: std::sync::Mutex::new(None),
                 tls_in_force: std::sync::Mutex::new(None),
             }),
         }
@@ -391,6 +401,22 @@ pub(crate) fn percent_decode(text: &str) -> Option<String> {
 impl Shared {
     pub(crate) fn config(&self) -> &GatewayConfig {
         &self.config
+    }
+
+    /// This process's stats, at most [`STATS_FRESH`] old.
+    pub(crate) fn stats(&self) -> Arc<netsvc::stats::Stats> {
+        let mut cached = self
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((taken, stats)) = cached.as_ref()
+            && taken.elapsed() < STATS_FRESH
+        {
+            return stats.clone();
+        }
+        let stats = Arc::new(self.rt.stats());
+        *cached = Some((std::time::Instant::now(), stats.clone()));
+        stats
     }
 
     pub(crate) fn hosted(&self) -> std::sync::MutexGuard<'_, reports::Hosted> {
@@ -677,6 +703,11 @@ async fn v2_entry(state: &Shared, entry: V2Entry, service: Option<&str>) -> Opti
     };
     let (name, method) = match service {
         Some(name) => (name, method.as_str()),
+        // `SERVICE.system.listMethods`: the method name has a dot of its own.
+        None if method.len() > LIST_SUFFIX.len() && method.ends_with(LIST_SUFFIX) => (
+            &method[..method.len() - LIST_SUFFIX.len()],
+            netsvc::LIST_METHODS,
+        ),
         None => match method.rsplit_once('.') {
             Some((name, method)) if !name.is_empty() && !method.is_empty() => (name, method),
             _ => {

@@ -3,7 +3,8 @@
 //! Handshakes run in tasks of their own, so one slow or silent client cannot hold up the
 //! accepts of the others; at most [`MAX_HANDSHAKES`] run at once (the accept loop waits for
 //! a free one, so a flood of half-open connections queues in the kernel's backlog instead
-//! of in memory) and each has [`HANDSHAKE_TIMEOUT`]. A client that speaks plain HTTP to
+//! of in memory), each has [`HANDSHAKE_TIMEOUT`], and one that sends nothing gives its place
+//! up after 3 s. A flood of silent connections can still hold every place for those 3 s. A client that speaks plain HTTP to
 //! the port is answered, in plain HTTP, that it must use HTTPS, rather than left to time
 //! out on bytes it cannot read.
 
@@ -11,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
@@ -22,6 +23,9 @@ use tokio_rustls::server::TlsStream;
 pub const MAX_HANDSHAKES: usize = 256;
 /// Time a client has to complete its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time a new connection has to send its first byte.
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The first byte of a TLS record carrying a handshake (a ClientHello).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -120,9 +124,21 @@ async fn handshake(
     mut stream: TcpStream,
 ) -> std::io::Result<Option<TlsStream<TcpStream>>> {
     let mut first = [0u8; 1];
-    if stream.peek(&mut first).await? == 1 && first[0] != TLS_HANDSHAKE_RECORD {
+    // A client that connects and says nothing gives up its handshake place soon.
+    let peeked = tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no ClientHello"))??;
+    if peeked == 1 && first[0] != TLS_HANDSHAKE_RECORD {
+        // Read what the client sent (bounded) before answering and closing: closing with
+        // unread bytes would reset the connection, and the client would not see the answer.
+        let mut request = [0u8; 8192];
+        let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut request)).await;
         stream.write_all(NOT_TLS).await?;
         stream.shutdown().await?;
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while matches!(stream.read(&mut request).await, Ok(n) if n > 0) {}
+        })
+        .await;
         return Ok(None);
     }
     acceptor.accept(stream).await.map(Some)

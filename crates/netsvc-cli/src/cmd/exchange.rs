@@ -220,9 +220,15 @@ fn reload(exchange: &Exchange, settings: &Settings, http: Option<&super::gateway
                     http.reload_tls(Some(&tls));
                 }
             }
-            Err(e) => status(format_args!(
-                "certificate not reloaded, the old one stays: {e:#}"
-            )),
+            Err(e) => {
+                status(format_args!(
+                    "certificate not reloaded, the old one stays: {e:#}"
+                ));
+                // An HTTPS certificate of its own is reloaded all the same.
+                if let Some(http) = http {
+                    http.reload_tls(None);
+                }
+            }
         }
     } else if let Some(http) = http {
         http.reload_tls(None);

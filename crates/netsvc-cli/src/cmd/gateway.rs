@@ -135,6 +135,8 @@ fn say_where(bound: SocketAddr, https: bool) {
 }
 
 pub(crate) async fn run(args: GatewayArgs, signals: &mut Signals) -> anyhow::Result<u8> {
+    // SIGHUP reloads the HTTPS certificate rather than ending the process.
+    signals.install_hangup()?;
     let rt = Runtime::with_config(netsvc::RuntimeConfig::default())?;
     // The port first, so that a port in use fails at once; until the link is up every
     // service is unknown (404).
@@ -150,7 +152,13 @@ pub(crate) async fn run(args: GatewayArgs, signals: &mut Signals) -> anyhow::Res
     };
     let reporter = client::report_link_changes(&conn);
     status(format_args!("gateway linked to {}", conn.address()));
-    let stop = signals.recv().await;
+    let stop = loop {
+        match signals.recv_or_hangup().await {
+            Some(stop) => break stop,
+            None if server.own_tls.is_some() => server.reload_tls(None),
+            None => status("SIGHUP: no HTTPS certificate to reload"),
+        }
+    };
     status(format_args!("{}: stopping the HTTP gateway", stop.name()));
     server.stop().await;
     drop(reporter);

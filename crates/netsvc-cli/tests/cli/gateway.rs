@@ -1049,6 +1049,18 @@ fn stats_links_metrics_and_methods_over_http() {
         (methods.status, methods.json()),
         (200, serde_json::json!(["echo", "fail", "sleep"]))
     );
+    let listed = post(
+        &http,
+        "/jsonrpc",
+        "application/json",
+        r#"{"jsonrpc":"2.0","id":2,"method":"echo.system.listMethods"}"#,
+    )
+    .json();
+    assert_eq!(
+        listed["result"],
+        serde_json::json!(["echo", "fail", "sleep"]),
+        "{listed}"
+    );
     let missing = request(&http, "GET", "/api/services/nothing/methods", &[], b"");
     assert_eq!(missing.status, 404);
     // The hub's own service is callable over HTTP, though not listed.

@@ -285,3 +285,37 @@ fn a_tls_hub_serves_its_http_gateway_over_https_only() {
     assert!(stale.contains("certificate"), "{stale}");
     drop(demo);
 }
+
+#[test]
+fn netsvc_gateway_serves_https_with_its_own_certificate_and_sighup_reloads_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = certificates(dir.path());
+    let (_hub, address) = hub();
+    let mut gateway = Proc::spawn(&[
+        "gateway",
+        "--connect",
+        &address,
+        "--http",
+        "127.0.0.1:0",
+        "--http-tls-cert",
+        cert.to_str().unwrap(),
+        "--http-tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let line = gateway.wait_stderr("HTTP gateway on https://");
+    let http = line
+        .split("https://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("HTTPS address")
+        .to_owned();
+    gateway.wait_stderr("gateway linked to");
+    let request = "GET /api/links HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let answer = https(&http, Some(&ca), request).expect("HTTPS");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // SIGHUP reloads the files and the gateway goes on.
+    gateway.signal("HUP");
+    gateway.wait_stderr("HTTPS certificate reloaded");
+    let again = https(&http, Some(&ca), request).expect("HTTPS after SIGHUP");
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+}

@@ -410,14 +410,18 @@ impl LinkQueue {
     /// Queues a TARGETED frame of `publisher`'s; one too large for the peer is counted as a
     /// missed report of that publisher instead.
     pub(crate) fn push_targeted(&self, frame: Frame, publisher: &Text) {
-        self.state.lock().sent += 1;
+        {
+            let mut s = self.state.lock();
+            if s.closing.is_some() {
+                return;
+            }
+            s.sent += 1;
+        }
         if self.push_control(|out| wire::encode(&frame, out)).is_err() {
-            *self
-                .state
-                .lock()
-                .untold
-                .entry(publisher.clone())
-                .or_default() += 1;
+            let mut s = self.state.lock();
+            s.dropped += 1;
+            *s.untold.entry(publisher.clone()).or_default() += 1;
+            drop(s);
             self.notify.notify_one();
         }
     }
@@ -433,6 +437,7 @@ impl LinkQueue {
         s.sent += 1;
         if !self.fits(raw.len()) {
             // The peer would refuse it: it is told it missed one instead.
+            s.dropped += 1;
             *s.untold.entry(key().0).or_default() += 1;
             drop(s);
             self.notify.notify_one();

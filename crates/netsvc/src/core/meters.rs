@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::model::collections::FastMap;
+use crate::model::failure::codes;
 use crate::model::stats::{Histogram, LATENCY_BOUNDS_US, RequestRole, RequestStats, SubjectStats};
 
 /// How many service names get meters of their own; the requests of names
@@ -36,7 +37,7 @@ fn role_index(role: RequestRole) -> usize {
 }
 
 /// The name under which requests beyond [`MAX_METERED`] are counted.
-pub(crate) const OTHER: &str = "(other)";
+pub(crate) const OTHER: &str = "!other";
 
 /// The requests of one service name in one role.
 #[derive(Debug, Default)]
@@ -84,11 +85,13 @@ impl RequestMeter {
     }
 }
 
-/// A request being timed: finishing it counts it once.
+/// A request being timed: finishing it counts it once; dropping it unfinished (the caller
+/// gave up: its future was dropped) counts it as cancelled, 48.
 #[derive(Debug)]
 pub(crate) struct Metered {
     meter: Arc<RequestMeter>,
     started: Instant,
+    finished: bool,
 }
 
 impl Metered {
@@ -96,13 +99,24 @@ impl Metered {
         Self {
             meter,
             started: Instant::now(),
+            finished: false,
         }
     }
 
     /// Counts the request with its outcome: `failure` is its failure code, `None` for a
     /// value.
-    pub(crate) fn finish(self, failure: Option<i32>) {
+    pub(crate) fn finish(mut self, failure: Option<i32>) {
+        self.finished = true;
         self.meter.record(failure, self.started.elapsed());
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.meter
+                .record(Some(codes::REQUEST_ABORTED), self.started.elapsed());
+        }
     }
 }
 

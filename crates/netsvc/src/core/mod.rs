@@ -194,6 +194,8 @@ impl Core {
             self.withdraw_everywhere(local.service.binding().address_arc(), reason);
         } else {
             self.drop_subscriber(address);
+            // A hidden publisher is in no registry, so it is not forgotten there.
+            self.traffic.forget_publisher(address);
         }
         // Its subscribers learn of the withdrawal through the registry (above); what remains
         // of its publisher state goes with it.

@@ -33,6 +33,10 @@ async fn each_side_of_a_relayed_call_counts_it_and_the_hub_tells_its_stats() {
             "echo",
             |req| async move { Ok(Value::List(req.into_args())) },
         )
+        .export("slow", |_| async move {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            Ok(Value::Bool(true))
+        })
         .export("fail", |_| async move {
             Err::<Value, _>(netsvc::Failure::application_error("asked to"))
         })
@@ -54,15 +58,28 @@ async fn each_side_of_a_relayed_call_counts_it_and_the_hub_tells_its_stats() {
     let methods = within(endpoint.call(LIST_METHODS, vec![])).await.unwrap();
     assert_eq!(
         methods,
-        Value::List(vec![Value::from("echo"), Value::from("fail")])
+        Value::List(vec![
+            Value::from("echo"),
+            Value::from("fail"),
+            Value::from("slow")
+        ])
     );
+
+    // A caller that gives up: its call is counted as aborted, 48.
+    let gave_up = tokio::time::timeout(
+        std::time::Duration::from_millis(20),
+        endpoint.call("slow", vec![]),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the slow call answered: {gave_up:?}");
 
     let called = crt.stats();
     let called = requests(&called, "echo", RequestRole::Called);
+    assert_eq!(called.failures.get(&48), Some(&1), "{called:?}");
     // The three echoes and the method list answered; one failed with 57.
     assert_eq!(called.ok, 4);
     assert_eq!(called.failures.get(&57), Some(&1));
-    assert_eq!(called.latency.count(), 5);
+    assert_eq!(called.latency.count(), 6);
 
     let served = srt.stats();
     let served = requests(&served, "echo", RequestRole::Served);
@@ -73,7 +90,9 @@ async fn each_side_of_a_relayed_call_counts_it_and_the_hub_tells_its_stats() {
     let stats: Stats = within(hub.call_as("stats", vec![])).await.unwrap();
     assert_eq!(stats.identity, hrt.process_identity());
     let relayed = requests(&stats, "echo", RequestRole::Relayed);
-    assert_eq!((relayed.ok, relayed.failed()), (4, 1));
+    // The abandoned call's CANCEL went before this request on the same link.
+    assert_eq!((relayed.ok, relayed.failed()), (4, 2));
+    assert_eq!(relayed.failures.get(&48), Some(&1), "{relayed:?}");
     assert_eq!(stats.links.len(), 2, "{stats:#?}");
     assert!(
         stats

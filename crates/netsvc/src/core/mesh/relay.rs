@@ -216,7 +216,8 @@ impl Core {
             .mesh
             .remote
             .get(address)
-            .map_or("", |s| s.binding.service_name());
+            // No such service here: counted under a name no service can have.
+            .map_or("!unknown", |s| s.binding.service_name());
         self.meters.requests(name, RequestRole::Relayed)
     }
 
