@@ -240,13 +240,7 @@ fn the_dashboard_shows_a_service_come_serve_and_go_without_a_reload() {
         return;
     };
     let (mut hub, address) = hub_with(&["--http", "127.0.0.1:0"]);
-    let line = hub.wait_stderr("HTTP gateway on http://");
-    let http = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("HTTP address")
-        .to_owned();
+    let http = hub.wait_http("http");
 
     let driver = Driver::start(&driver_program);
     let page = Page::open(&driver, &chromium, &format!("http://{http}/"));

@@ -127,13 +127,7 @@ fn gateway_hub(extra: &[&str]) -> (Proc, String, String) {
     let mut hub = Proc::spawn(&args);
     let line = hub.wait_stderr("listening on ");
     let address = line.split_whitespace().nth(2).expect("address").to_owned();
-    let line = hub.wait_stderr("HTTP gateway on http://");
-    let http = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("HTTP address")
-        .to_owned();
+    let http = hub.wait_http("http");
     (hub, address, http)
 }
 
@@ -918,13 +912,7 @@ fn a_group_gateway_streams_its_members_until_they_are_withdrawn() {
         "--expose",
         "group:demo",
     ]);
-    let line = gateway.wait_stderr("HTTP gateway on http://");
-    let http = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("HTTP address")
-        .to_owned();
+    let http = gateway.wait_http("http");
     gateway.wait_stderr("gateway linked to");
     let mut stream = connect(&http);
     send(&mut stream, "GET", "/api/events", &[], b"");

@@ -225,13 +225,7 @@ fn a_tls_hub_serves_its_http_gateway_over_https_only() {
         "--http",
         "127.0.0.1:0",
     ]);
-    let line = hub.wait_stderr("HTTP gateway on ");
-    let http = line
-        .split("https://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("not HTTPS: {line}"))
-        .to_owned();
+    let http = hub.wait_http("https");
     let mut demo = Proc::spawn(&["demo", "--connect", &address, "--tls-ca", ca]);
     demo.wait_stderr("demo ready");
 
@@ -302,13 +296,7 @@ fn netsvc_gateway_serves_https_with_its_own_certificate_and_sighup_reloads_it() 
         "--http-tls-key",
         key.to_str().unwrap(),
     ]);
-    let line = gateway.wait_stderr("HTTP gateway on https://");
-    let http = line
-        .split("https://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("HTTPS address")
-        .to_owned();
+    let http = gateway.wait_http("https");
     gateway.wait_stderr("gateway linked to");
     let request = "GET /api/links HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     let answer = https(&http, Some(&ca), request).expect("HTTPS");

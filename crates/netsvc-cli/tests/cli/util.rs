@@ -183,6 +183,17 @@ impl Proc {
         }
     }
 
+    /// Waits for the `HTTP gateway on SCHEME://ADDR/` line; returns ADDR.
+    pub(crate) fn wait_http(&mut self, scheme: &str) -> String {
+        let prefix = format!("HTTP gateway on {scheme}://");
+        let line = self.wait_stderr(&prefix);
+        line.split(&prefix)
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("no {scheme} address in {line:?}"))
+            .to_owned()
+    }
+
     pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args(["-s", signal, &self.pid().to_string()])
