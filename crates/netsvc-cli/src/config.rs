@@ -37,6 +37,72 @@ pub(crate) struct FileConfig {
     pub(crate) peer: PeerFile,
     /// Whether the hub hosts its introspection service `netsvc.exchange` (default true).
     pub(crate) introspection: Option<bool>,
+    /// The HTTP gateway, when `--http` is not given.
+    pub(crate) http: Option<HttpFile>,
+}
+
+/// `[http]`: the HTTP gateway the hub serves, as `--http` and its flags say. Used only when
+/// the command line has no `--http`; then every key missing here takes the flag's default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpFile {
+    pub(crate) listen: String,
+    pub(crate) expose: Option<String>,
+    pub(crate) request_timeout: Option<f64>,
+    pub(crate) max_body: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) idle_timeout: Option<f64>,
+    pub(crate) publishers: Option<Vec<String>>,
+    pub(crate) tls_cert: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
+}
+
+impl HttpFile {
+    /// The gateway's settings: these keys over the flags' defaults.
+    pub(crate) fn options(
+        &self,
+        defaults: crate::cli::HttpOptions,
+    ) -> anyhow::Result<crate::cli::HttpOptions> {
+        use crate::parse;
+        let seconds = |key: &str, v: f64| {
+            parse::positive_seconds(&v.to_string())
+                .map_err(|e| anyhow::anyhow!("[http] {key}: {e}"))
+        };
+        let mut options = defaults;
+        if let Some(expose) = &self.expose {
+            options.expose =
+                parse::exposure(expose).map_err(|e| anyhow::anyhow!("[http] expose: {e}"))?;
+        }
+        if let Some(v) = self.request_timeout {
+            options.request_timeout = seconds("request_timeout", v)?;
+        }
+        if let Some(v) = self.idle_timeout {
+            options.idle_timeout = seconds("idle_timeout", v)?;
+        }
+        if let Some(v) = self.max_body {
+            options.max_body = v;
+        }
+        if let Some(v) = self.max_connections {
+            options.max_connections = v;
+        }
+        if let Some(names) = &self.publishers {
+            options.publishers = names
+                .iter()
+                .map(|n| {
+                    parse::service_name(n).map_err(|e| anyhow::anyhow!("[http] publishers: {e}"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                options.http_tls_cert = Some(cert.clone());
+                options.http_tls_key = Some(key.clone());
+            }
+            (None, None) => {}
+            _ => bail!("[http] tls_cert and tls_key go together"),
+        }
+        Ok(options)
+    }
 }
 
 /// `[tls]`: the listeners' certificate, and the CA of client certificates.

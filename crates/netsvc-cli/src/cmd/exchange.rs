@@ -95,8 +95,14 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
         None => FileConfig::default(),
     };
     let config = file.exchange_config()?;
-    let http = args.http.clone();
-    let http_options = args.http_options.clone();
+    // The flags' gateway, else the file's `[http]`.
+    let (http, http_options) = match (&args.http, &file.http) {
+        (None, Some(section)) => (
+            Some(section.listen.clone()),
+            section.options(args.http_options.clone())?,
+        ),
+        _ => (args.http.clone(), args.http_options.clone()),
+    };
     let settings = settings(args, file)?;
     let tls = match &settings.tls {
         Some(t) => Some(security::server_tls(

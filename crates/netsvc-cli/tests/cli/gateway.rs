@@ -1245,3 +1245,46 @@ fn idle_connections_are_closed_and_the_cap_holds_new_ones_back() {
     };
     assert!(was_closed, "the idle connection was not closed: {closed:?}");
 }
+
+#[test]
+fn the_config_files_http_section_serves_the_gateway() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        "listen = [\"127.0.0.1:0\"]\n[http]\nlisten = \"127.0.0.1:0\"\npublishers = [\"web\"]\n\
+         expose = \"name:web\"\n",
+    )
+    .expect("write");
+    let mut hub = Proc::spawn(&["exchange", "--config", config.to_str().expect("utf-8")]);
+    let http = hub.wait_http("http");
+    let reply = post(&http, "/api/reports/web/t", "application/json", "1");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // `expose = "name:web"` took effect: only web is listed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = request(&http, "GET", "/api/services", &[], b"").json();
+        let names: Vec<&str> = list
+            .as_array()
+            .map(|l| l.iter().filter_map(|s| s["name"].as_str()).collect())
+            .unwrap_or_default();
+        if names == ["web"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{names:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    std::fs::write(
+        &config,
+        "[http]\nlisten = \"127.0.0.1:0\"\nexpose = \"some\"\n",
+    )
+    .expect("write");
+    let output = run(&["exchange", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("[http] expose"),
+        "{}",
+        stderr(&output)
+    );
+}
