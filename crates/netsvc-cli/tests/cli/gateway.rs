@@ -967,13 +967,7 @@ fn stats_links_metrics_and_methods_over_http() {
     let stats = reply.json();
     assert_eq!(stats["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(stats["latency_bounds_us"][0], 50);
-    let relayed = stats["requests"]
-        .as_array()
-        .and_then(|r| {
-            r.iter()
-                .find(|r| r["service"] == "echo" && r["role"] == "relayed")
-        })
-        .unwrap_or_else(|| panic!("no relayed echo requests in {stats}"));
+    let relayed = requests_in(&stats, "echo", "relayed");
     assert_eq!(relayed["ok"], 1, "{relayed}");
     assert_eq!(relayed["failures"]["7"], 1, "{relayed}");
     assert_eq!(

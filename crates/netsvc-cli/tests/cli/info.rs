@@ -17,13 +17,7 @@ fn info_tells_the_hubs_links_and_the_requests_it_relayed() {
     assert_eq!(stats["version"], env!("CARGO_PKG_VERSION"));
     // The demo's link and this command's own.
     assert_eq!(stats["links"].as_array().map(Vec::len), Some(2), "{stats}");
-    let relayed = stats["requests"]
-        .as_array()
-        .and_then(|r| {
-            r.iter()
-                .find(|r| r["service"] == "echo" && r["role"] == "relayed")
-        })
-        .unwrap_or_else(|| panic!("no relayed echo requests in {stats}"));
+    let relayed = requests_in(stats, "echo", "relayed");
     assert_eq!(relayed["ok"], 1);
 
     let output = run(&["info", "--connect", &address]);

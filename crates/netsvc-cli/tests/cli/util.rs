@@ -287,6 +287,18 @@ pub(crate) fn wait_for_services(address: &str, names: &[&str]) {
 
 pub(crate) use serde_json::Value as Json;
 
+/// The `requests` entry of `service` in `role` of a stats object (`netsvc info --json`,
+/// `/api/stats`).
+pub(crate) fn requests_in<'a>(stats: &'a Json, service: &str, role: &str) -> &'a Json {
+    stats["requests"]
+        .as_array()
+        .and_then(|r| {
+            r.iter()
+                .find(|r| r["service"] == service && r["role"] == role)
+        })
+        .unwrap_or_else(|| panic!("no {role} {service} requests in {stats}"))
+}
+
 /// A hub started with these extra arguments on an ephemeral port, and its address.
 pub(crate) fn hub_with(extra: &[&str]) -> (Proc, String) {
     let mut args = vec!["exchange", "--listen", "127.0.0.1:0"];

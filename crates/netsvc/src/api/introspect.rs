@@ -102,8 +102,7 @@ fn alive(runtime: &Weak<RuntimeShared>) -> Result<Arc<RuntimeShared>, Failure> {
 }
 
 fn snapshot(runtime: &Weak<RuntimeShared>) -> Result<Stats, Failure> {
-    let stats = alive(runtime)?.core.lock().stats();
-    Ok(stats)
+    Ok(alive(runtime)?.stats())
 }
 
 fn convert<T: serde::Serialize + ?Sized>(item: &T) -> Result<Value, Failure> {

@@ -91,7 +91,7 @@ impl Runtime {
     /// latencies, reports in and out, each link's traffic. Counts only grow; two snapshots
     /// give rates.
     pub fn stats(&self) -> Stats {
-        self.shared.core.lock().stats()
+        self.shared.stats()
     }
 
     /// The report subscriptions held here (at most `limit`; the rest are counted in

@@ -552,13 +552,6 @@ impl LinkQueue {
         self.state.lock().closing.clone()
     }
 
-    /// How many reports were coalesced and dropped so far.
-    #[cfg(test)]
-    pub(crate) fn report_losses(&self) -> (u64, u64) {
-        let s = self.state.lock();
-        (s.coalesced, s.dropped)
-    }
-
     /// Waits for queued frames and moves a batch of them into `out` (taking the queue's
     /// buffer whole when `out` is empty). Returns false when the queue is closed and nothing
     /// is left to send (the CLOSE frame included).
@@ -693,7 +686,8 @@ mod tests {
         assert!(q.push_report(&[1; 10], || key("a")));
         assert!(q.push_report(&[2; 10], || key("b")));
         assert!(q.push_report(&[3; 10], || key("a")));
-        assert_eq!(q.report_losses(), (1, 0));
+        let totals = q.traffic().totals;
+        assert_eq!((totals.coalesced, totals.dropped), (1, 0));
         let out = drain(&q).await;
         assert_eq!(&out[101..111], &[3; 10]);
         assert_eq!(&out[111..121], &[2; 10]);
@@ -729,7 +723,9 @@ mod tests {
         for i in 0..200 {
             q.push_report(&[1; 10], || key(&format!("s{i}")));
         }
-        let (coalesced, dropped) = q.report_losses();
+        let QueueTotals {
+            coalesced, dropped, ..
+        } = q.traffic().totals;
         assert_eq!(coalesced, 0);
         assert!(dropped > 0);
         assert!(q.closing().is_none());

@@ -208,7 +208,6 @@ impl ReportQueue {
         }
     }
 
-    /// Ends the queue: the consumer gets what is queued, then `None`.
     /// Reports coalesced and dropped so far.
     pub(crate) fn totals(&self) -> QueueTotals {
         let s = self.state.lock();
@@ -219,6 +218,7 @@ impl ReportQueue {
         }
     }
 
+    /// Ends the queue: the consumer gets what is queued, then `None`.
     pub(crate) fn close(&self) {
         let waiting = {
             let mut s = self.state.lock();

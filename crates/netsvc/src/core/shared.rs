@@ -13,6 +13,7 @@ use super::Core;
 use super::meters::Meters;
 use crate::model::config::RuntimeConfig;
 use crate::model::identity;
+use crate::model::stats::Stats;
 
 /// One runtime's shared half. The public `Runtime` is a handle on it; services, endpoints,
 /// monitors and link tasks hold it too.
@@ -37,6 +38,14 @@ pub(crate) struct RuntimeShared {
 }
 
 impl RuntimeShared {
+    /// A snapshot of the runtime's traffic. Only the core's part is taken under its lock:
+    /// the request meters are read after it is released.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut stats = self.core.lock().stats();
+        stats.requests = self.meters.request_stats();
+        stats
+    }
+
     /// A runtime on the tokio runtime behind `handle`, with its expiry sweeper started.
     pub(crate) fn start(config: RuntimeConfig, handle: Handle) -> Arc<Self> {
         let identity = identity::new_process_identity();
