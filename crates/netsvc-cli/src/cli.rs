@@ -127,6 +127,8 @@ Examples:
   netsvc exchange --unix /tmp/netsvc.sock          # a Unix socket only
   netsvc exchange --connect hub-b:11111            # join another hub (mesh)
   netsvc exchange --config netsvc.toml             # settings from a file; flags override
+  netsvc exchange --ose-listen 127.0.0.1:11112     # original OSE processes join here too
+  netsvc exchange --ose-connect ose-hub:11000      # and this hub joins an OSE exchange
   netsvc exchange --listen 0.0.0.0:11111 --tls-cert hub.pem --tls-key hub.key \
       --users users.toml                           # TLS and logins (docs/SECURITY.md)
 
@@ -194,6 +196,15 @@ pub(crate) struct ExchangeArgs {
     /// may see and call it this hub's version, links and stats (`netsvc info`).
     #[arg(long)]
     pub(crate) no_introspection: bool,
+    /// Accept original OSE processes (clients and servers) on this TCP address, in the OSE
+    /// exchange protocol (repeatable; docs/PROTOCOL.md, "The OSE dialect"). Replaces the
+    /// config file's `[ose] listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) ose_listen: Vec<String>,
+    /// Join the original OSE exchange server at HOST:PORT as an exchange client, retrying
+    /// every --retry seconds (repeatable). Replaces the config file's `[ose] connect`.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) ose_connect: Vec<String>,
 }
 
 const GATEWAY_EXAMPLES: &str = "\

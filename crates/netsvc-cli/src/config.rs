@@ -39,6 +39,62 @@ pub(crate) struct FileConfig {
     pub(crate) introspection: Option<bool>,
     /// The HTTP gateway, when `--http` is not given.
     pub(crate) http: Option<HttpFile>,
+    /// The OSE dialect: original OSE processes on a listener of their own, OSE servers to
+    /// join.
+    #[serde(default)]
+    pub(crate) ose: OseFile,
+}
+
+/// `[ose]`: where original OSE processes connect (`listen`), which OSE exchange servers
+/// the hub joins (`connect`), and how their liveness is checked.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OseFile {
+    pub(crate) listen: Option<Vec<String>>,
+    pub(crate) connect: Option<Vec<String>>,
+    /// Seconds between this side's keep-alive round trips.
+    pub(crate) keep_alive: Option<f64>,
+    /// Seconds of silence after which an OSE peer is taken for dead.
+    pub(crate) dead_after: Option<f64>,
+    /// Seconds an OSE peer's call into netsvc may take (0: no limit).
+    pub(crate) call_timeout: Option<f64>,
+}
+
+impl OseFile {
+    /// The bridge's settings: the file's, else the defaults, in the hub's exchange group.
+    pub(crate) fn config(&self, group: &str) -> anyhow::Result<netsvc_ose::bridge::OseConfig> {
+        let seconds = |key: &str, value: f64| {
+            Duration::try_from_secs_f64(value)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("[ose] {key}: {value} is not a positive number of seconds")
+                })
+        };
+        let mut config = netsvc_ose::bridge::OseConfig {
+            group: group.to_owned(),
+            ..Default::default()
+        };
+        if let Some(value) = self.keep_alive {
+            config.keep_alive = seconds("keep_alive", value)?;
+        }
+        if let Some(value) = self.dead_after {
+            config.dead_after = seconds("dead_after", value)?;
+        }
+        if config.dead_after <= config.keep_alive {
+            bail!(
+                "[ose] dead_after ({:?}) must be longer than keep_alive ({:?}), or live peers are taken for dead",
+                config.dead_after,
+                config.keep_alive
+            );
+        }
+        match self.call_timeout {
+            Some(0.0) => config.call_timeout = None,
+            Some(value) => config.call_timeout = Some(seconds("call_timeout", value)?),
+            None => {}
+        }
+        Ok(config)
+    }
 }
 
 /// `[http]`: the HTTP gateway the hub serves, as `--http` and its flags say. Used only when

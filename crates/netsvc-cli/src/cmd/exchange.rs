@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use netsvc::{Exchange, Retry, Runtime};
+use netsvc_ose::bridge::OseBridge;
 
 use crate::cli::{DEFAULT_ADDRESS, ExchangeArgs};
 use crate::config::{FileConfig, TlsFile};
@@ -32,6 +33,9 @@ struct Settings {
     unix_mode: Option<u32>,
     peer: ClientSecurityArgs,
     introspection: bool,
+    /// Where original OSE processes connect, and the OSE servers to join.
+    ose_listen: Vec<String>,
+    ose_connect: Vec<String>,
 }
 
 fn settings(args: ExchangeArgs, file: FileConfig) -> anyhow::Result<Settings> {
@@ -78,6 +82,16 @@ fn settings(args: ExchangeArgs, file: FileConfig) -> anyhow::Result<Settings> {
             (None, None) => None,
         },
         introspection: !args.no_introspection && file.introspection.unwrap_or(true),
+        ose_listen: if args.ose_listen.is_empty() {
+            file.ose.listen.clone().unwrap_or_default()
+        } else {
+            args.ose_listen
+        },
+        ose_connect: if args.ose_connect.is_empty() {
+            file.ose.connect.clone().unwrap_or_default()
+        } else {
+            args.ose_connect
+        },
         peer: ClientSecurityArgs {
             tls_ca: args.peer_tls_ca.or(file.peer.tls_ca),
             token_file: args.peer_token_file.or(file.peer.token_file),
@@ -95,6 +109,13 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
         None => FileConfig::default(),
     };
     let config = file.exchange_config()?;
+    let ose_config = file.ose.config(
+        &args
+            .group
+            .clone()
+            .or_else(|| file.group.clone())
+            .unwrap_or_default(),
+    )?;
     // The flags' gateway, else the file's `[http]`.
     let (http, http_options) = match (&args.http, &file.http) {
         (None, Some(section)) => (
@@ -166,6 +187,29 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
             path.display()
         ));
     }
+    // Kept for as long as the hub runs: dropping them closes the OSE side.
+    let (mut ose_listeners, mut ose_connectors) = (Vec::new(), Vec::new());
+    if !settings.ose_listen.is_empty() || !settings.ose_connect.is_empty() {
+        let bridge = OseBridge::new(&rt, ose_config);
+        for address in &settings.ose_listen {
+            let listener = bridge
+                .listen(address)
+                .await
+                .with_context(|| format!("listening for OSE peers on {address}"))?;
+            status(format_args!(
+                "listening for OSE peers on {} (the original OSE exchange protocol)",
+                listener.local_addr()
+            ));
+            ose_listeners.push(listener);
+        }
+        for address in &settings.ose_connect {
+            ose_connectors.push(bridge.connect(address, Retry::every(settings.retry)));
+            status(format_args!(
+                "joining the OSE exchange at {address} (retrying every {:.1} s)",
+                settings.retry.as_secs_f64()
+            ));
+        }
+    }
     let http = match &http {
         Some(address) => {
             Some(super::gateway::start(&rt, address, &http_options, tls.as_ref()).await?)
@@ -179,6 +223,8 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
         }
     };
     status(format_args!("{}: shutting down", stop.name()));
+    // As the original at shutdown: the OSE peers learn it from the connection's close.
+    drop((ose_listeners, ose_connectors));
     if let Some(http) = http {
         http.stop().await;
     }

@@ -57,6 +57,7 @@ pub struct ServiceBuilder {
     audience: Result<Audience, Error>,
     visibility: Visibility,
     methods: Vec<(String, Handler)>,
+    fallback: Option<Handler>,
     groups: Vec<String>,
 }
 
@@ -77,6 +78,7 @@ impl ServiceBuilder {
             audience: Ok(Audience::Everyone),
             visibility: Visibility::Visible,
             methods: Vec::new(),
+            fallback: None,
             groups: Vec::new(),
         }
     }
@@ -108,6 +110,36 @@ impl ServiceBuilder {
         R: Into<Value>,
     {
         self.methods.push((method.to_owned(), box_handler(handler)));
+        self
+    }
+
+    /// Answers every method that is not exported by name, [`LIST_METHODS`] included: for a
+    /// service that stands in for one elsewhere (a bridge to another system, say) and so
+    /// cannot know its methods in advance. The request's [`method`](Request::method) says
+    /// which was called. Without a fallback such calls fail with 55.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use netsvc::{Runtime, Value};
+    /// let rt = Runtime::new();
+    /// let _proxy = rt
+    ///     .service("proxy")
+    ///     .export("ping", |_| async { Ok("pong") })
+    ///     .fallback(|req| async move { Ok(format!("{} forwarded", req.method())) })
+    ///     .build()?;
+    /// let endpoint = rt.endpoint("proxy");
+    /// assert_eq!(endpoint.call("ping", vec![]).await?, Value::from("pong"));
+    /// assert_eq!(endpoint.call("any.thing", vec![]).await?, Value::from("any.thing forwarded"));
+    /// # Ok(()) }
+    /// ```
+    pub fn fallback<F, Fut, R>(mut self, handler: F) -> Self
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, Failure>> + Send + 'static,
+        R: Into<Value>,
+    {
+        self.fallback = Some(box_handler(handler));
         self
     }
 
@@ -148,6 +180,7 @@ impl ServiceBuilder {
             binding: binding.clone(),
             runtime: Arc::downgrade(rt),
             methods: RwLock::new(methods),
+            fallback: self.fallback,
             liveness: Mutex::new(Some(liveness)),
             liveness_rx,
             // Clamped: tokio's semaphore cannot count higher, and that many is "no limit" anyway.
@@ -589,6 +622,8 @@ pub(crate) struct ServiceShared {
     pub(crate) binding: Binding,
     runtime: Weak<RuntimeShared>,
     methods: RwLock<HashMap<Arc<str>, Handler>>,
+    /// What answers the methods not in `methods` (none: 55).
+    fallback: Option<Handler>,
     /// Dropped when the service is withdrawn: callers waiting on it and running handlers
     /// notice at once.
     liveness: Mutex<Option<watch::Sender<()>>>,
@@ -625,7 +660,7 @@ impl Methods for ServiceShared {
 
     fn dispatch(self: Arc<Self>, call: Call, responder: Responder) {
         let handler = self.methods.read().get(&*call.method).cloned();
-        let Some(handler) = handler else {
+        let Some(handler) = handler.or_else(|| self.fallback.clone()) else {
             let answer = if &*call.method == LIST_METHODS {
                 Ok(Value::List(
                     self.exported_methods()

@@ -191,12 +191,13 @@ impl Retry {
         }
     }
 
-    pub(crate) fn retries(&self) -> bool {
+    /// Whether a failed or lost connection is tried again.
+    pub fn retries(&self) -> bool {
         self.initial.is_some()
     }
 
     /// The delay before attempt number `failures + 1`.
-    pub(crate) fn delay(&self, failures: u32) -> Duration {
+    pub fn delay(&self, failures: u32) -> Duration {
         let Some(initial) = self.initial else {
             return Duration::ZERO;
         };

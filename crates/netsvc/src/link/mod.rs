@@ -162,6 +162,7 @@ async fn read_hello<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     local: &handshake::Local<'_>,
+    spoke_first: bool,
 ) -> Result<Hello, NoHello> {
     loop {
         match handshake::step(buf, local) {
@@ -170,6 +171,15 @@ async fn read_hello<S: AsyncRead + Unpin>(
             handshake::Step::NeedMore => {}
         }
         match stream.read_buf(buf).await {
+            Ok(0) if buf.is_empty() && spoke_first => {
+                // An original OSE exchange server closes on a netsvc HELLO without a word.
+                return Err(NoHello::Io(
+                    "connection closed during the handshake, before the server sent anything; \
+                     if it is an original OSE exchange server, join it with \
+                     `netsvc exchange --ose-connect`"
+                        .to_owned(),
+                ));
+            }
             Ok(0) => {
                 return Err(NoHello::Io(
                     "connection closed during the handshake".to_owned(),
@@ -230,7 +240,7 @@ where
             version: wire::PROTOCOL_VERSION,
             max_frame: config.max_frame,
         };
-        read_hello(&mut stream, &mut rbuf, &local).await
+        read_hello(&mut stream, &mut rbuf, &local, initiated_here).await
     };
     let peer = match tokio::time::timeout(config.handshake_timeout, handshake).await {
         Ok(Ok(peer)) => peer,
@@ -421,7 +431,12 @@ async fn refuse<S: AsyncWrite + Unpin>(
     reason: String,
     failure: LinkFailure,
 ) -> LinkEnd {
-    tracing::info!(peer = %endpoints.peer, "link not established: {reason}");
+    if matches!(failure, LinkFailure::OseExchange) {
+        // Someone pointed an original OSE process at the native port: worth a warning.
+        tracing::warn!(peer = %endpoints.peer, "link not established: {reason}; a hub serves OSE processes on a port of their own (`netsvc exchange --ose-listen`)");
+    } else {
+        tracing::info!(peer = %endpoints.peer, "link not established: {reason}");
+    }
     if let Some(code) = code {
         let _ = tokio::time::timeout(
             Duration::from_secs(1),
