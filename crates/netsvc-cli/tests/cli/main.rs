@@ -14,6 +14,7 @@ mod gateway;
 mod help;
 mod info;
 mod monitor;
+mod ose;
 mod publish;
 mod security;
 mod serve;

@@ -577,6 +577,11 @@ impl Link {
             tracing::debug!(address = %key, "OSE service announced twice: ignored");
             return;
         }
+        if self.imported.len() >= self.context.config.max_services {
+            tracing::warn!(name = %record.name, limit = self.context.config.max_services,
+                "OSE peer announced more services than allowed: ignored");
+            return;
+        }
         let audience = if record.scope.is_empty() {
             "*"
         } else {
@@ -788,6 +793,11 @@ impl Link {
             pattern.clone(),
         );
         if self.monitors.contains_key(&key) {
+            return;
+        }
+        if self.monitors.len() >= self.context.config.max_subscriptions {
+            tracing::warn!(%pattern, limit = self.context.config.max_subscriptions,
+                "OSE peer holds more subscriptions than allowed: ignored");
             return;
         }
         let Some(acting) = self.acting_for(&subscriber) else {

@@ -39,8 +39,13 @@ pub struct OseConfig {
     pub dead_after: Duration,
     /// The longest frame accepted from a peer.
     pub max_frame: usize,
-    /// Calls from one peer running at once; more fail at once with 51.
+    /// Calls from one peer running at once, and calls into it waiting for their answers;
+    /// more fail at once with 51.
     pub max_requests: usize,
+    /// Services one peer may announce; further announcements are ignored (and logged).
+    pub max_services: usize,
+    /// Report subscriptions one peer may hold; further ones are ignored (and logged).
+    pub max_subscriptions: usize,
     /// How long a call from a peer into netsvc may take before it fails with 47 (`None`:
     /// as long as the service takes; it still ends if the service goes away).
     pub call_timeout: Option<Duration>,
@@ -58,6 +63,8 @@ impl Default for OseConfig {
             dead_after: Duration::from_secs(75),
             max_frame: crate::frame::DEFAULT_MAX_FRAME,
             max_requests: 1024,
+            max_services: 10_000,
+            max_subscriptions: 10_000,
             call_timeout: Some(Duration::from_secs(120)),
             request_timeout: Duration::from_secs(120),
             handshake_timeout: Duration::from_secs(10),

@@ -36,8 +36,10 @@ pub(crate) struct Vector {
 
 /// Loads `vectors/NAME/{c2s,s2c}.bin`.
 pub(crate) fn vector(name: &str) -> Vector {
+    // Spelled from the workspace so that the CLI's tests, which include this module, find
+    // the same files.
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("vectors")
+        .join("../netsvc-ose/vectors")
         .join(name);
     let frames = |file: &str| {
         let bytes = std::fs::read(dir.join(file))
@@ -200,6 +202,12 @@ fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
         Value::Map(map) => map.get(name),
         _ => None,
     }
+}
+
+/// An address received from the bridge, as the test's side sends to it: the bridge's
+/// endpoint id taken off its front.
+pub(crate) fn strip(address: &str, endpoint: &str) -> String {
+    netsvc_ose::message::strip_endpoint(address, endpoint).to_owned()
 }
 
 /// The test's end of an OSE connection.

@@ -431,7 +431,7 @@ async fn refuse<S: AsyncWrite + Unpin>(
     reason: String,
     failure: LinkFailure,
 ) -> LinkEnd {
-    if matches!(failure, LinkFailure::OseExchange) {
+    if matches!(failure, LinkFailure::OseExchange) && !endpoints.initiated_here() {
         // Someone pointed an original OSE process at the native port: worth a warning.
         tracing::warn!(peer = %endpoints.peer, "link not established: {reason}; a hub serves OSE processes on a port of their own (`netsvc exchange --ose-listen`)");
     } else {

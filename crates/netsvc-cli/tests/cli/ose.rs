@@ -1,0 +1,271 @@
+//! The OSE dialect end to end: a hub process with an OSE port, native processes on its
+//! native port, and an OSE process played from the frames a real one (the original OSE
+//! probe) sent to a netsvc hub (vectors/ose-netsvc/hub-server in netsvc-ose).
+
+#[path = "../../../netsvc-ose/tests/support/mod.rs"]
+mod support;
+
+use netsvc_ose::Envelope;
+use netsvc_ose::message::subjects;
+use support::{Peer, vector};
+
+use crate::util::*;
+
+/// A hub with an OSE port: the hub, its native address, its OSE address.
+fn ose_hub(extra: &[&str]) -> (Proc, String, String) {
+    let mut args = vec!["--ose-listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let (mut hub, address) = hub_with(&args);
+    let line = hub.wait_stderr("listening for OSE peers on ");
+    let ose = line
+        .split("listening for OSE peers on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("an address")
+        .to_owned();
+    (hub, address, ose)
+}
+
+/// The receiver a live SERVICE-AVAILABLE gives `name`, read from frames until it comes.
+async fn receiver_of(peer: &mut Peer, name: &str) -> String {
+    loop {
+        let frame = peer.next().await;
+        if frame.subject != subjects::SERVICE_AVAILABLE {
+            continue;
+        }
+        let content = String::from_utf8_lossy(&frame.content).into_owned();
+        let mut fields = content.split('\0');
+        if fields.next() == Some(name) {
+            return fields.next().expect("a receiver").to_owned();
+        }
+    }
+}
+
+/// The recorded probe's frame of `subject`, the `nth` of them.
+fn recorded(frames: &[Envelope], subject: &str, nth: usize) -> Envelope {
+    frames
+        .iter()
+        .filter(|f| f.subject == subject)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("no recorded {subject} #{nth}"))
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ose_process_and_native_processes_use_each_others_services_through_a_hub() {
+    let (_hub, address, ose) = ose_hub(&[]);
+    let _demo = demo(&address);
+    let v = vector("ose-netsvc/hub-server");
+    let mut peer = Peer::connect(ose.parse().unwrap()).await;
+
+    // The handshake, and the hub's replay: the demo's services among them.
+    peer.send(&v.client[0]).await;
+    let announce = peer.next().await;
+    assert_eq!(announce.subject, subjects::ENDPOINT_ANNOUNCE);
+    peer.send(&v.client[1]).await;
+    let answer = peer.next().await;
+    assert_eq!(answer.subject, subjects::ANNOUNCE_SERVER);
+    assert_eq!(answer.conversation, v.client[1].conversation);
+    let echo = receiver_of(&mut peer, "echo").await;
+    let hub_endpoint = announce.from;
+
+    // The OSE process's own service, then its call of the native echo.
+    peer.send(&v.client[2]).await;
+    let mut request = recorded(&v.client, subjects::REQUEST, 0);
+    request.to = format!("$RELAY!{echo}!echo");
+    peer.send(&request).await;
+    let response = peer.next_of(subjects::RESPONSE).await;
+    assert_eq!(response.conversation, request.conversation);
+    assert_eq!(response.sequence, 1);
+    assert_eq!(
+        &response.content[..],
+        b"<scalar type=\"xsd:string\">hi</scalar>\n"
+    );
+
+    // Its service is listed on the native side, and a native call reaches it.
+    wait_for_services(&address, &["ose-echo"]);
+    let native = address.clone();
+    let call = tokio::task::spawn_blocking(move || {
+        run(&[
+            "call",
+            "--connect",
+            &native,
+            "ose-echo",
+            "echo",
+            "\"hello\"",
+        ])
+    });
+    let incoming = peer.next_of(subjects::REQUEST).await;
+    assert_eq!(incoming.header, "MethodName: echo\n");
+    assert_eq!(
+        &incoming.content[..],
+        b"<array>\n<scalar type=\"xsd:string\">hello</scalar>\n</array>\n"
+    );
+    assert!(
+        incoming
+            .from
+            .starts_with(&format!("{hub_endpoint}!$RELAY!"))
+    );
+    // The probe's recorded answer, sent to this request.
+    let mut answer = recorded(&v.client, subjects::RESPONSE, 0);
+    answer.to = support::strip(&incoming.from, &hub_endpoint);
+    answer.conversation = incoming.conversation.clone();
+    peer.send(&answer).await;
+    let output = call.await.unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), "\"hello\"");
+
+    // The original's failure reaches the native caller with its four fields.
+    let native = address.clone();
+    let call = tokio::task::spawn_blocking(move || {
+        run(&["call", "--connect", &native, "ose-echo", "nosuch"])
+    });
+    let incoming = peer.next_of(subjects::REQUEST).await;
+    assert_eq!(incoming.header, "MethodName: nosuch\n");
+    let mut failure = recorded(&v.client, subjects::FAILURE, 0);
+    failure.to = support::strip(&incoming.from, &hub_endpoint);
+    failure.conversation = incoming.conversation.clone();
+    peer.send(&failure).await;
+    let output = call.await.unwrap();
+    assert!(!output.status.success());
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(text.contains("55") && text.contains("oseprobe"), "{text}");
+
+    // A native monitor subscribes through the hub; the OSE side's reports reach it.
+    let native = address.clone();
+    let monitor = tokio::task::spawn_blocking(move || {
+        run(&[
+            "monitor",
+            "--connect",
+            &native,
+            "--count",
+            "1",
+            "ose-echo",
+            "ose.*",
+        ])
+    });
+    let subscription = peer.next_of(subjects::SUBSCRIPTION_REQUESTED).await;
+    assert_eq!(subscription.header, "SubjectPattern: ose.*\n");
+    let mut report = recorded(&v.client, subjects::REPORT, 0);
+    report.to = support::strip(&subscription.from, &hub_endpoint);
+    report.header = "SubjectName: ose.tick\nSubjectPattern: ose.*\n".into();
+    peer.send(&report).await;
+    let output = monitor.await.unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let reports = json_lines(&stdout(&output));
+    assert_eq!(reports[0]["subject"], "ose.tick");
+    assert_eq!(reports[0]["value"]["name"], "ose-echo");
+
+    // The OSE process goes: its service goes with it.
+    drop(peer);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while services(&address).iter().any(|s| s["name"] == "ose-echo") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ose-echo outlived its process"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_ose_process_on_the_native_port_is_told_where_to_go() {
+    let (mut hub, address, _ose) = ose_hub(&[]);
+    let v = vector_bytes("ose-netsvc/hub-server");
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    std::io::Write::write_all(&mut stream, &v).unwrap();
+    drain(&mut stream);
+    hub.wait_stderr("a hub serves OSE processes on a port of their own");
+}
+
+#[test]
+fn the_ose_settings_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("netsvc.toml");
+    std::fs::write(&config, "[ose]\nkeep_alive = 30\ndead_after = 10\n").unwrap();
+    let output = run(&["exchange", "--config", config.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("dead_after"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// The raw bytes a recorded OSE client sent.
+fn vector_bytes(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../netsvc-ose/vectors")
+        .join(name)
+        .join("c2s.bin");
+    std::fs::read(path).unwrap()
+}
+
+/// Plays the recorded OSE server's side of the handshake to a connecting hub, with the
+/// recorded service `ose-echo`.
+async fn serve_handshake(peer: &mut Peer, server: &[Envelope]) {
+    let announce = peer.next().await;
+    assert_eq!(announce.subject, subjects::ENDPOINT_ANNOUNCE);
+    assert_eq!(announce.to, "");
+    peer.send(&server[0]).await;
+    let hello = peer.next().await;
+    assert_eq!(hello.subject, subjects::ANNOUNCE_CLIENT);
+    assert_eq!((hello.to.as_str(), hello.sequence), ("$E", 0));
+    for recorded in &server[1..3] {
+        let mut frame = recorded.clone();
+        frame.conversation = hello.conversation.clone();
+        peer.send(&frame).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_joins_an_ose_server_and_rejoins_after_a_loss() {
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ose = server.local_addr().unwrap().to_string();
+    let (_hub, address) = hub_with(&["--ose-connect", &ose, "--retry", "0.2"]);
+    let v = vector("ose-netsvc/hub-client");
+    let (stream, _) = server.accept().await.unwrap();
+    let mut peer = Peer::new(stream);
+    serve_handshake(&mut peer, &v.server).await;
+    wait_for_services(&address, &["ose-echo"]);
+
+    // A native call of the OSE server's service, answered with the recorded response.
+    let native = address.clone();
+    let call = tokio::task::spawn_blocking(move || {
+        run(&[
+            "call",
+            "--connect",
+            &native,
+            "ose-echo",
+            "echo",
+            "\"hello\"",
+        ])
+    });
+    let request = peer.next_of(subjects::REQUEST).await;
+    let hub_endpoint = request.from.split('!').next().unwrap().to_owned();
+    let mut response = recorded(&v.server, subjects::RESPONSE, 0);
+    response.to = support::strip(&request.from, &hub_endpoint);
+    response.conversation = request.conversation.clone();
+    peer.send(&response).await;
+    let output = call.await.unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), "\"hello\"");
+
+    // The OSE server goes; its service goes; the hub comes back by itself and so does it.
+    drop(peer);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while services(&address).iter().any(|s| s["name"] == "ose-echo") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ose-echo outlived its server"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (stream, _) = tokio::time::timeout(support::DEADLINE, server.accept())
+        .await
+        .expect("the hub reconnects")
+        .unwrap();
+    let mut peer = Peer::new(stream);
+    serve_handshake(&mut peer, &v.server).await;
+    wait_for_services(&address, &["ose-echo"]);
+}
