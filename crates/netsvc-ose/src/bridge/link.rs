@@ -171,12 +171,16 @@ struct Link {
     anonymous_from: String,
 }
 
-/// Runs one OSE connection to its end. `Ok(true)` if it got established before it ended.
-pub(super) async fn run(
-    context: Arc<Context>,
-    stream: TcpStream,
-    side: Side,
-) -> Result<bool, LinkError> {
+/// How a connection ended.
+pub(super) struct Ended {
+    /// Whether both handshakes were done before it ended.
+    pub(super) established: bool,
+    /// `Ok` if the peer closed it.
+    pub(super) outcome: Result<(), LinkError>,
+}
+
+/// Runs one OSE connection to its end.
+pub(super) async fn run(context: Arc<Context>, stream: TcpStream, side: Side) -> Ended {
     let _ = stream.set_nodelay(true);
     // The original sets no keepalive and notices a dead peer only when a write fails; with
     // it, the kernel notices a peer machine that went away even when nothing is sent.
@@ -188,7 +192,10 @@ pub(super) async fn run(
     let (commands, command_rx) = mpsc::channel(COMMAND_CAPACITY);
     let mut link = Link::new(context, side, commands);
     let outcome = link.drive(reader, writer, command_rx).await;
-    Ok(link.established).and_then(|up| outcome.map(|()| up))
+    Ended {
+        established: link.established,
+        outcome,
+    }
 }
 
 impl Link {

@@ -144,8 +144,8 @@ impl OseBridge {
                     Ok((stream, peer)) => {
                         let context = context.clone();
                         tokio::spawn(async move {
-                            let outcome = link::run(context, stream, link::Side::Accepted).await;
-                            log_end(peer, &outcome);
+                            let ended = link::run(context, stream, link::Side::Accepted).await;
+                            log_end(peer, &ended);
                         });
                     }
                     Err(e) => {
@@ -172,7 +172,7 @@ impl OseBridge {
                 match TcpStream::connect(&address).await {
                     Ok(stream) => {
                         let peer = stream.peer_addr().ok();
-                        let outcome = link::run(
+                        let ended = link::run(
                             context.clone(),
                             stream,
                             link::Side::Connecting(state_tx.clone()),
@@ -180,19 +180,19 @@ impl OseBridge {
                         .await;
                         let _ = state_tx.send(false);
                         if let Some(peer) = peer {
-                            log_end(peer, &outcome);
+                            log_end(peer, &ended);
                         }
                         // A connection that got established resets the count: the next
                         // attempt is the first after a loss.
-                        if matches!(outcome, Ok(true)) {
+                        if ended.established {
                             failures = 0;
                         } else {
-                            failures += 1;
+                            failures = failures.saturating_add(1);
                         }
                     }
                     Err(e) => {
                         tracing::debug!(%address, error = %e, "OSE server not reachable");
-                        failures += 1;
+                        failures = failures.saturating_add(1);
                     }
                 }
                 if !retry.retries() {
@@ -208,8 +208,8 @@ impl OseBridge {
     }
 }
 
-fn log_end(peer: SocketAddr, outcome: &Result<bool, link::LinkError>) {
-    match outcome {
+fn log_end(peer: SocketAddr, ended: &link::Ended) {
+    match &ended.outcome {
         Ok(_) => tracing::info!(%peer, "OSE connection closed"),
         Err(e) => tracing::warn!(%peer, error = %e, "OSE connection closed"),
     }
