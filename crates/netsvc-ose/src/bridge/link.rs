@@ -20,8 +20,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{Context, own_role};
+use super::config::Context;
 use crate::frame::{Envelope, FrameDecoder, FrameError};
+use crate::message::ExchangeRole;
 use crate::message::{
     Message, Outbound, RELAY, ServiceRecord, split_first, strip_endpoint, subjects,
 };
@@ -1036,4 +1037,13 @@ fn failure_of(value: &Value) -> Failure {
         .and_then(|e| i32::try_from(e).ok())
         .unwrap_or(50);
     Failure::new(error, text("description"), text("origin"), text("details"))
+}
+
+/// The role this side announces: a listener is what OSE clients connect to, a server; a
+/// connection this side opens is a client's.
+fn own_role(side: &Side) -> ExchangeRole {
+    match side {
+        Side::Accepted => ExchangeRole::Server,
+        Side::Connecting(_) => ExchangeRole::Client,
+    }
 }
