@@ -13,7 +13,7 @@ use netsvc::failure::codes;
 use netsvc::{Binding, Failure, Lifetime, Retry, Runtime, Value, args};
 use netsvc_ose::bridge::{OseBridge, OseConfig};
 use netsvc_ose::message::subjects;
-use support::{DEADLINE, Ids, Peer, check, vector};
+use support::{DEADLINE, Ids, Peer, check, nth_of, vector};
 use tokio::net::TcpListener;
 
 /// `{"count": N, "name": "ose-echo"}`, the probe's tick.
@@ -129,18 +129,10 @@ async fn an_unknown_method_fails_with_55_as_in_the_original() {
     let mut ids = Ids::default();
     let mut peer = Peer::connect(listener.local_addr()).await;
     client_handshake(&mut peer, &mut ids, &v.client, &v.server, 1).await;
-    let request = v
-        .client
-        .iter()
-        .find(|f| f.subject == subjects::REQUEST)
-        .expect("the recorded request");
-    let failure = v
-        .server
-        .iter()
-        .find(|f| f.subject == subjects::FAILURE)
-        .expect("the recorded failure");
-    peer.send(&ids.frame(request)).await;
-    peer.expect(&mut ids, failure).await;
+    let request = nth_of(&v.client, subjects::REQUEST, 0);
+    peer.send(&ids.frame(&request)).await;
+    peer.expect(&mut ids, &nth_of(&v.server, subjects::FAILURE, 0))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,19 +161,10 @@ async fn a_clients_keep_alive_goes_back_round_as_in_the_original() {
     let mut ids = Ids::default();
     let mut peer = Peer::connect(listener.local_addr()).await;
     client_handshake(&mut peer, &mut ids, &v.client, &v.server, 1).await;
-    let out = v
-        .client
-        .iter()
-        .find(|f| f.subject == subjects::KEEP_ALIVE)
-        .expect("the recorded keep-alive");
-    let back = v
-        .server
-        .iter()
-        .find(|f| f.subject == subjects::KEEP_ALIVE)
-        .expect("the recorded return");
-    peer.send(&ids.frame(out)).await;
+    let out = nth_of(&v.client, subjects::KEEP_ALIVE, 0);
+    peer.send(&ids.frame(&out)).await;
     let live = peer.next_any().await.expect("the return");
-    check(&mut ids, back, &live);
+    check(&mut ids, &nth_of(&v.server, subjects::KEEP_ALIVE, 0), &live);
 }
 
 /// The bridge as an exchange client of a recorded OSE server.
@@ -209,17 +192,7 @@ async fn as_a_client_the_bridge_sends_what_the_original_client_sent() {
     assert!(connector.established_within(DEADLINE).await);
 
     // The server's service is a proxy here; the local service calls it, as the probe did.
-    let mut proxy: Option<Binding> = None;
-    wait_until("the OSE server's service is imported", || {
-        proxy = rt
-            .registry()
-            .lookup_name("ose-echo")
-            .into_iter()
-            .find(|b| b.address() != local.address());
-        proxy.is_some()
-    })
-    .await;
-    let proxy = proxy.unwrap();
+    let proxy = imported(&rt, &local).await;
     let endpoint = local.endpoint(&proxy).unwrap();
     let call = tokio::spawn(async move { endpoint.call("echo", args!["hello"]).await });
     let request = peer.expect(&mut ids, &v.client[3]).await;
@@ -244,6 +217,35 @@ async fn as_a_client_the_bridge_sends_what_the_original_client_sent() {
     }
 }
 
+/// Sends the recorded client's own service (`frame`) and waits for its proxy: the proxy's
+/// binding (the service of that name that is not `local`).
+async fn import(
+    peer: &mut Peer,
+    ids: &Ids,
+    frame: &netsvc_ose::Envelope,
+    rt: &Runtime,
+    local: &netsvc::Service,
+) -> Binding {
+    peer.send(&ids.frame(frame)).await;
+    imported(rt, local).await
+}
+
+/// Waits for the proxy of the OSE side's `ose-echo`: the service of that name that is not
+/// `local`.
+async fn imported(rt: &Runtime, local: &netsvc::Service) -> Binding {
+    let mut proxy = None;
+    wait_until("the OSE service is imported", || {
+        proxy = rt
+            .registry()
+            .lookup_name("ose-echo")
+            .into_iter()
+            .find(|b| b.address() != local.address());
+        proxy.is_some()
+    })
+    .await;
+    proxy.expect("a proxy")
+}
+
 /// A call into OSE ends however the OSE side goes away: 57 when its service is withdrawn
 /// before it answers, and when the connection is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,23 +255,19 @@ async fn calls_into_ose_fail_with_57_when_the_service_or_the_peer_goes() {
     let mut ids = Ids::default();
     let mut peer = Peer::connect(listener.local_addr()).await;
     client_handshake(&mut peer, &mut ids, &v.client, &v.server, 0).await;
-    // The recorded client's service, then its withdrawal, as the server recorded them the
-    // other way round (same four fields).
-    peer.send(&ids.frame(&v.client[2])).await;
-    wait_until("imported", || {
-        rt.registry().lookup_name("ose-echo").len() == 2
-    })
-    .await;
     let caller = rt.service("").build().unwrap();
-    let proxy = rt
-        .registry()
-        .lookup_name("ose-echo")
-        .into_iter()
-        .find(|b| b.address() != service.address())
-        .unwrap();
-    let endpoint = caller.endpoint(&proxy).unwrap();
-    let pending = tokio::spawn(async move { endpoint.call("echo", args!["never answered"]).await });
-    peer.next_of(subjects::REQUEST).await;
+    let never_answered = async |proxy: Binding, peer: &mut Peer| {
+        let endpoint = caller.endpoint(&proxy).unwrap();
+        let pending =
+            tokio::spawn(async move { endpoint.call("echo", args!["never answered"]).await });
+        peer.next_of(subjects::REQUEST).await;
+        pending
+    };
+
+    // The recorded client's service, then its withdrawal (the four fields as the server
+    // recorded them the other way round).
+    let proxy = import(&mut peer, &ids, &v.client[2], &rt, &service).await;
+    let pending = never_answered(proxy, &mut peer).await;
     let withdrawn = netsvc_ose::Envelope {
         subject: subjects::SERVICE_WITHDRAWN.into(),
         content: format!("$RELAY!{}!ose-echo", receiver_of(&v.client[2]))
@@ -283,20 +281,8 @@ async fn calls_into_ose_fail_with_57_when_the_service_or_the_peer_goes() {
     assert!(failure.is_withdrawn(), "{failure:?}");
 
     // Again, and this time the connection goes.
-    peer.send(&ids.frame(&v.client[2])).await;
-    wait_until("imported again", || {
-        rt.registry().lookup_name("ose-echo").len() == 2
-    })
-    .await;
-    let proxy = rt
-        .registry()
-        .lookup_name("ose-echo")
-        .into_iter()
-        .find(|b| b.address() != service.address())
-        .unwrap();
-    let endpoint = caller.endpoint(&proxy).unwrap();
-    let pending = tokio::spawn(async move { endpoint.call("echo", args!["never answered"]).await });
-    peer.next_of(subjects::REQUEST).await;
+    let proxy = import(&mut peer, &ids, &v.client[2], &rt, &service).await;
+    let pending = never_answered(proxy, &mut peer).await;
     drop(peer);
     let failure = pending.await.unwrap().unwrap_err();
     assert!(failure.is_withdrawn(), "{failure:?}");
@@ -324,16 +310,12 @@ async fn a_silent_peer_is_taken_for_dead() {
         dead_after: Duration::from_millis(800),
         ..OseConfig::default()
     };
-    let (rt, _service, listener) = hub(config).await;
+    let (rt, service, listener) = hub(config).await;
     let v = vector("ose-ose/basic");
     let mut ids = Ids::default();
     let mut peer = Peer::connect(listener.local_addr()).await;
     client_handshake(&mut peer, &mut ids, &v.client, &v.server, 1).await;
-    peer.send(&ids.frame(&v.client[2])).await;
-    wait_until("imported", || {
-        rt.registry().lookup_name("ose-echo").len() == 2
-    })
-    .await;
+    import(&mut peer, &ids, &v.client[2], &rt, &service).await;
     // The peer stops answering (it keeps the socket open: a stopped process).
     let started = tokio::time::Instant::now();
     peer.closed().await;

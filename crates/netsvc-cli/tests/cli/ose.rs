@@ -7,7 +7,7 @@ mod support;
 
 use netsvc_ose::Envelope;
 use netsvc_ose::message::subjects;
-use support::{Peer, vector};
+use support::{Peer, nth_of, vector};
 
 use crate::util::*;
 
@@ -41,14 +41,45 @@ async fn receiver_of(peer: &mut Peer, name: &str) -> String {
     }
 }
 
-/// The recorded probe's frame of `subject`, the `nth` of them.
-fn recorded(frames: &[Envelope], subject: &str, nth: usize) -> Envelope {
-    frames
-        .iter()
-        .filter(|f| f.subject == subject)
-        .nth(nth)
-        .unwrap_or_else(|| panic!("no recorded {subject} #{nth}"))
-        .clone()
+/// The recorded probe's `subject` frame, addressed as an answer to `incoming` (a frame from
+/// the hub, whose endpoint id is `hub_endpoint`).
+fn answer_to(
+    frames: &[Envelope],
+    subject: &str,
+    incoming: &Envelope,
+    hub_endpoint: &str,
+) -> Envelope {
+    let mut frame = nth_of(frames, subject, 0);
+    frame.to = support::strip(&incoming.from, hub_endpoint);
+    frame.conversation = incoming.conversation.clone();
+    frame
+}
+
+/// Runs the `netsvc` command on a thread of its own, while the test plays the OSE side.
+fn run_aside(args: Vec<String>) -> tokio::task::JoinHandle<std::process::Output> {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args)
+    })
+}
+
+/// Waits until no service `name` is listed by the hub at `address`.
+fn wait_gone(address: &str, name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while services(address).iter().any(|s| s["name"] == name) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} outlived its process"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A command line, `HUB` standing for the hub's address.
+fn words(line: &str, address: &str) -> Vec<String> {
+    line.split(' ')
+        .map(|w| if w == "HUB" { address } else { w }.to_owned())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +102,7 @@ async fn an_ose_process_and_native_processes_use_each_others_services_through_a_
 
     // The OSE process's own service, then its call of the native echo.
     peer.send(&v.client[2]).await;
-    let mut request = recorded(&v.client, subjects::REQUEST, 0);
+    let mut request = nth_of(&v.client, subjects::REQUEST, 0);
     request.to = format!("$RELAY!{echo}!echo");
     peer.send(&request).await;
     let response = peer.next_of(subjects::RESPONSE).await;
@@ -84,17 +115,10 @@ async fn an_ose_process_and_native_processes_use_each_others_services_through_a_
 
     // Its service is listed on the native side, and a native call reaches it.
     wait_for_services(&address, &["ose-echo"]);
-    let native = address.clone();
-    let call = tokio::task::spawn_blocking(move || {
-        run(&[
-            "call",
-            "--connect",
-            &native,
-            "ose-echo",
-            "echo",
-            "\"hello\"",
-        ])
-    });
+    let call = run_aside(words(
+        "call --connect HUB ose-echo echo \"hello\"",
+        &address,
+    ));
     let incoming = peer.next_of(subjects::REQUEST).await;
     assert_eq!(incoming.header, "MethodName: echo\n");
     assert_eq!(
@@ -107,46 +131,42 @@ async fn an_ose_process_and_native_processes_use_each_others_services_through_a_
             .starts_with(&format!("{hub_endpoint}!$RELAY!"))
     );
     // The probe's recorded answer, sent to this request.
-    let mut answer = recorded(&v.client, subjects::RESPONSE, 0);
-    answer.to = support::strip(&incoming.from, &hub_endpoint);
-    answer.conversation = incoming.conversation.clone();
-    peer.send(&answer).await;
+    peer.send(&answer_to(
+        &v.client,
+        subjects::RESPONSE,
+        &incoming,
+        &hub_endpoint,
+    ))
+    .await;
     let output = call.await.unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output).trim(), "\"hello\"");
 
     // The original's failure reaches the native caller with its four fields.
-    let native = address.clone();
-    let call = tokio::task::spawn_blocking(move || {
-        run(&["call", "--connect", &native, "ose-echo", "nosuch"])
-    });
+    let call = run_aside(words("call --connect HUB ose-echo nosuch", &address));
     let incoming = peer.next_of(subjects::REQUEST).await;
     assert_eq!(incoming.header, "MethodName: nosuch\n");
-    let mut failure = recorded(&v.client, subjects::FAILURE, 0);
-    failure.to = support::strip(&incoming.from, &hub_endpoint);
-    failure.conversation = incoming.conversation.clone();
-    peer.send(&failure).await;
+    peer.send(&answer_to(
+        &v.client,
+        subjects::FAILURE,
+        &incoming,
+        &hub_endpoint,
+    ))
+    .await;
     let output = call.await.unwrap();
     assert!(!output.status.success());
     let text = format!("{}{}", stdout(&output), stderr(&output));
     assert!(text.contains("55") && text.contains("oseprobe"), "{text}");
 
     // A native monitor subscribes through the hub; the OSE side's reports reach it.
-    let native = address.clone();
-    let monitor = tokio::task::spawn_blocking(move || {
-        run(&[
-            "monitor",
-            "--connect",
-            &native,
-            "--count",
-            "1",
-            "ose-echo",
-            "ose.*",
-        ])
-    });
+    let monitor = run_aside(words(
+        "monitor --connect HUB --count 1 ose-echo ose.*",
+        &address,
+    ));
     let subscription = peer.next_of(subjects::SUBSCRIPTION_REQUESTED).await;
     assert_eq!(subscription.header, "SubjectPattern: ose.*\n");
-    let mut report = recorded(&v.client, subjects::REPORT, 0);
+    // A report starts a conversation of its own: the recorded one's is kept.
+    let mut report = nth_of(&v.client, subjects::REPORT, 0);
     report.to = support::strip(&subscription.from, &hub_endpoint);
     report.header = "SubjectName: ose.tick\nSubjectPattern: ose.*\n".into();
     peer.send(&report).await;
@@ -158,14 +178,7 @@ async fn an_ose_process_and_native_processes_use_each_others_services_through_a_
 
     // The OSE process goes: its service goes with it.
     drop(peer);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while services(&address).iter().any(|s| s["name"] == "ose-echo") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "ose-echo outlived its process"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_gone(&address, "ose-echo");
 }
 
 #[test]
@@ -198,7 +211,7 @@ fn vector_bytes(name: &str) -> Vec<u8> {
         .join("../netsvc-ose/vectors")
         .join(name)
         .join("c2s.bin");
-    std::fs::read(path).unwrap()
+    std::fs::read(path).expect("a captured stream")
 }
 
 /// Plays the recorded OSE server's side of the handshake to a connecting hub, with the
@@ -230,37 +243,26 @@ async fn a_hub_joins_an_ose_server_and_rejoins_after_a_loss() {
     wait_for_services(&address, &["ose-echo"]);
 
     // A native call of the OSE server's service, answered with the recorded response.
-    let native = address.clone();
-    let call = tokio::task::spawn_blocking(move || {
-        run(&[
-            "call",
-            "--connect",
-            &native,
-            "ose-echo",
-            "echo",
-            "\"hello\"",
-        ])
-    });
+    let call = run_aside(words(
+        "call --connect HUB ose-echo echo \"hello\"",
+        &address,
+    ));
     let request = peer.next_of(subjects::REQUEST).await;
     let hub_endpoint = request.from.split('!').next().unwrap().to_owned();
-    let mut response = recorded(&v.server, subjects::RESPONSE, 0);
-    response.to = support::strip(&request.from, &hub_endpoint);
-    response.conversation = request.conversation.clone();
-    peer.send(&response).await;
+    peer.send(&answer_to(
+        &v.server,
+        subjects::RESPONSE,
+        &request,
+        &hub_endpoint,
+    ))
+    .await;
     let output = call.await.unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output).trim(), "\"hello\"");
 
     // The OSE server goes; its service goes; the hub comes back by itself and so does it.
     drop(peer);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while services(&address).iter().any(|s| s["name"] == "ose-echo") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "ose-echo outlived its server"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_gone(&address, "ose-echo");
     let (stream, _) = tokio::time::timeout(support::DEADLINE, server.accept())
         .await
         .expect("the hub reconnects")

@@ -458,42 +458,27 @@ impl Link {
                 self.export(&binding, replay);
             }
             AnnouncementKind::GroupJoined(group) => {
-                if let Some(exported) = self.exported.get_mut(binding.address()) {
-                    if exported.groups.contains(&group) {
-                        return;
-                    }
-                    exported.groups.push(group.clone());
-                    let record = ServiceRecord {
-                        scope: group.to_string(),
-                        ..exported.record.clone()
-                    };
-                    let (conversation, sequence) = self.conversation(replay);
-                    let frame = self.out.record(
-                        subjects::GROUP_AVAILABLE,
-                        &record,
-                        &conversation,
-                        sequence,
-                    );
-                    self.send(&frame);
+                let Some(exported) = self.exported.get_mut(binding.address()) else {
+                    return;
+                };
+                if exported.groups.contains(&group) {
+                    return;
                 }
+                exported.groups.push(group.clone());
+                let record = exported.record.clone();
+                self.send_membership(subjects::GROUP_AVAILABLE, &record, &group, replay);
             }
             AnnouncementKind::GroupLeft(group) => {
-                if let Some(exported) = self.exported.get_mut(binding.address()) {
-                    let before = exported.groups.len();
-                    exported.groups.retain(|g| *g != group);
-                    if exported.groups.len() == before {
-                        return;
-                    }
-                    let record = ServiceRecord {
-                        scope: group.to_string(),
-                        ..exported.record.clone()
-                    };
-                    let conversation = self.context.ids.conversation();
-                    let frame =
-                        self.out
-                            .record(subjects::GROUP_WITHDRAWN, &record, &conversation, 0);
-                    self.send(&frame);
+                let Some(exported) = self.exported.get_mut(binding.address()) else {
+                    return;
+                };
+                let before = exported.groups.len();
+                exported.groups.retain(|g| *g != group);
+                if exported.groups.len() == before {
+                    return;
                 }
+                let record = exported.record.clone();
+                self.send_membership(subjects::GROUP_WITHDRAWN, &record, &group, false);
             }
             AnnouncementKind::Withdrawn(_) => {
                 let Some(exported) = self.exported.remove(binding.address()) else {
@@ -502,15 +487,7 @@ impl Link {
                 self.receivers.remove(&exported.receiver);
                 // As the original: the groups are left first, then the service goes.
                 for group in &exported.groups {
-                    let record = ServiceRecord {
-                        scope: group.to_string(),
-                        ..exported.record.clone()
-                    };
-                    let conversation = self.context.ids.conversation();
-                    let frame =
-                        self.out
-                            .record(subjects::GROUP_WITHDRAWN, &record, &conversation, 0);
-                    self.send(&frame);
+                    self.send_membership(subjects::GROUP_WITHDRAWN, &exported.record, group, false);
                 }
                 let conversation = self.context.ids.conversation();
                 let frame = self
@@ -523,6 +500,23 @@ impl Link {
             }
             _ => {}
         }
+    }
+
+    /// `GROUP-AVAILABLE` or `GROUP-WITHDRAWN` for one group of an exported service.
+    fn send_membership(
+        &mut self,
+        subject: &str,
+        record: &ServiceRecord,
+        group: &str,
+        replay: bool,
+    ) {
+        let record = ServiceRecord {
+            scope: group.to_owned(),
+            ..record.clone()
+        };
+        let (conversation, sequence) = self.conversation(replay);
+        let frame = self.out.record(subject, &record, &conversation, sequence);
+        self.send(&frame);
     }
 
     /// The conversation and sequence number of an exchange-level frame: a reply in the

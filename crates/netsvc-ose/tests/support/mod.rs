@@ -59,6 +59,16 @@ pub(crate) fn vector(name: &str) -> Vector {
     }
 }
 
+/// The `nth` recorded frame of `subject`.
+pub(crate) fn nth_of(frames: &[Envelope], subject: &str, nth: usize) -> Envelope {
+    frames
+        .iter()
+        .filter(|f| f.subject == subject)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("no recorded {subject} #{nth}"))
+        .clone()
+}
+
 /// The pairing of recorded identifiers with live ones.
 #[derive(Debug, Default)]
 pub(crate) struct Ids(HashMap<String, String>);
