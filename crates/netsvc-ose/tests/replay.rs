@@ -256,18 +256,16 @@ async fn calls_into_ose_fail_with_57_when_the_service_or_the_peer_goes() {
     let mut peer = Peer::connect(listener.local_addr()).await;
     client_handshake(&mut peer, &mut ids, &v.client, &v.server, 0).await;
     let caller = rt.service("").build().unwrap();
-    let never_answered = async |proxy: Binding, peer: &mut Peer| {
+    let never_answered = |proxy: Binding| {
         let endpoint = caller.endpoint(&proxy).unwrap();
-        let pending =
-            tokio::spawn(async move { endpoint.call("echo", args!["never answered"]).await });
-        peer.next_of(subjects::REQUEST).await;
-        pending
+        tokio::spawn(async move { endpoint.call("echo", args!["never answered"]).await })
     };
 
     // The recorded client's service, then its withdrawal (the four fields as the server
     // recorded them the other way round).
     let proxy = import(&mut peer, &ids, &v.client[2], &rt, &service).await;
-    let pending = never_answered(proxy, &mut peer).await;
+    let pending = never_answered(proxy);
+    peer.next_of(subjects::REQUEST).await;
     let withdrawn = netsvc_ose::Envelope {
         subject: subjects::SERVICE_WITHDRAWN.into(),
         content: format!("$RELAY!{}!ose-echo", receiver_of(&v.client[2]))
@@ -282,7 +280,8 @@ async fn calls_into_ose_fail_with_57_when_the_service_or_the_peer_goes() {
 
     // Again, and this time the connection goes.
     let proxy = import(&mut peer, &ids, &v.client[2], &rt, &service).await;
-    let pending = never_answered(proxy, &mut peer).await;
+    let pending = never_answered(proxy);
+    peer.next_of(subjects::REQUEST).await;
     drop(peer);
     let failure = pending.await.unwrap().unwrap_err();
     assert!(failure.is_withdrawn(), "{failure:?}");
