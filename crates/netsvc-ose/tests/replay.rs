@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use netsvc::failure::codes;
 use netsvc::{Binding, Failure, Lifetime, Retry, Runtime, Value, args};
-use netsvc_ose::bridge::{OseBridge, OseConfig};
+use netsvc_ose::bridge::{OseBridge, OseConfig, OseListener};
 use netsvc_ose::message::subjects;
 use support::{DEADLINE, Ids, Peer, check, nth_of, vector};
 use tokio::net::TcpListener;
@@ -36,7 +36,7 @@ fn ose_echo(rt: &Runtime) -> netsvc::Service {
 }
 
 /// The bridge listening on a free port, with the probe's service hosted on the netsvc side.
-async fn hub(config: OseConfig) -> (Runtime, netsvc::Service, netsvc_ose::bridge::OseListener) {
+async fn hub(config: OseConfig) -> (Runtime, netsvc::Service, OseListener) {
     let rt = Runtime::new();
     let service = ose_echo(&rt);
     let listener = OseBridge::new(&rt, config)
@@ -44,6 +44,20 @@ async fn hub(config: OseConfig) -> (Runtime, netsvc::Service, netsvc_ose::bridge
         .await
         .expect("listen");
     (rt, service, listener)
+}
+
+/// A recorded client of vector `name`, connected to `listener`, through its handshake and
+/// the bridge's replay of `replayed` frames.
+async fn recorded_client(
+    listener: &OseListener,
+    name: &str,
+    replayed: usize,
+) -> (Peer, Ids, support::Vector) {
+    let v = vector(name);
+    let mut ids = Ids::default();
+    let mut peer = Peer::connect(listener.local_addr()).await;
+    client_handshake(&mut peer, &mut ids, &v.client, &v.server, replayed).await;
+    (peer, ids, v)
 }
 
 /// Plays the recorded client's handshake (its `$EP::ANNOUNCE`, then `ANNOUNCE-CLIENT`) and
@@ -78,10 +92,7 @@ async fn as_the_server_the_bridge_answers_a_recorded_client_as_the_original_did(
     service
         .publish("ose.tick", tick(2), Lifetime::Forever)
         .unwrap();
-    let v = vector("ose-ose/basic");
-    let mut ids = Ids::default();
-    let mut peer = Peer::connect(listener.local_addr()).await;
-    client_handshake(&mut peer, &mut ids, &v.client, &v.server, 1).await;
+    let (mut peer, mut ids, v) = recorded_client(&listener, "ose-ose/basic", 1).await;
 
     // The client's own service, then its call and its subscription.
     peer.send(&ids.frame(&v.client[2])).await;
@@ -107,10 +118,7 @@ async fn as_the_server_the_bridge_answers_a_recorded_client_as_the_original_did(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_response_is_the_originals_byte_for_byte() {
     let (_rt, _service, listener) = hub(OseConfig::default()).await;
-    let v = vector("ose-ose/basic");
-    let mut ids = Ids::default();
-    let mut peer = Peer::connect(listener.local_addr()).await;
-    client_handshake(&mut peer, &mut ids, &v.client, &v.server, 1).await;
+    let (mut peer, mut ids, v) = recorded_client(&listener, "ose-ose/basic", 1).await;
     peer.send(&ids.frame(&v.client[2])).await;
     peer.send(&ids.frame(&v.client[3])).await;
     let response = peer.expect(&mut ids, &v.server[3]).await;
@@ -125,10 +133,7 @@ async fn the_response_is_the_originals_byte_for_byte() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_method_fails_with_55_as_in_the_original() {
     let (_rt, _service, listener) = hub(OseConfig::default()).await;
-    let v = vector("ose-ose/nosuch");
-    let mut ids = Ids::default();
-    let mut peer = Peer::connect(listener.local_addr()).await;
-    client_handshake(&mut peer, &mut ids, &v.client, &v.server, 1).await;
+    let (mut peer, mut ids, v) = recorded_client(&listener, "ose-ose/nosuch", 1).await;
     let request = nth_of(&v.client, subjects::REQUEST, 0);
     peer.send(&ids.frame(&request)).await;
     peer.expect(&mut ids, &nth_of(&v.server, subjects::FAILURE, 0))
@@ -144,11 +149,8 @@ async fn groups_are_replayed_and_a_withdrawal_leaves_them_first() {
         .listen("127.0.0.1:0")
         .await
         .unwrap();
-    let v = vector("ose-ose/groups-withdraw");
-    let mut ids = Ids::default();
-    let mut peer = Peer::connect(listener.local_addr()).await;
     // SERVICE-AVAILABLE, then GROUP-AVAILABLE, both in the handshake's conversation.
-    client_handshake(&mut peer, &mut ids, &v.client, &v.server, 2).await;
+    let (mut peer, mut ids, v) = recorded_client(&listener, "ose-ose/groups-withdraw", 2).await;
     drop(service);
     peer.expect(&mut ids, &v.server[4]).await; // GROUP-WITHDRAWN
     peer.expect(&mut ids, &v.server[5]).await; // SERVICE-WITHDRAWN
@@ -157,10 +159,7 @@ async fn groups_are_replayed_and_a_withdrawal_leaves_them_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clients_keep_alive_goes_back_round_as_in_the_original() {
     let (_rt, _service, listener) = hub(OseConfig::default()).await;
-    let v = vector("ose-ose/keepalive");
-    let mut ids = Ids::default();
-    let mut peer = Peer::connect(listener.local_addr()).await;
-    client_handshake(&mut peer, &mut ids, &v.client, &v.server, 1).await;
+    let (mut peer, mut ids, v) = recorded_client(&listener, "ose-ose/keepalive", 1).await;
     let out = nth_of(&v.client, subjects::KEEP_ALIVE, 0);
     peer.send(&ids.frame(&out)).await;
     let live = peer.next_any().await.expect("the return");
@@ -251,10 +250,7 @@ async fn imported(rt: &Runtime, local: &netsvc::Service) -> Binding {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_into_ose_fail_with_57_when_the_service_or_the_peer_goes() {
     let (rt, service, listener) = hub(OseConfig::default()).await;
-    let v = vector("ose-ose/groups-withdraw");
-    let mut ids = Ids::default();
-    let mut peer = Peer::connect(listener.local_addr()).await;
-    client_handshake(&mut peer, &mut ids, &v.client, &v.server, 0).await;
+    let (mut peer, ids, v) = recorded_client(&listener, "ose-ose/groups-withdraw", 0).await;
     let caller = rt.service("").build().unwrap();
     let never_answered = |proxy: Binding| {
         let endpoint = caller.endpoint(&proxy).unwrap();
@@ -310,10 +306,7 @@ async fn a_silent_peer_is_taken_for_dead() {
         ..OseConfig::default()
     };
     let (rt, service, listener) = hub(config).await;
-    let v = vector("ose-ose/basic");
-    let mut ids = Ids::default();
-    let mut peer = Peer::connect(listener.local_addr()).await;
-    client_handshake(&mut peer, &mut ids, &v.client, &v.server, 1).await;
+    let (mut peer, ids, v) = recorded_client(&listener, "ose-ose/basic", 1).await;
     import(&mut peer, &ids, &v.client[2], &rt, &service).await;
     // The peer stops answering (it keeps the socket open: a stopped process).
     let started = tokio::time::Instant::now();
