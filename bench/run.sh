@@ -15,6 +15,8 @@
 # Extra arguments after --quick are passed to `netsvc-bench run` (e.g. --systems netsvc,nats).
 # The gateway workload also measures the original OSE gateway when NETSVC_BENCH_OSE_PROBE
 # names an `oseprobe` binary built elsewhere against the original library; nothing here builds it.
+# With it, the ose workload also runs: sequential echo to an original OSE process through
+# `netsvc exchange --ose-listen` and through the original's own hub (skipped without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -182,6 +184,7 @@ fi
     echo "- W5: netsvc clients reconnect with \`Retry::backoff(50 ms, 1 s)\` (full jitter), so after a 1 s outage most of them are asleep in a backoff delay of 0.5–1 s when the hub returns; async-nats uses its default (0, 2, 4, ... ms, no jitter). NATS has no registry, so the registry check is netsvc-only; NATS's lost count is the outage messages (every 20 ms on 5 subjects) that never arrived."
     echo "- Memory: RSS deltas include allocator slack; nats-server is a Go process whose heap grows in steps. A netsvc link's read buffer starts at 4 KiB, doubles (to 64 KiB) while reads fill it and is freed when the link idles; its write buffers hold only what is queued and are freed after a burst. So RSS per connection depends on how much traffic each link has seen, and a phase that follows one that freed memory (the service phase floods every link with registry announcements) reuses it, which can hide its own cost in RSS."
     echo "- Gateway: the hub is the real \`netsvc exchange --http\` (CPU 0) and the service the real \`netsvc demo\` (CPU 1), both multi-threaded tokio runtimes sized by their affinity (one CPU each); the original, when measured, is \`oseprobe -listen P -http H\` (CPU 0) with the echo in a second \`oseprobe -connect P\` (CPU 1), the same layout. The original answers HTTP/1.0 with \`Connection: Close\`, so its clients open a connection per call."
+    echo "- OSE (only with NETSVC_BENCH_OSE_PROBE): the service is always the original \`oseprobe -connect O -name ose-echo\` (CPU 1), which writes a \`REQUEST\` line to its log for every call, in every target alike; the hubs are \`netsvc exchange --listen A --ose-listen O\` or \`oseprobe -listen P\` (CPU 0); the OSE-protocol caller is a thin client of this tool's (handshake, then one request at a time), not the original's library."
     echo "- Profiling: \`NETSVC_BENCH_PROFILE_ROLE=netsvc-hub NETSVC_BENCH_PROFILE_WRAPPER='valgrind --tool=callgrind' target/release/netsvc-bench run --quick --systems netsvc --workloads w1 --w1-cases 16x4\` runs one role under a profiler (any role: w1-pub, w1-sub, w2-caller, ...)."
     if [[ ${#NOTES[@]} -gt 0 ]]; then
         for n in "${NOTES[@]}"; do echo "- $n"; done

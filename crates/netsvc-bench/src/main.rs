@@ -3,11 +3,11 @@
 //!
 //! ```text
 //! netsvc-bench run [--quick] [--systems netsvc,nats,mqtt,tcp,tcp-direct]
-//!                  [--workloads w1,w2,w4,w5,memory,gateway] [--w1-cases 16x1,1024x16]
+//!                  [--workloads w1,w2,w4,w5,memory,gateway,ose] [--w1-cases 16x1,1024x16]
 //!                  [--clients N] [--markdown FILE] [--json FILE] [--no-pin]
 //!                  [--nats-server PATH] [--nats-config FILE] [--nats-port N]
 //!                  [--mosquitto PATH] [--mosquitto-config FILE] [--mqtt-port N]
-//!                  [--netsvc PATH] [--ose-probe PATH] [--gateway-rounds N]
+//!                  [--netsvc PATH] [--ose-probe PATH] [--gateway-rounds N] [--ose-rounds N]
 //! ```
 //!
 //! The orchestrator spawns every process of a case itself: the hub on CPU 0 (`taskset -c 0`:
@@ -21,8 +21,14 @@
 //! (`valgrind --tool=callgrind`); our hubs exit normally at the end of a case, so the
 //! profiler gets to write its data.
 //!
+//! The `ose` workload (needs `--ose-probe`, skipped with a note without it) measures the
+//! sequential round trip of `echo` to an original OSE process (`oseprobe -connect O -name
+//! ose-echo`): from a native netsvc caller through `netsvc exchange --ose-listen O`, from a
+//! thin OSE-protocol caller through the same hub's OSE port, and from that caller through the
+//! original's own hub (`oseprobe -listen P`).
+//!
 //! Layout of the code: `adapters` (one per system, behind one trait), `workloads` (W1, W2,
-//! W4, W5, memory, gateway: orchestrator side and role side), `report` (tables and ratios), `proc`
+//! W4, W5, memory, gateway, ose: orchestrator side and role side), `report` (tables and ratios), `proc`
 //! (child processes and their line protocol), `harness` (hubs), `http` (the gateway workload's HTTP/1.1 client), `payload` and `stats`
 //! (shared payload generator and HDR histograms).
 
@@ -39,7 +45,7 @@ mod workloads;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use workloads::{Target, gateway, memory, w1, w2, w4, w5};
+use workloads::{Target, gateway, memory, ose, w1, w2, w4, w5};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,7 +60,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs the workloads against every system and writes the tables.
-    Run(suite::RunArgs),
+    Run(Box<suite::RunArgs>),
     /// What TLS costs: the W1 and W2 figures of a plain run and a `--tls` run (their
     /// `--json` files) side by side, as a Markdown table.
     TlsCost {
@@ -103,6 +109,7 @@ enum Role {
     MemPub(Target),
     MemClients(memory::ClientsArgs),
     GwCaller(gateway::CallerArgs),
+    OseCaller(ose::CallerArgs),
 }
 
 fn main() -> Result<()> {
@@ -114,7 +121,7 @@ fn main() -> Result<()> {
         .build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Run(args) => suite::run(args).await,
+            Command::Run(args) => suite::run(*args).await,
             Command::TlsCost { plain, tls } => {
                 let read = |path: &std::path::Path| -> Result<report::Results> {
                     Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
@@ -153,5 +160,6 @@ async fn run_role(role: Role) -> Result<()> {
         Role::MemPub(t) => memory::pub_role(t).await,
         Role::MemClients(a) => memory::clients_role(a).await,
         Role::GwCaller(a) => gateway::caller_role(a).await,
+        Role::OseCaller(a) => ose::caller_role(a).await,
     }
 }

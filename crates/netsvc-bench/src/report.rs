@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::System;
-use crate::workloads::{gateway, memory, w1, w2, w4, w5};
+use crate::workloads::{gateway, memory, ose, w1, w2, w4, w5};
 
 /// Everything one run measured.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -21,6 +21,9 @@ pub(crate) struct Results {
     /// Absent from the JSON of runs made before the gateway workload existed.
     #[serde(default)]
     pub(crate) gateway: Vec<gateway::Run>,
+    /// Absent from the JSON of runs made before the ose workload existed.
+    #[serde(default)]
+    pub(crate) ose: Vec<ose::Run>,
     /// Failures and remarks collected during the run.
     pub(crate) notes: Vec<String>,
     pub(crate) elapsed_secs: f64,
@@ -126,6 +129,7 @@ impl Results {
         self.w5_md(&mut md);
         self.memory_md(&mut md);
         self.gateway_md(&mut md);
+        self.ose_md(&mut md);
         if !self.notes.is_empty() {
             md.push_str("\n### Notes from this run\n\n");
             for n in &self.notes {
@@ -379,6 +383,77 @@ impl Results {
             ("gateway (1.0) / gateway (2.0)", gateway::Kind::GatewayJson2),
         ] {
             let vs = self.gateway_ratios(other);
+            if vs.is_empty() {
+                continue;
+            }
+            let each: Vec<String> = vs.iter().map(|v| format!("{v:.2}x")).collect();
+            let _ = writeln!(
+                md,
+                "| {what} | {} | {} |",
+                each.join(", "),
+                spread(&vs, |v| format!("{v:.2}x"))
+            );
+        }
+    }
+
+    /// `kind`'s p50 over the original's own (`ose-via-original`) p50, one ratio per round
+    /// that measured both.
+    fn ose_p50_ratios(&self, kind: ose::Kind) -> Vec<f64> {
+        let of = |round: usize, kind| {
+            self.ose
+                .iter()
+                .find(|r| r.round == round && r.kind == kind)
+                .map(|r| r.latency.p50_us)
+        };
+        self.ose
+            .iter()
+            .filter(|r| r.kind == kind)
+            .filter_map(|r| {
+                let base = of(r.round, ose::Kind::OseViaOriginal)?;
+                (base > 0.0).then(|| r.latency.p50_us / base)
+            })
+            .collect()
+    }
+
+    fn ose_md(&self, md: &mut String) {
+        if self.ose.is_empty() {
+            return;
+        }
+        let rounds = self.ose.iter().map(|r| r.round).max().unwrap_or(0);
+        let _ = write!(
+            md,
+            "\n## OSE: sequential echo to an original OSE process\n\nOne call at a time (closed loop) of `echo` with a {}-character string to `ose-echo`, hosted by an original OSE process (`oseprobe -connect`), after a warm-up; each target in its own fresh processes, hub on CPU 0, service and caller on CPU 1. The netsvc hub is the real `netsvc exchange --listen A --ose-listen O`; the OSE-protocol caller is a thin client on `netsvc_ose`'s frames (handshake, then one `$S::REQUEST` at a time). Median of {rounds} round(s), the spread (min–max) in brackets; latencies in µs.\n\n| target | calls/s | p50 | p90 | p99 |\n|---|---:|---:|---:|---:|\n",
+            gateway::TEXT_LEN,
+        );
+        for kind in ose::Kind::ALL {
+            let runs: Vec<&ose::Run> = self.ose.iter().filter(|r| r.kind == kind).collect();
+            if runs.is_empty() {
+                continue;
+            }
+            let of = |f: fn(&ose::Run) -> f64| runs.iter().map(|r| f(r)).collect::<Vec<f64>>();
+            let us = |v: f64| format!("{v:.1}");
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                kind.label(),
+                spread(&of(|r| r.rps), thousands),
+                spread(&of(|r| r.latency.p50_us), us),
+                spread(&of(|r| r.latency.p90_us), us),
+                spread(&of(|r| r.latency.p99_us), us),
+            );
+        }
+        md.push_str("\nRatios of p50 against the original's own round trip (`ose-via-original`), each from one round, then their median and spread; < 1 favours netsvc:\n\n| ratio | per round | median [min–max] |\n|---|---|---:|\n");
+        for (what, kind) in [
+            (
+                "`netsvc-to-ose` / `ose-via-original`",
+                ose::Kind::NetsvcToOse,
+            ),
+            (
+                "`ose-via-netsvc` / `ose-via-original`",
+                ose::Kind::OseViaNetsvc,
+            ),
+        ] {
+            let vs = self.ose_p50_ratios(kind);
             if vs.is_empty() {
                 continue;
             }
@@ -806,6 +881,43 @@ mod tests {
             md.contains("20x the original OSE gateway | 25.0x [10.0x–40.0x] | **met** |"),
             "{md}"
         );
+    }
+
+    fn ose_run(round: usize, kind: ose::Kind, p50_us: f64) -> ose::Run {
+        ose::Run {
+            round,
+            kind,
+            rps: 1e6 / p50_us,
+            latency: crate::stats::Summary {
+                p50_us,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn ose_ratios_pair_runs_of_the_same_round() {
+        use ose::Kind::{NetsvcToOse, OseViaNetsvc, OseViaOriginal};
+        let results = Results {
+            ose: vec![
+                ose_run(1, NetsvcToOse, 50.0),
+                ose_run(1, OseViaNetsvc, 40.0),
+                ose_run(1, OseViaOriginal, 100.0),
+                ose_run(2, NetsvcToOse, 60.0),
+                ose_run(2, OseViaOriginal, 200.0),
+                // No original in round 3: no ratio.
+                ose_run(3, NetsvcToOse, 10.0),
+            ],
+            ..Results::default()
+        };
+        assert_eq!(results.ose_p50_ratios(NetsvcToOse), [0.5, 0.3]);
+        assert_eq!(results.ose_p50_ratios(OseViaNetsvc), [0.4]);
+        let md = results.markdown();
+        assert!(
+            md.contains("| 0.50x, 0.30x | 0.40x [0.30x–0.50x] |"),
+            "{md}"
+        );
+        assert!(md.contains("| 0.40x | 0.40x |"), "{md}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use crate::adapters::System;
 use crate::harness::{Env, PeerServer};
 use crate::report::Results;
-use crate::workloads::{gateway, memory, record, w1, w2, w4, w5};
+use crate::workloads::{gateway, memory, ose, record, w1, w2, w4, w5};
 
 /// The workloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -22,6 +22,9 @@ pub(crate) enum Workload {
     Memory,
     /// JSON-RPC echo through the HTTP gateway, beside the native protocol and the original.
     Gateway,
+    /// Sequential echo to an original OSE process, through netsvc's hub and the original's
+    /// (needs `--ose-probe`; skipped without it).
+    Ose,
 }
 
 /// `run` arguments.
@@ -43,7 +46,7 @@ pub(crate) struct RunArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "w1,w2,w4,w5,memory,gateway"
+        default_value = "w1,w2,w4,w5,memory,gateway,ose"
     )]
     workloads: Vec<Workload>,
     /// Don't pin with taskset even where it works.
@@ -84,12 +87,15 @@ pub(crate) struct RunArgs {
     netsvc: Option<PathBuf>,
     /// The original OSE gateway's probe (`oseprobe`, built outside this project against the
     /// original library; never part of it): the gateway workload measures the original too
-    /// when given.
+    /// when given, and the ose workload needs it.
     #[arg(long, env = "NETSVC_BENCH_OSE_PROBE")]
     ose_probe: Option<PathBuf>,
     /// Rounds of the gateway workload (default 3; 1 with --quick).
     #[arg(long)]
     gateway_rounds: Option<usize>,
+    /// Rounds of the ose workload (default 3; 1 with --quick).
+    #[arg(long)]
+    ose_rounds: Option<usize>,
     /// TLS on every link (netsvc and NATS only; the others are skipped): the run makes a CA
     /// and a hub certificate for 127.0.0.1.
     #[arg(long)]
@@ -301,6 +307,49 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
                             results.gateway.extend(runs);
                         }
                     }
+                }
+            }
+            Workload::Ose => {
+                let netsvc = args
+                    .netsvc
+                    .clone()
+                    .unwrap_or_else(|| env.exe.with_file_name("netsvc"));
+                if crate::adapters::tls_dir().is_some() {
+                    results
+                        .notes
+                        .push("ose workload skipped: it has no TLS variant".to_owned());
+                } else if !netsvc.exists() {
+                    results.notes.push(format!(
+                        "ose workload skipped: {} not found (cargo build --release -p netsvc-cli)",
+                        netsvc.display()
+                    ));
+                } else if let Some(probe) = &args.ose_probe {
+                    if !probe.exists() {
+                        bail!("--ose-probe {}: no such file", probe.display());
+                    }
+                    let rounds = args.ose_rounds.unwrap_or(if args.quick { 1 } else { 3 });
+                    for round in 1..=rounds {
+                        let what = format!("ose round {round}/{rounds}");
+                        eprintln!("== {what}");
+                        if let Some(runs) = record(
+                            &what,
+                            ose::run(&env, &netsvc, probe, round).await,
+                            &mut results.notes,
+                        ) {
+                            for r in &runs {
+                                eprintln!(
+                                    "   {:?}: {:.0} calls/s, p50 {:.1} µs, p99 {:.1} µs",
+                                    r.kind, r.rps, r.latency.p50_us, r.latency.p99_us
+                                );
+                            }
+                            results.ose.extend(runs);
+                        }
+                    }
+                } else {
+                    results.notes.push(
+                        "ose workload skipped: it needs the original's probe (--ose-probe PATH or NETSVC_BENCH_OSE_PROBE)"
+                            .to_owned(),
+                    );
                 }
             }
             Workload::Memory => {

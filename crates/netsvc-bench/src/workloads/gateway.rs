@@ -36,7 +36,7 @@ use crate::stats::Summary;
 /// Concurrent HTTP clients, and calls in flight on the native protocol.
 pub(crate) const CLIENTS: usize = 32;
 /// The echoed string's length (W2's payload size).
-const TEXT_LEN: usize = 128;
+pub(crate) const TEXT_LEN: usize = 128;
 
 /// What a caller measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -264,7 +264,7 @@ async fn caller(env: &Env, kind: Kind, addr: &str, service: &str, round: usize) 
 }
 
 /// The string echoed by call `seq`: the number, then padding to [`TEXT_LEN`].
-fn echo_text(seq: u64) -> String {
+pub(crate) fn echo_text(seq: u64) -> String {
     let mut text = format!("{seq:020}-");
     while text.len() < TEXT_LEN {
         text.push('x');

@@ -4,6 +4,7 @@
 
 pub(crate) mod gateway;
 pub(crate) mod memory;
+pub(crate) mod ose;
 pub(crate) mod w1;
 pub(crate) mod w2;
 pub(crate) mod w4;
