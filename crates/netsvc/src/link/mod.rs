@@ -465,6 +465,9 @@ struct LinkTask<'a> {
     next: BytesMut,
     read_since_tick: bool,
     wrote_since_tick: bool,
+    /// Written to a stream that may hold some of it back until flushed: TLS encrypts what it
+    /// accepts, and keeps what the socket would not take then.
+    unflushed: bool,
     last_rx: Instant,
     last_tx: Instant,
     /// How long the peer may stay silent (its heartbeat interval times the misses allowed).
@@ -500,6 +503,7 @@ impl<'a> LinkTask<'a> {
             next: BytesMut::new(),
             read_since_tick: false,
             wrote_since_tick: false,
+            unflushed: false,
             last_rx: Instant::now(),
             last_tx: Instant::now(),
             silence_limit: Duration::from_millis(u64::from(peer.heartbeat_ms.max(50)))
@@ -560,14 +564,20 @@ impl<'a> LinkTask<'a> {
                         // Both empty buffers keep their capacity for the next turn.
                         std::mem::swap(&mut self.pending, &mut self.next);
                     }
-                    written = writer.write_buf(&mut self.pending), if !self.pending.is_empty() => {
+                    // Writes, or once all is written to a stream that may hold some back,
+                    // flushes: without it the ciphertext of a batch's end could wait for the
+                    // next write (a heartbeat, a second away) once the socket had been full.
+                    written = write_or_flush(&mut writer, &mut self.pending),
+                        if !self.pending.is_empty() || self.unflushed => {
                         match written {
-                            Ok(0) => break 'link "connection closed while writing".to_owned(),
-                            Ok(n) => {
+                            Ok(Some(0)) => break 'link "connection closed while writing".to_owned(),
+                            Ok(Some(n)) => {
                                 self.queue.wrote(n);
                                 self.last_tx = Instant::now();
                                 self.wrote_since_tick = true;
+                                self.unflushed = self.endpoints.transport.tls;
                             }
+                            Ok(None) => self.unflushed = false,
                             Err(e) => break 'link format!("write failed: {e}"),
                         }
                     }
@@ -753,6 +763,18 @@ impl<'a> LinkTask<'a> {
         };
         let _ = tokio::time::timeout(FLUSH_ON_CLOSE, flush).await;
         reason
+    }
+}
+
+/// Writes what is pending, or flushes when nothing is.
+async fn write_or_flush<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    pending: &mut BytesMut,
+) -> std::io::Result<Option<usize>> {
+    if pending.is_empty() {
+        writer.flush().await.map(|()| None)
+    } else {
+        writer.write_buf(pending).await.map(Some)
     }
 }
 

@@ -766,3 +766,119 @@ async fn reports_beyond_the_users_publish_permission_reach_no_one() {
         "nothing outside weather.* got through"
     );
 }
+
+/// A burst over TLS arrives whole without waiting for anything else to be sent: what TLS
+/// still holds encrypted when the socket is full goes out once the socket drains, not with
+/// the next frame (here a heartbeat, which comes only after 30 s). The subscriber's side
+/// stops reading for half a second, so the hub's socket fills during the burst; whether its
+/// last write then leaves ciphertext behind depends on timing, so a regression shows as
+/// this test failing sometimes, not always.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_tls_is_not_held_back_until_the_next_write() {
+    let slow_heartbeat = || config().with_heartbeat(Duration::from_secs(30));
+    let (pki, _) = Pki::new();
+    let hub_rt = Runtime::new();
+    let hub = Exchange::server(&hub_rt)
+        .group("g")
+        .config(slow_heartbeat())
+        .build()
+        .unwrap();
+    let address = hub.listen_tls("127.0.0.1:0", &pki.server()).await.unwrap();
+    let tls_client = |address: SocketAddr| {
+        let rt = Runtime::new();
+        let ex = Exchange::client(&rt)
+            .group("g")
+            .config(slow_heartbeat())
+            .tls(pki.client())
+            .build()
+            .unwrap();
+        let link = ex
+            .connect(
+                &address.to_string(),
+                Retry::every(Duration::from_millis(20)),
+            )
+            .unwrap();
+        (rt, ex, link)
+    };
+    let (pub_rt, _pub_ex, pub_link) = tls_client(address);
+    // The subscriber reaches the hub through a relay that can stop reading from the hub, as
+    // a busy network or a slow machine does: the hub's socket fills.
+    let (relay, paused) = pausing_relay(address).await;
+    let (sub_rt, _sub_ex, sub_link) = tls_client(relay);
+    synced(&pub_link).await;
+    synced(&sub_link).await;
+    let publisher = pub_rt.service("burst").build().unwrap();
+    let mut subscriptions = publisher.watch_subscriptions().unwrap();
+    let subscriber = sub_rt.service("").build().unwrap();
+    let mut monitor = subscriber.monitor_reports("burst", "*").unwrap();
+    within(
+        "the subscription reaches the publisher",
+        subscriptions.recv(),
+    )
+    .await
+    .unwrap();
+
+    const REPORTS: usize = 64;
+    let chunk = Value::Bytes(vec![7; 256 * 1024]);
+    paused.store(true, Ordering::SeqCst);
+    for n in 0..REPORTS {
+        publisher
+            .publish(&format!("part.{n}"), chunk.clone(), Lifetime::None)
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    paused.store(false, Ordering::SeqCst);
+    let mut parts = 0;
+    within("the whole burst, long before a heartbeat", async {
+        while parts < REPORTS {
+            match monitor.recv().await {
+                Some(netsvc::ReportEvent::Report(r)) if r.subject().starts_with("part.") => {
+                    parts += 1;
+                }
+                Some(_) => {}
+                None => panic!("the monitor ended"),
+            }
+        }
+    })
+    .await;
+}
+
+/// A TCP relay to `target` on a free port, and the switch that stops it from reading what
+/// `target` sends (what the client sends always passes).
+async fn pausing_relay(target: SocketAddr) -> (SocketAddr, Arc<std::sync::atomic::AtomicBool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let switch = paused.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            let (mut client_rx, mut client_tx) = client.into_split();
+            let (mut server_rx, mut server_tx) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_rx, &mut server_tx).await;
+            });
+            let paused = switch.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0; 16 * 1024];
+                loop {
+                    while paused.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    match server_rx.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if client_tx.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (address, paused)
+}
