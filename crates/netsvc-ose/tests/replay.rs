@@ -113,6 +113,10 @@ async fn as_the_server_the_bridge_answers_a_recorded_client_as_the_original_did(
         rt.registry().lookup_name("ose-echo").len() == 2
     })
     .await;
+    // In the group of the OSE process it came from (its ANNOUNCE said `vm:5486`).
+    let members = rt.registry().lookup_group("ose@vm:5486");
+    assert_eq!(members.len(), 1, "{members:?}");
+    assert_ne!(members[0].address(), service.address());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,6 +218,21 @@ async fn as_a_client_the_bridge_sends_what_the_original_client_sent() {
         assert_eq!(report.subject(), "ose.tick");
         assert_eq!(report.value().unwrap(), &tick(count));
     }
+
+    // A subscriber that goes while still subscribed is withdrawn once, and not announced
+    // again by its subscription's end, which the runtime reports after its withdrawal.
+    let watcher = rt.service("watcher").build().unwrap();
+    let _watching = watcher.monitor_reports(&proxy, "ose.*").unwrap();
+    let announced = peer.next_of(subjects::SERVICE_AVAILABLE).await;
+    assert!(announced.content.starts_with(b"watcher\0"));
+    assert_eq!(
+        peer.next_of(subjects::SUBSCRIPTION_REQUESTED).await.header,
+        "SubjectPattern: ose.*\n"
+    );
+    drop(watcher);
+    assert_eq!(peer.next().await.subject, subjects::SERVICE_WITHDRAWN);
+    let more = tokio::time::timeout(Duration::from_millis(300), peer.next()).await;
+    assert!(more.is_err(), "after the withdrawal: {more:?}");
 }
 
 /// Sends the recorded client's own service (`frame`) and waits for its proxy: the proxy's

@@ -187,7 +187,8 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
             path.display()
         ));
     }
-    // Kept for as long as the hub runs: dropping them closes the OSE side.
+    // Kept for as long as the hub runs: dropping them stops accepting and joining; the OSE
+    // connections already up end with the process.
     let (mut ose_listeners, mut ose_connectors) = (Vec::new(), Vec::new());
     if !settings.ose_listen.is_empty() || !settings.ose_connect.is_empty() {
         let bridge = OseBridge::new(&rt, ose_config);
@@ -223,7 +224,7 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
         }
     };
     status(format_args!("{}: shutting down", stop.name()));
-    // As the original at shutdown: the OSE peers learn it from the connection's close.
+    // No more OSE peers; those connected hear the services go, then the close.
     drop((ose_listeners, ose_connectors));
     if let Some(http) = http {
         http.stop().await;

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use netsvc::{
     Announcement, AnnouncementKind, Binding, Failure, MethodResult, Pattern, RecvError,
     RegistryWatch, ReportEvent, Service, ServiceHandle, SubscriptionEvent, SubscriptionStatus,
-    Target, Value,
+    Value,
 };
 use netsvc_gateway::codec::{Fault, XmlLimits, netrpc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,6 +26,29 @@ use crate::message::ExchangeRole;
 use crate::message::{
     Message, Outbound, RELAY, ServiceRecord, split_first, strip_endpoint, subjects,
 };
+
+/// The groups of proxies start with this, then the `host:pid` of the OSE process whose
+/// connection brought them: `netsvc services` shows where an OSE service came from, and no
+/// bridge announces to an OSE process what came from that process (two hubs joined to one
+/// OSE server would otherwise hand its services back to it for ever, each time by a new
+/// route).
+pub(super) const PROXY_GROUP_PREFIX: &str = "ose@";
+
+/// The group of the proxies made for the OSE process `identity` (`host:pid`), with any
+/// character a group name may not hold replaced.
+fn proxy_group(identity: &str) -> String {
+    let clean: String = identity
+        .chars()
+        .map(|c| {
+            if c == '!' || c == '*' || c == '?' || c.is_whitespace() || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    format!("{PROXY_GROUP_PREFIX}{clean}")
+}
 
 /// Work queued for the connection task at most; senders wait beyond it (a proxy's caller,
 /// a report monitor, which then coalesces).
@@ -147,9 +170,13 @@ struct Link {
     /// frames carry (a reply to the last frame received in it).
     handshake: (String, u32),
     established: bool,
+    /// The group every proxy of this connection joins: `ose@<the peer's host:pid>`.
+    proxy_group: String,
     last_heard: Instant,
     next_keep_alive: Instant,
     requests: Arc<Semaphore>,
+    /// The peer's calls in progress: they end with the connection.
+    serving: tokio::task::JoinSet<()>,
     /// The peer's services as proxies, by their address relative to the peer.
     imported: HashMap<Arc<str>, Imported>,
     /// The netsvc addresses of this connection's own proxies (and of its helper service),
@@ -209,6 +236,7 @@ impl Link {
         let now = Instant::now();
         Self {
             requests: Arc::new(Semaphore::new(config.max_requests)),
+            serving: tokio::task::JoinSet::new(),
             next_keep_alive: now + config.keep_alive,
             anonymous_from: format!("{RELAY}!{}", context.ids.receiver()),
             out,
@@ -218,6 +246,7 @@ impl Link {
             peer: None,
             handshake: (String::new(), 0),
             established: false,
+            proxy_group: String::new(),
             last_heard: now,
             imported: HashMap::new(),
             own: HashSet::new(),
@@ -241,7 +270,11 @@ impl Link {
         let mut decoder = FrameDecoder::new(config.max_frame);
         let mut registry: Option<RegistryWatch> = None;
         let handshake_deadline = Instant::now() + config.handshake_timeout;
-        let mut ticker = tokio::time::interval(Duration::from_millis(250).min(config.keep_alive));
+        let mut ticker = tokio::time::interval(
+            Duration::from_millis(250)
+                .min(config.keep_alive)
+                .max(Duration::from_millis(10)),
+        );
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if matches!(self.side, Side::Connecting(_)) {
             // The connecting endpoint speaks first, and nothing else until it is answered.
@@ -251,7 +284,10 @@ impl Link {
         }
         loop {
             self.flush(&mut writer, config.dead_after).await?;
+            // Reading first: after a long write, what the peer sent meanwhile counts before
+            // the ticker asks how long it has been silent.
             let wake = tokio::select! {
+                biased;
                 read = reader.read_buf(decoder.buffer_mut()) => Wake::Read(read),
                 Some(command) = commands.recv() => Wake::Command(command),
                 announcement = next_announcement(&mut registry) => Wake::Announcement(announcement),
@@ -313,6 +349,15 @@ impl Link {
             Ok(message) => message,
             Err(e) => {
                 tracing::warn!(subject = %envelope.subject, error = %e, "OSE frame ignored");
+                // A call is answered whatever it holds.
+                if let (true, Some(peer)) = (
+                    envelope.subject == subjects::REQUEST && self.established,
+                    self.peer.clone(),
+                ) {
+                    let bad = Failure::netsvc(53, e.to_string());
+                    let frame = self.failure(&envelope, &peer, &bad);
+                    self.send(&frame);
+                }
                 return Ok(false);
             }
         };
@@ -365,6 +410,7 @@ impl Link {
                 }
                 self.handshake = (envelope.conversation, reply_sequence);
                 self.established = true;
+                self.proxy_group = proxy_group(&identity);
                 tracing::info!(%identity, ?role, endpoint = %peer, "OSE exchange connected");
                 if let Side::Connecting(state) = &self.side {
                     let _ = state.send(true);
@@ -457,7 +503,7 @@ impl Link {
             AnnouncementKind::Available => {
                 self.export(&binding, replay);
             }
-            AnnouncementKind::GroupJoined(group) => {
+            AnnouncementKind::GroupJoined(group) if !group.starts_with(PROXY_GROUP_PREFIX) => {
                 let Some(exported) = self.exported.get_mut(binding.address()) else {
                     return;
                 };
@@ -537,6 +583,20 @@ impl Link {
         }
         if self.own.contains(binding.address())
             || !binding.audience().admits(&self.context.config.group)
+            || self.comes_from_peer(binding)
+        {
+            return None;
+        }
+        // Asked for on demand (a caller, a subscriber): only a service the registry shows,
+        // so that the registry watch will also say when it goes. A hidden or just withdrawn
+        // one goes unannounced.
+        if !replay
+            && self
+                .context
+                .runtime
+                .registry()
+                .lookup_address(binding.address())
+                .is_none()
         {
             return None;
         }
@@ -564,6 +624,18 @@ impl Link {
         self.exported.insert(binding.address().into(), exported);
         self.receivers.insert(receiver, binding.clone());
         Some(address)
+    }
+
+    /// Whether `binding` is a proxy (of this bridge or of another, in any process) for a
+    /// service that came from this connection's peer.
+    fn comes_from_peer(&self, binding: &Binding) -> bool {
+        !self.proxy_group.is_empty()
+            && self
+                .context
+                .runtime
+                .registry()
+                .groups_of(binding.address())
+                .contains(&self.proxy_group)
     }
 
     /// The netsvc service a `to` of the peer's names: `$RELAY!<receiver>[!name]`.
@@ -594,6 +666,7 @@ impl Link {
             .runtime
             .service(&record.name)
             .audience(audience)
+            .join_group(&self.proxy_group)
             .fallback(proxy_method(self.commands.clone(), key.clone()))
             .build()
         {
@@ -703,10 +776,17 @@ impl Link {
         };
         let endpoint = match endpoint {
             Ok(endpoint) => endpoint.with_timeout(self.context.config.call_timeout),
-            Err(_) => self.context.runtime.endpoint(Target::Name("".into())),
+            Err(_) => {
+                // The caller's proxy went at this moment: so does its call.
+                let frame = self.failure(&request, peer, &Failure::withdrawn());
+                self.send(&frame);
+                return;
+            }
         };
         let commands = self.commands.clone();
-        tokio::spawn(async move {
+        // Finished calls are reaped here, so the set holds only those in progress.
+        while self.serving.try_join_next().is_some() {}
+        self.serving.spawn(async move {
             let result = endpoint.call(&method, args).await;
             drop(permit);
             let _ = commands
@@ -908,18 +988,36 @@ impl Link {
         } = event;
         let key = (proxy.clone(), Arc::<str>::from(subscriber.address()));
         let requested = status == SubscriptionStatus::Requested;
-        if requested {
-            self.relays.entry(key).or_default().push(pattern.clone());
-        } else if let Some(patterns) = self.relays.get_mut(&key) {
+        // The peer holds one subscription per (subscriber, pattern): it hears of the first
+        // netsvc subscription of that pattern and of the last one's end only.
+        let patterns = self.relays.entry(key.clone()).or_default();
+        let held = patterns.iter().filter(|p| **p == pattern).count();
+        let tell = if requested {
+            patterns.push(pattern.clone());
+            held == 0
+        } else {
             if let Some(at) = patterns.iter().position(|p| *p == pattern) {
                 patterns.remove(at);
             }
-            if patterns.is_empty() {
-                self.relays.remove(&key);
-            }
+            held == 1
+        };
+        if self.relays.get(&key).is_some_and(Vec::is_empty) {
+            self.relays.remove(&key);
         }
-        // A subscriber the peer may not see gets nothing from it, as within netsvc.
-        let Some(from) = self.export(&subscriber, false) else {
+        if !tell {
+            return;
+        }
+        // The subscriber's address as the peer knows it. One withdrawn with its service (whose
+        // SERVICE-WITHDRAWN has gone already) is not announced again; one the peer may not
+        // see gets nothing from it, as within netsvc.
+        let from = if requested {
+            self.export(&subscriber, false)
+        } else {
+            self.exported
+                .get(subscriber.address())
+                .map(Exported::relative_address)
+        };
+        let Some(from) = from else {
             return;
         };
         let conversation = self.context.ids.conversation();

@@ -103,7 +103,15 @@ impl OseBridge {
         let task = tokio::spawn(async move {
             let mut failures: u32 = 0;
             loop {
-                match TcpStream::connect(&address).await {
+                // Bounded, so that a server that drops the SYN is tried again at the
+                // next retry rather than after the kernel's two minutes.
+                let limit = context.config.handshake_timeout;
+                let connected = tokio::time::timeout(limit, TcpStream::connect(&address))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+                    });
+                match connected {
                     Ok(stream) => {
                         let peer = stream.peer_addr().ok();
                         let ended = link::run(

@@ -180,7 +180,7 @@ impl ServiceBuilder {
             binding: binding.clone(),
             runtime: Arc::downgrade(rt),
             methods: RwLock::new(methods),
-            fallback: self.fallback,
+            fallback: RwLock::new(self.fallback),
             liveness: Mutex::new(Some(liveness)),
             liveness_rx,
             // Clamped: tokio's semaphore cannot count higher, and that many is "no limit" anyway.
@@ -622,8 +622,8 @@ pub(crate) struct ServiceShared {
     pub(crate) binding: Binding,
     runtime: Weak<RuntimeShared>,
     methods: RwLock<HashMap<Arc<str>, Handler>>,
-    /// What answers the methods not in `methods` (none: 55).
-    fallback: Option<Handler>,
+    /// What answers the methods not in `methods` (none: 55); taken when the service ends.
+    fallback: RwLock<Option<Handler>>,
     /// Dropped when the service is withdrawn: callers waiting on it and running handlers
     /// notice at once.
     liveness: Mutex<Option<watch::Sender<()>>>,
@@ -656,11 +656,12 @@ impl Methods for ServiceShared {
     fn end(&self) {
         self.liveness.lock().take();
         self.methods.write().clear();
+        self.fallback.write().take();
     }
 
     fn dispatch(self: Arc<Self>, call: Call, responder: Responder) {
         let handler = self.methods.read().get(&*call.method).cloned();
-        let Some(handler) = handler.or_else(|| self.fallback.clone()) else {
+        let Some(handler) = handler.or_else(|| self.fallback.read().clone()) else {
             let answer = if &*call.method == LIST_METHODS {
                 Ok(Value::List(
                     self.exported_methods()
