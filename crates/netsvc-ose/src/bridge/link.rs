@@ -137,6 +137,10 @@ struct Imported {
     _subscriptions: AbortOnDrop,
 }
 
+/// Groups one OSE service may join; more joins are ignored (and logged), so that a peer
+/// cannot grow every registry of the exchange without bound.
+const MAX_GROUPS: usize = 64;
+
 /// A netsvc service announced to the peer.
 struct Exported {
     receiver: String,
@@ -433,10 +437,25 @@ impl Link {
             Message::GroupAvailable(record) | Message::GroupWithdrawn(record) => {
                 let joined = envelope.subject == subjects::GROUP_AVAILABLE;
                 if let Some(imported) = self.imported.get(record.relative_address().as_str()) {
-                    let outcome = if joined {
+                    if record.scope.starts_with(PROXY_GROUP_PREFIX) {
+                        // Reserved for the bridges' own marking.
+                        return Ok(false);
+                    }
+                    // Its `ose@` group is among them.
+                    let groups = self
+                        .context
+                        .runtime
+                        .registry()
+                        .groups_of(imported.service.address())
+                        .len();
+                    let outcome = if !joined {
+                        imported.service.leave_group(&record.scope)
+                    } else if groups <= MAX_GROUPS {
                         imported.service.join_group(&record.scope)
                     } else {
-                        imported.service.leave_group(&record.scope)
+                        tracing::warn!(group = %record.scope, limit = MAX_GROUPS,
+                            "OSE service joined more groups than allowed: ignored");
+                        Ok(())
                     };
                     if let Err(e) = outcome {
                         tracing::warn!(group = %record.scope, error = %e, "OSE group change not taken");
