@@ -784,22 +784,7 @@ async fn a_burst_over_tls_is_not_held_back_until_the_next_write() {
         .build()
         .unwrap();
     let address = hub.listen_tls("127.0.0.1:0", &pki.server()).await.unwrap();
-    let tls_client = |address: SocketAddr| {
-        let rt = Runtime::new();
-        let ex = Exchange::client(&rt)
-            .group("g")
-            .config(slow_heartbeat())
-            .tls(pki.client())
-            .build()
-            .unwrap();
-        let link = ex
-            .connect(
-                &address.to_string(),
-                Retry::every(Duration::from_millis(20)),
-            )
-            .unwrap();
-        (rt, ex, link)
-    };
+    let tls_client = |address| client(address, |b| b.config(slow_heartbeat()).tls(pki.client()));
     let (pub_rt, _pub_ex, pub_link) = tls_client(address);
     // The subscriber reaches the hub through a relay that can stop reading from the hub, as
     // a busy network or a slow machine does: the hub's socket fills.
