@@ -33,9 +33,10 @@ struct Settings {
     unix_mode: Option<u32>,
     peer: ClientSecurityArgs,
     introspection: bool,
-    /// Where original OSE processes connect, and the OSE servers to join.
+    /// Where original OSE processes connect, the OSE servers to join, and how.
     ose_listen: Vec<String>,
     ose_connect: Vec<String>,
+    ose: netsvc_ose::bridge::OseConfig,
 }
 
 fn settings(args: ExchangeArgs, file: FileConfig) -> anyhow::Result<Settings> {
@@ -49,13 +50,15 @@ fn settings(args: ExchangeArgs, file: FileConfig) -> anyhow::Result<Settings> {
     if default_listen {
         listen.push(DEFAULT_ADDRESS.to_owned());
     }
+    let group = args
+        .group
+        .or_else(|| file.group.clone())
+        .unwrap_or_default();
     Ok(Settings {
         listen,
         unix,
-        group: args
-            .group
-            .or_else(|| file.group.clone())
-            .unwrap_or_default(),
+        ose: file.ose.config(&group)?,
+        group,
         connect: if args.connect.is_empty() {
             file.connect.clone().unwrap_or_default()
         } else {
@@ -109,13 +112,6 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
         None => FileConfig::default(),
     };
     let config = file.exchange_config()?;
-    let ose_config = file.ose.config(
-        &args
-            .group
-            .clone()
-            .or_else(|| file.group.clone())
-            .unwrap_or_default(),
-    )?;
     // The flags' gateway, else the file's `[http]`.
     let (http, http_options) = match (&args.http, &file.http) {
         (None, Some(section)) => (
@@ -191,7 +187,7 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
     // connections already up end with the process.
     let (mut ose_listeners, mut ose_connectors) = (Vec::new(), Vec::new());
     if !settings.ose_listen.is_empty() || !settings.ose_connect.is_empty() {
-        let bridge = OseBridge::new(&rt, ose_config);
+        let bridge = OseBridge::new(&rt, settings.ose.clone());
         for address in &settings.ose_listen {
             let listener = bridge
                 .listen(address)
