@@ -22,6 +22,10 @@ pub enum NameKind {
     Pattern,
     /// A method name.
     Method,
+    /// A process identity (PROTOCOL.md §4.1), as a HELLO carries it.
+    Process,
+    /// A user name of a hub's users file.
+    User,
 }
 
 impl std::fmt::Display for NameKind {
@@ -32,6 +36,8 @@ impl std::fmt::Display for NameKind {
             Self::Subject => "subject",
             Self::Pattern => "subject pattern",
             Self::Method => "method name",
+            Self::Process => "process identity",
+            Self::User => "user name",
         })
     }
 }
@@ -100,6 +106,24 @@ pub fn check_pattern(pattern: &str) -> Result<(), NameError> {
     check(pattern, NameKind::Pattern, false, char::is_control)
 }
 
+/// Checks a process identity: non-empty; no `!` or `@` (they separate the parts of the
+/// service addresses built from it), no wildcard (`*`, `?`) and no `$` (a hub substitutes the
+/// identity into permission patterns as `$process`, where it must stand for itself and never
+/// act as pattern syntax), no whitespace or control characters.
+pub fn check_process_identity(process: &str) -> Result<(), NameError> {
+    check(process, NameKind::Process, false, identity_char_forbidden)
+}
+
+/// Checks a user name of a hub's users file, with the rule of
+/// [`check_process_identity`]: a hub substitutes it into permission patterns as `$user`.
+pub fn check_user_name(user: &str) -> Result<(), NameError> {
+    check(user, NameKind::User, false, identity_char_forbidden)
+}
+
+fn identity_char_forbidden(c: char) -> bool {
+    matches!(c, '!' | '@' | '*' | '?' | '$') || c.is_whitespace() || c.is_control()
+}
+
 fn check(
     name: &str,
     kind: NameKind,
@@ -128,6 +152,18 @@ fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identities_never_carry_pattern_syntax() {
+        for good in ["host-a:4242", "host_b:1.2", "10.0.0.1:77", "hôte:1"] {
+            assert!(check_process_identity(good).is_ok(), "{good:?}");
+            assert!(check_user_name(good).is_ok(), "{good:?}");
+        }
+        for bad in ["", "*", "a?", "a$user", "a!b", "a@b", "a b", "a\u{7}"] {
+            assert!(check_process_identity(bad).is_err(), "{bad:?}");
+            assert!(check_user_name(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn service_names() {

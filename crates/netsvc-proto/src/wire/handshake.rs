@@ -264,11 +264,13 @@ fn check(peer: &Hello, local: &Local<'_>) -> Result<(), Rejection> {
             format!("peer claims this process's identity {}", peer.process),
         ));
     }
-    // `!` and `@` separate the parts of service addresses built from the identity.
-    if peer.process.is_empty() || peer.process.contains(['!', '@']) {
+    // `!` and `@` separate the parts of service addresses built from the identity, and a
+    // hub substitutes it into permission patterns (`$process`), where a wildcard in it
+    // would let a client choose its own rights.
+    if let Err(e) = crate::names::check_process_identity(&peer.process) {
         return Err(Rejection::new(
             CloseCode::ProtocolError,
-            format!("invalid process identity {:?}", peer.process.as_str()),
+            format!("invalid process identity: {e}"),
         ));
     }
     Ok(())
@@ -381,7 +383,7 @@ mod tests {
         let (code, reason) = rejected(&mut ours);
         assert_eq!(code, Some(CloseCode::IdentityConflict));
         assert!(reason.contains("hub:1"), "{reason}");
-        for bad in ["", "a!b", "a@b"] {
+        for bad in ["", "a!b", "a@b", "*", "host?", "x$user"] {
             let mut buf = bytes_of(&[Frame::Hello(hello("g", bad))]);
             assert_eq!(
                 rejected(&mut buf).0,

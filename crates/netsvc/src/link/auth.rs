@@ -234,9 +234,8 @@ impl Users {
     /// Checks that every hash parses and every pattern is valid.
     pub fn check(&self) -> Result<(), String> {
         for (name, user) in &self.users {
-            if name.is_empty() {
-                return Err("a user needs a name".to_owned());
-            }
+            // The name stands for `$user` in patterns: it must not be pattern syntax.
+            netsvc_proto::names::check_user_name(name).map_err(|e| e.to_string())?;
             if let Some(hash) = &user.password_hash {
                 PasswordHash::new(hash)
                     .map_err(|e| format!("user {name:?}: invalid password hash: {e}"))?;

@@ -335,6 +335,18 @@ where
             let code = Some(CloseCode::DuplicateLink);
             return refuse(stream, &endpoints, code, reason, failure).await;
         }
+        Err(LinkRefused::OtherUser) => {
+            let reason = format!(
+                "process identity {} is linked by another user",
+                peer.process
+            );
+            tracing::warn!(peer = %peer.process, address = %endpoints.peer,
+                user = user.as_deref().unwrap_or("(anonymous)"),
+                "link refused: its process identity is linked by another user");
+            let failure = LinkFailure::NotAuthorised(reason.clone());
+            let code = Some(CloseCode::NotAuthorised);
+            return refuse(stream, &endpoints, code, reason, failure).await;
+        }
     };
     let event = |state, reason: Option<String>| ConnectionEvent {
         state,

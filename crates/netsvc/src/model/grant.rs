@@ -6,7 +6,7 @@
 //! (deny wins). [`Grants`] holds one rule per kind of act.
 
 use netsvc_proto::Pattern;
-use netsvc_proto::names::NameError;
+use netsvc_proto::names::{NameError, NameKind};
 
 /// Allowed and denied patterns for one kind of act; deny wins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,13 +24,25 @@ impl Rule {
         }
     }
 
-    /// Compiles the patterns, replacing `$user` and `$process` in each first.
+    /// Compiles the patterns, replacing `$user` and `$process` in each first. The values
+    /// must stand for themselves: one with pattern syntax in it (`*`, `?`, or a `$` that
+    /// could start another placeholder) is refused, whatever the caller checked before, so
+    /// that a client can never choose its own rights through its identity.
     pub(crate) fn compile(
         allow: &[String],
         deny: &[String],
         user: &str,
         process: &str,
     ) -> Result<Self, NameError> {
+        for (value, kind) in [(user, NameKind::User), (process, NameKind::Process)] {
+            if let Some(ch) = value.chars().find(|c| matches!(c, '*' | '?' | '$')) {
+                return Err(NameError::ForbiddenChar {
+                    kind,
+                    name: value.to_owned(),
+                    ch,
+                });
+            }
+        }
         let compile = |patterns: &[String]| -> Result<Vec<Pattern>, NameError> {
             patterns
                 .iter()
@@ -99,6 +111,19 @@ mod tests {
         let r = rule(&["home.$user.*"], &[]);
         assert!(r.allows("home.alice.x"));
         assert!(!r.allows("home.bob.x"));
+    }
+
+    #[test]
+    fn a_substituted_value_never_acts_as_pattern_syntax() {
+        let patterns = vec!["station.$process".to_owned(), "home.$user.*".to_owned()];
+        for (user, process) in [("alice", "*"), ("alice", "h?st:1"), ("a*", "host:1")] {
+            assert!(
+                Rule::compile(&patterns, &[], user, process).is_err(),
+                "{user:?} {process:?}"
+            );
+        }
+        let r = Rule::compile(&patterns, &[], "alice", "host:1").expect("plain values");
+        assert!(r.allows("station.host:1") && !r.allows("station.payroll"));
     }
 
     #[test]

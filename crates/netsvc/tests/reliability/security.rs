@@ -867,3 +867,232 @@ async fn pausing_relay(target: SocketAddr) -> (SocketAddr, Arc<std::sync::atomic
     });
     (address, paused)
 }
+
+/// Opens a raw link to `address` as process `process`, logged in with `token` and, if
+/// given, numbering the connection `attempt`. Returns the peer once the hub has sent its
+/// registry, or the CLOSE that refused it.
+async fn raw_login(
+    address: SocketAddr,
+    process: &str,
+    token: &str,
+    attempt: Option<u64>,
+) -> Result<RawPeer, (CloseCode, String)> {
+    let mut peer = RawPeer::connect(address).await;
+    let mut hello = hello("g", process);
+    hello.options.push((Text::from("token"), Text::from(token)));
+    if let Some(attempt) = attempt {
+        hello.options.push((
+            Text::from("attempt"),
+            Text::from(attempt.to_string().as_str()),
+        ));
+    }
+    peer.send_frame(&Frame::Hello(hello)).await;
+    loop {
+        match peer.next_frame().await {
+            Some(Frame::Synced) => return Ok(peer),
+            Some(Frame::Close(frame::Close { code, reason })) => {
+                return Err((code, reason.to_string()));
+            }
+            Some(_) => {}
+            None => panic!("the hub ended the connection without CLOSE"),
+        }
+    }
+}
+
+/// Users for the impersonation tests: `owner` may do anything but relay; `mallory` may
+/// provide only `mallory.*`; `station` may provide, see and call only `station.$process`.
+fn impersonation_users() -> Users {
+    let mut users = permission_users();
+    let own = RuleSpec::allow(["station.$process"]);
+    users.users.insert(
+        "station".into(),
+        with_token(
+            "station-token",
+            Permissions {
+                provide: Some(own.clone()),
+                see: Some(own.clone()),
+                call: Some(own),
+                ..Permissions::default()
+            },
+        ),
+    );
+    users.users.insert(
+        "owner".into(),
+        with_token("owner-token", Permissions::default()),
+    );
+    users
+}
+
+#[tokio::test]
+async fn a_process_identity_with_pattern_syntax_cannot_choose_its_rights() {
+    let (_hub_rt, _hub, address) = secure_hub(impersonation_users(), None).await;
+    let (owner_rt, _ex, owner) = as_user(address, "owner");
+    synced(&owner).await;
+    let _payroll = echo(&owner_rt, "station.payroll");
+
+    // `station.$process` would read `station.*` for a process named `*`.
+    for process in ["*", "station?x", "a$user"] {
+        let refused = raw_login(address, process, "station-token", None)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("process {process:?} was let in"));
+        assert_eq!(refused.0, CloseCode::ProtocolError, "{refused:?}");
+        assert!(refused.1.contains("process identity"), "{refused:?}");
+    }
+    // A plain identity is its own: it sees nothing of payroll.
+    let mut station = RawPeer::connect(address).await;
+    let mut hello = hello("g", "station-host:1");
+    hello
+        .options
+        .push((Text::from("token"), Text::from("station-token")));
+    station.send_frame(&Frame::Hello(hello)).await;
+    loop {
+        match station.next_frame().await {
+            Some(Frame::Synced) => break,
+            Some(Frame::Service(s)) => {
+                assert_ne!(s.name.as_str(), "station.payroll", "station sees payroll");
+            }
+            Some(Frame::Hello(_) | Frame::Heartbeat) => {}
+            other => panic!("expected the hub's registry, got {other:?}"),
+        }
+    }
+    // A user name cannot be pattern syntax either.
+    let mut users = Users::default();
+    users
+        .users
+        .insert("ops*".into(), with_token("t", Permissions::default()));
+    let error = users.check().unwrap_err();
+    assert!(error.contains("user name"), "{error}");
+}
+
+#[tokio::test]
+async fn a_link_of_another_user_cannot_take_over_a_process_identity() {
+    capture_logs();
+    let (hub_rt, _hub, address) = secure_hub(impersonation_users(), None).await;
+    let (owner_rt, _ex, owner) = as_user(address, "owner");
+    synced(&owner).await;
+    let _echo = echo(&owner_rt, "echo");
+    let echo_address = visible(&hub_rt, "echo").await.address().to_owned();
+
+    // Mallory claims the owner's process identity, with the lowest attempt number: by the
+    // duplicate-link rule alone, its link would win and the owner's services go.
+    let refused = raw_login(
+        address,
+        owner_rt.process_identity(),
+        "mallory-token",
+        Some(0),
+    )
+    .await
+    .err()
+    .expect("the impostor's link is refused");
+    assert_eq!(refused.0, CloseCode::NotAuthorised, "{refused:?}");
+    assert!(refused.1.contains("another user"), "{refused:?}");
+    log_line(&["link refused", "another user"]).await;
+
+    // The owner's link and service stayed: callers still reach it.
+    assert!(owner.is_synced());
+    let (carol_rt, _ex, carol) = as_user(address, "owner");
+    synced(&carol).await;
+    assert_eq!(visible(&carol_rt, "echo").await.address(), echo_address);
+    let out = carol_rt
+        .endpoint("echo")
+        .call("echo", args!["still here"])
+        .await
+        .unwrap();
+    assert_eq!(out, Value::List(args!["still here"]));
+}
+
+#[tokio::test]
+async fn a_frame_that_speaks_for_another_process_closes_the_link() {
+    capture_logs();
+    let (hub_rt, _hub, address) = secure_hub(impersonation_users(), None).await;
+    let (owner_rt, _ex, owner) = as_user(address, "owner");
+    synced(&owner).await;
+    let senders = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    let seen = senders.clone();
+    let _echo = owner_rt
+        .service("echo")
+        .export("echo", move |req| {
+            let sender = req.sender().map(|b| b.process_identity().to_owned());
+            seen.lock().push(sender.unwrap_or_default());
+            async move { Ok::<_, netsvc::Failure>(Value::List(req.into_args())) }
+        })
+        .build()
+        .unwrap();
+    let weather = owner_rt.service("weather").build().unwrap();
+    let echo_address = visible(&hub_rt, "echo").await.address().to_owned();
+    let weather_address = visible(&hub_rt, "weather").await.address().to_owned();
+    let owner_process = owner_rt.process_identity().to_owned();
+    let request = |from: &str| {
+        Frame::Request(frame::Request {
+            conv: 1,
+            to: Text::from(echo_address.as_str()),
+            from: Some(Text::from(from)),
+            method: Text::from("echo"),
+            timeout_ms: 0,
+            args: bytes::Bytes::from_static(&[0x90]),
+        })
+    };
+    let forged = [
+        // A call passed off as the owner's own service's.
+        request(&echo_address),
+        // A report passed off as the owner's publisher's.
+        Frame::Report(frame::Report {
+            publisher: Text::from(weather_address.as_str()),
+            subject: Text::from("weather.today"),
+            seq: 99,
+            payload: bytes::Bytes::from_static(&[0xc0]),
+            paced: false,
+        }),
+        // A service at an address of the owner's process, for when its owner comes back.
+        Frame::Service(frame::Service {
+            address: Text::from(format!("77@{owner_process}!mallory.x").as_str()),
+            name: Text::from("mallory.x"),
+            audience: Text::from("*"),
+            groups: Vec::new(),
+            version: 1,
+            path: vec![Text::from("mallory:1")],
+        }),
+    ];
+    for frame in forged {
+        let mut mallory = raw_login(address, "mallory:1", "mallory-token", None)
+            .await
+            .unwrap();
+        mallory.send_frame(&frame).await;
+        let (code, reason) = mallory.close_frame().await;
+        assert_eq!(code, CloseCode::NotAuthorised, "{}: {reason}", frame.name());
+        assert!(reason.contains("another process"), "{reason}");
+    }
+    log_line(&["speaks for another process", "mallory"]).await;
+    assert!(hub_rt.registry().lookup_name("mallory.x").is_empty());
+    assert!(senders.lock().is_empty(), "{:?}", senders.lock());
+    drop(weather);
+
+    // Its own agent as the sender is what the service is told.
+    let mut mallory = raw_login(address, "mallory:2", "mallory-token", None)
+        .await
+        .unwrap();
+    mallory
+        .send_frame(&Frame::Service(frame::Service {
+            address: Text::from("1@mallory:2!"),
+            name: Text::from(""),
+            audience: Text::from("*"),
+            groups: Vec::new(),
+            version: 1,
+            path: vec![Text::from("mallory:2")],
+        }))
+        .await;
+    mallory.send_frame(&request("1@mallory:2!")).await;
+    loop {
+        match mallory.next_frame().await {
+            Some(Frame::Response(r)) => {
+                assert_eq!(r.conv, 1);
+                break;
+            }
+            Some(Frame::Service(_) | Frame::Heartbeat) => {}
+            other => panic!("expected the response, got {other:?}"),
+        }
+    }
+    assert_eq!(*senders.lock(), ["mallory:2"]);
+    assert!(owner.is_synced());
+}

@@ -74,6 +74,32 @@ impl Core {
             return false;
         };
         let (peer, queue) = (state.info.peer.clone(), state.queue.clone());
+        // A peer that may not relay speaks only for its own process: every address a frame
+        // gives as its sender's must be one of the peer's agents. Otherwise it could pass
+        // a call off as another service's (the callee trusts `Request::sender`), feed
+        // reports to another publisher's subscribers, or take an address that another
+        // process will announce again after a reconnect. (A relayed SERVICE is refused
+        // below with its own reason first.)
+        let speaks_for_another = || {
+            let claimed = claimed_address(frame)?;
+            (address_process(claimed) != Some(&*peer)).then_some(claimed)
+        };
+        let refuse_impostor = |claimed: &str| {
+            tracing::warn!(user = %grants.user, %peer, kind = frame.name(),
+                address = claimed, "link closed: a frame speaks for another process's service");
+            queue.close(
+                CloseCode::NotAuthorised,
+                "a frame names a service of another process as its sender",
+                false,
+            );
+            false
+        };
+        if !grants.link
+            && !matches!(frame, Frame::Service(_))
+            && let Some(claimed) = speaks_for_another()
+        {
+            return refuse_impostor(claimed);
+        }
         match frame {
             Frame::Service(service) => {
                 let relayed = service.path.len() != 1
@@ -92,6 +118,11 @@ impl Core {
                         false,
                     );
                     return false;
+                }
+                if !grants.link
+                    && let Some(claimed) = speaks_for_another()
+                {
+                    return refuse_impostor(claimed);
                 }
                 // An unnamed service (a caller or subscriber agent) cannot be found by name,
                 // so it takes no name from anyone; and a publisher serves only subscribers it
@@ -176,6 +207,26 @@ pub(super) fn new_service(service: &frame::Service) -> Result<Audience, String> 
         .filter(|a| !a.is_empty())
         .ok_or_else(|| "its address does not end in its name".to_owned())?;
     Ok(audience)
+}
+
+/// The address a frame gives as its sender's own: the service it announces, the caller of
+/// a request, the subscriber of a subscription, the publisher of a report.
+fn claimed_address(frame: &Frame) -> Option<&str> {
+    match frame {
+        Frame::Service(s) => Some(&s.address),
+        Frame::Request(r) => r.from.as_deref(),
+        Frame::Subscribe(s) => Some(&s.subscriber),
+        Frame::Report(r) => Some(&r.publisher),
+        Frame::Missed(m) => Some(&m.publisher),
+        _ => None,
+    }
+}
+
+/// The process identity in a service address (`<n>@<process>!<name>`): neither part may
+/// contain `!` or `@`, so the first of each separates.
+pub(super) fn address_process(address: &str) -> Option<&str> {
+    let (agent, _) = address.split_once('!')?;
+    agent.split_once('@').map(|(_, process)| process)
 }
 
 /// The name part of a service address (`<agent>!<name>`).

@@ -153,6 +153,9 @@ pub(crate) enum Action {
 pub(crate) enum LinkRefused {
     /// Another link to the same process in the same group wins.
     Duplicate,
+    /// A link of another user holds that process identity: a link may replace only a link
+    /// of its own user (docs/SECURITY.md, *Process identities*).
+    OtherUser,
 }
 
 impl Core {
@@ -170,6 +173,12 @@ impl Core {
             .iter()
             .find(|(_, l)| l.info.peer == info.peer && l.info.group == info.group)
         {
+            // With logins, a process identity belongs to the user that linked with it: a
+            // HELLO that claims it for another user must not take the link away (and with
+            // it every service of that process).
+            if existing.info.user != info.user {
+                return Err(LinkRefused::OtherUser);
+            }
             let old = existing.info.precedence(&self.identity);
             let new = info.precedence(&self.identity);
             if new >= old {
