@@ -205,6 +205,15 @@ pub(crate) struct ExchangeArgs {
     /// every --retry seconds (repeatable). Replaces the config file's `[ose] connect`.
     #[arg(long, value_name = "ADDR")]
     pub(crate) ose_connect: Vec<String>,
+    /// With --users: the user of the users file whose permissions apply to everything the
+    /// OSE peers do (the original protocol has no logins). Required with --users and an
+    /// OSE listener or server. Replaces the config file's `[ose] user`.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) ose_user: Option<String>,
+    /// With --users: the user of the users file whose permissions apply to every HTTP
+    /// client of --http. Required with --users and --http. Replaces `[http] user`.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) http_user: Option<String>,
 }
 
 const GATEWAY_EXAMPLES: &str = "\

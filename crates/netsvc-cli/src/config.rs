@@ -58,6 +58,8 @@ pub(crate) struct OseFile {
     pub(crate) dead_after: Option<f64>,
     /// Seconds an OSE peer's call into netsvc may take (0: no limit).
     pub(crate) call_timeout: Option<f64>,
+    /// With users: the user whose permissions apply to everything the OSE peers do.
+    pub(crate) user: Option<String>,
 }
 
 impl OseFile {
@@ -111,6 +113,8 @@ pub(crate) struct HttpFile {
     pub(crate) publishers: Option<Vec<String>>,
     pub(crate) tls_cert: Option<PathBuf>,
     pub(crate) tls_key: Option<PathBuf>,
+    /// With users: the user whose permissions apply to every HTTP client.
+    pub(crate) user: Option<String>,
 }
 
 impl HttpFile {

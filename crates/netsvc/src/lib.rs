@@ -68,6 +68,7 @@ mod core;
 mod link;
 mod model;
 
+pub use crate::api::door::Door;
 pub use crate::api::endpoint::{Endpoint, Target};
 pub use crate::api::exchange::{ConnectionWatch, Connector, Exchange, ExchangeBuilder};
 pub use crate::api::introspect::{INTROSPECTION_SERVICE, MAX_SUBSCRIPTIONS};
@@ -104,6 +105,7 @@ pub mod failure {
 
 /// The exchange in detail: everything about links, connectors and their settings.
 pub mod exchange {
+    pub use crate::api::door::Door;
     pub use crate::api::exchange::{ConnectionWatch, Connector, Exchange, ExchangeBuilder};
     pub use crate::link::config::{ExchangeConfig, Retry};
     pub use crate::link::connector::{ConnectError, ConnectorStatus, LinkPhase};

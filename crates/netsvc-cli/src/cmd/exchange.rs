@@ -37,6 +37,9 @@ struct Settings {
     ose_listen: Vec<String>,
     ose_connect: Vec<String>,
     ose: netsvc_ose::bridge::OseConfig,
+    /// With users: who the OSE peers and the HTTP clients act as (docs/SECURITY.md, *Doors*).
+    ose_user: Option<String>,
+    http_user: Option<String>,
 }
 
 fn settings(args: ExchangeArgs, file: FileConfig) -> anyhow::Result<Settings> {
@@ -95,6 +98,10 @@ fn settings(args: ExchangeArgs, file: FileConfig) -> anyhow::Result<Settings> {
         } else {
             args.ose_connect
         },
+        ose_user: args.ose_user.or_else(|| file.ose.user.clone()),
+        http_user: args
+            .http_user
+            .or_else(|| file.http.as_ref().and_then(|h| h.user.clone())),
         peer: ClientSecurityArgs {
             tls_ca: args.peer_tls_ca.or(file.peer.tls_ca),
             token_file: args.peer_token_file.or(file.peer.token_file),
@@ -121,6 +128,20 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
         _ => (args.http.clone(), args.http_options.clone()),
     };
     let settings = settings(args, file)?;
+    let ose_door = door_user(
+        &settings,
+        "the OSE port",
+        "--ose-user NAME or [ose] user",
+        !settings.ose_listen.is_empty() || !settings.ose_connect.is_empty(),
+        settings.ose_user.as_deref(),
+    )?;
+    let http_door = door_user(
+        &settings,
+        "the HTTP gateway",
+        "--http-user NAME or [http] user",
+        http.is_some(),
+        settings.http_user.as_deref(),
+    )?;
     let tls = match &settings.tls {
         Some(t) => Some(security::server_tls(
             &t.cert,
@@ -183,11 +204,16 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
             path.display()
         ));
     }
+    // With users, the OSE peers and the HTTP clients act as a user of the users file,
+    // through a door: a runtime of their own, linked to the hub like any logged-in peer.
+    let ose_door = open_door(&exchange, ose_door, "the OSE peers").await?;
+    let http_door = open_door(&exchange, http_door, "the HTTP clients").await?;
     // Kept for as long as the hub runs: dropping them stops accepting and joining; the OSE
     // connections already up end with the process.
     let (mut ose_listeners, mut ose_connectors) = (Vec::new(), Vec::new());
     if !settings.ose_listen.is_empty() || !settings.ose_connect.is_empty() {
-        let bridge = OseBridge::new(&rt, settings.ose.clone());
+        let ose_rt = ose_door.as_ref().map_or(&rt, |door| door.runtime());
+        let bridge = OseBridge::new(ose_rt, settings.ose.clone());
         for address in &settings.ose_listen {
             let listener = bridge
                 .listen(address)
@@ -209,7 +235,8 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
     }
     let http = match &http {
         Some(address) => {
-            Some(super::gateway::start(&rt, address, &http_options, tls.as_ref()).await?)
+            let http_rt = http_door.as_ref().map_or(&rt, |door| door.runtime());
+            Some(super::gateway::start(http_rt, address, &http_options, tls.as_ref()).await?)
         }
         None => None,
     };
@@ -222,6 +249,9 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
     status(format_args!("{}: shutting down", stop.name()));
     // No more OSE peers; those connected hear the services go, then the close.
     drop((ose_listeners, ose_connectors));
+    for door in [&ose_door, &http_door].into_iter().flatten() {
+        door.runtime().shutdown();
+    }
     if let Some(http) = http {
         http.stop().await;
     }
@@ -232,6 +262,51 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
     status("exchange stopped");
     Ok(exit::OK)
 }
+
+/// The user a door (the OSE port, the HTTP gateway) acts as, when the hub has users. Every
+/// way into a hub obeys the users file: with users, a door that names no user refuses to
+/// start, and a user named without users is a mistake.
+fn door_user<'a>(
+    settings: &Settings,
+    door: &str,
+    how: &str,
+    used: bool,
+    user: Option<&'a str>,
+) -> anyhow::Result<Option<&'a str>> {
+    match (&settings.users, used, user) {
+        (Some(_), true, None) => anyhow::bail!(
+            "{door} has no logins of its own: with --users, name the user whose permissions \
+             apply to it ({how} = \"NAME\")"
+        ),
+        (None, _, Some(user)) => anyhow::bail!(
+            "{door} acts as user {user:?} only with --users (there are no users to act as)"
+        ),
+        (Some(_), true, Some(user)) => Ok(Some(user)),
+        _ => Ok(None),
+    }
+}
+
+/// Opens the door for `user` (if any) and waits until its link is synced, so that what
+/// goes through it starts with the registry its user may see.
+async fn open_door(
+    exchange: &Exchange,
+    user: Option<&str>,
+    who: &str,
+) -> anyhow::Result<Option<netsvc::Door>> {
+    let Some(user) = user else { return Ok(None) };
+    let door = exchange
+        .door(user)
+        .with_context(|| format!("{who} cannot act as user {user:?}"))?;
+    door.connector()
+        .synced_within(DOOR_READY)
+        .await
+        .with_context(|| format!("{who} cannot act as user {user:?}"))?;
+    status(format_args!("{who} act as user {user:?}"));
+    Ok(Some(door))
+}
+
+/// How long a door may take to link to its own hub at start.
+const DOOR_READY: Duration = Duration::from_secs(10);
 
 /// SIGHUP: the users file and the TLS certificate again. What does not load is reported
 /// and the settings in force stay.

@@ -271,3 +271,125 @@ async fn a_hub_joins_an_ose_server_and_rejoins_after_a_loss() {
     serve_handshake(&mut peer, &v.server).await;
     wait_for_services(&address, &["ose-echo"]);
 }
+
+/// A users file for a hub with an OSE port: `admin` (a token) may do anything but relay;
+/// the OSE peers act as `ose-peers`, which may see `echo`, call `clock` and provide
+/// `ose.*`. Returns (users file, admin's token file).
+fn ose_users(dir: &std::path::Path) -> (String, String) {
+    let users = dir.join("users.toml");
+    std::fs::write(
+        &users,
+        r#"
+[users.admin]
+token = "admin-token-5150"
+
+[users.ose-peers.permissions]
+see = { allow = ["echo"] }
+call = { allow = ["clock"] }
+provide = { allow = ["ose.*"] }
+"#,
+    )
+    .expect("write the users file");
+    let token = dir.join("admin.token");
+    std::fs::write(&token, "admin-token-5150\n").expect("write the token");
+    (
+        users.to_str().expect("a UTF-8 path").to_owned(),
+        token.to_str().expect("a UTF-8 path").to_owned(),
+    )
+}
+
+#[test]
+fn a_hub_with_logins_refuses_an_ose_port_or_http_gateway_that_names_no_user() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (users, _) = ose_users(dir.path());
+    for (door, flag) in [
+        (["--ose-listen", "127.0.0.1:0"], "--ose-user"),
+        (["--http", "127.0.0.1:0"], "--http-user"),
+    ] {
+        let mut args = vec!["exchange", "--listen", "127.0.0.1:0", "--users", &users];
+        args.extend_from_slice(&door);
+        let output = run(&args);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        let text = stderr(&output);
+        assert!(
+            text.contains("no logins of its own") && text.contains(flag),
+            "{text}"
+        );
+    }
+    // A user that the file does not have is refused too.
+    let output = run(&[
+        "exchange",
+        "--listen",
+        "127.0.0.1:0",
+        "--users",
+        &users,
+        "--ose-listen",
+        "127.0.0.1:0",
+        "--ose-user",
+        "nobody",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("nobody"), "{}", stderr(&output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ose_port_of_a_hub_with_logins_acts_as_its_named_user() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (users, token) = ose_users(dir.path());
+    // The hub says "the OSE peers act as user ..." before it listens for them.
+    let (_hub, address, ose) = ose_hub(&["--users", &users, "--ose-user", "ose-peers"]);
+    let mut demo = Proc::spawn(&["demo", "--connect", &address, "--token-file", &token]);
+    demo.wait_stderr("demo ready");
+    let v = vector("ose-netsvc/hub-server");
+    let mut peer = Peer::connect(ose.parse().expect("an address")).await;
+    peer.send(&v.client[0]).await;
+    let announce = peer.next().await;
+    assert_eq!(announce.subject, subjects::ENDPOINT_ANNOUNCE);
+    peer.send(&v.client[1]).await;
+    assert_eq!(peer.next().await.subject, subjects::ANNOUNCE_SERVER);
+
+    // It is told of echo and of nothing else the demo and the hub offer.
+    let echo = loop {
+        let frame = peer.next().await;
+        if frame.subject != subjects::SERVICE_AVAILABLE {
+            continue;
+        }
+        let content = String::from_utf8_lossy(&frame.content).into_owned();
+        let mut fields = content.split('\0');
+        let name = fields.next().unwrap_or_default().to_owned();
+        assert_eq!(name, "echo", "the OSE peer may see only echo");
+        break fields.next().expect("a receiver").to_owned();
+    };
+
+    // Its own service may not take a name outside `ose.*`, and its call of echo (which it
+    // may see but not call) fails.
+    peer.send(&v.client[2]).await;
+    let mut request = nth_of(&v.client, subjects::REQUEST, 0);
+    request.to = format!("$RELAY!{echo}!echo");
+    peer.send(&request).await;
+    let answer = loop {
+        let frame = peer.next().await;
+        if frame.subject == subjects::RESPONSE || frame.subject == subjects::FAILURE {
+            break frame;
+        }
+    };
+    assert_eq!(answer.subject, subjects::FAILURE, "{answer:?}");
+    assert_eq!(answer.conversation, request.conversation);
+    let failure = String::from_utf8_lossy(&answer.content).into_owned();
+    assert!(failure.contains("49"), "{failure}");
+    let listed = run(&[
+        "services",
+        "--connect",
+        &address,
+        "--token-file",
+        &token,
+        "--json",
+    ]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let names: Vec<String> = json_lines(&stdout(&listed))
+        .iter()
+        .map(|s| s["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "echo"), "{names:?}");
+    assert!(!names.iter().any(|n| n == "ose-echo"), "{names:?}");
+}

@@ -251,6 +251,11 @@ impl Exchange {
         }
     }
 
+    /// What this exchange's tasks share.
+    pub(crate) fn shared(&self) -> &Arc<ExchangeShared> {
+        &self.shared
+    }
+
     /// The exchange group.
     pub fn group(&self) -> &str {
         &self.shared.group
@@ -408,7 +413,19 @@ impl Exchange {
         if self.shared.stopping() {
             return Err(ExchangeError::ShutDown);
         }
-        let target = DialAddress::parse(address)?;
+        self.dial(DialAddress::parse(address)?, retry)
+    }
+
+    /// Starts the connector task toward `target`.
+    pub(crate) fn dial(
+        &self,
+        target: DialAddress,
+        retry: Retry,
+    ) -> Result<Connector, ExchangeError> {
+        if self.shared.stopping() {
+            return Err(ExchangeError::ShutDown);
+        }
+        let address = target.to_string();
         let (status, watch) = watch::channel(ConnectorStatus::new());
         self.shared.runtime.handle.spawn(dial::connect_loop(
             target,

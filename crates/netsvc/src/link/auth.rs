@@ -277,6 +277,9 @@ pub(crate) struct Transport {
     pub(crate) uid: Option<u32>,
     /// Its IP address, for slowing down repeated failures.
     pub(crate) ip: Option<IpAddr>,
+    /// On an in-process door (`door.rs`): the user it acts as. Set only by this process's
+    /// own code, never from anything a peer sends, so it logs that user in unchecked.
+    pub(crate) door_user: Option<Arc<str>>,
 }
 
 /// A login that succeeded: the user (none for anonymous) and what the link may do.
@@ -398,7 +401,9 @@ impl Authenticator {
                 .map(|(_, v)| v.as_str().to_owned())
         };
         let process = hello.process.as_str();
-        let user = if let Some(name) = users.users.iter().find_map(|(name, u)| {
+        let user = if let Some(name) = &transport.door_user {
+            Some(name.to_string())
+        } else if let Some(name) = users.users.iter().find_map(|(name, u)| {
             let cert = u.certificate.as_deref()?;
             transport
                 .certificate_names

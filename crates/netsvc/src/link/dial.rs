@@ -5,12 +5,14 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use tokio::io::DuplexStream;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::watch;
 
 use super::auth::Transport;
 use super::config::Retry;
 use super::connector::{ConnectorStatus, LinkPhase};
+use super::door::DoorTarget;
 use super::error::{ExchangeError, LinkFailure};
 use super::shared::{ExchangeShared, stopped};
 use super::{Endpoints, LinkEnd, run};
@@ -20,6 +22,8 @@ use super::{Endpoints, LinkEnd, run};
 pub(crate) enum DialAddress {
     Tcp(String),
     Unix(PathBuf),
+    /// An in-process door into a hub of this process (`door.rs`).
+    Door(DoorTarget),
 }
 
 /// A connection made to a [`DialAddress`].
@@ -27,6 +31,7 @@ enum Dialled {
     Tcp(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     Unix(UnixStream),
+    Door(DuplexStream),
 }
 
 /// What became of an attempt to connect.
@@ -113,6 +118,21 @@ impl DialAddress {
                 ),
                 Err(e) => Attempt::Failed(e),
             },
+            Self::Door(door) => match door.open() {
+                Some(stream) => Attempt::Connected(
+                    Dialled::Door(stream),
+                    door.to_string(),
+                    "in-process".to_owned(),
+                    Transport {
+                        local: true,
+                        ..Transport::default()
+                    },
+                ),
+                None => Attempt::Failed(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    "the hub has stopped",
+                )),
+            },
         }
     }
 }
@@ -122,6 +142,7 @@ impl fmt::Display for DialAddress {
         match self {
             Self::Tcp(a) => f.write_str(a),
             Self::Unix(p) => write!(f, "unix:{}", p.display()),
+            Self::Door(door) => door.fmt(f),
         }
     }
 }
@@ -158,6 +179,7 @@ pub(crate) async fn connect_loop(
                     Dialled::Tcp(s) => run(s, &exchange, endpoints).await,
                     Dialled::Tls(s) => run(*s, &exchange, endpoints).await,
                     Dialled::Unix(s) => run(s, &exchange, endpoints).await,
+                    Dialled::Door(s) => run(s, &exchange, endpoints).await,
                 };
                 match end {
                     LinkEnd::Ended => {

@@ -18,6 +18,7 @@ pub(crate) mod auth;
 pub(crate) mod config;
 pub(crate) mod connector;
 pub(crate) mod dial;
+pub(crate) mod door;
 pub(crate) mod error;
 pub(crate) mod events;
 pub(crate) mod listen;

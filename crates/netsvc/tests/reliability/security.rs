@@ -1096,3 +1096,96 @@ async fn a_frame_that_speaks_for_another_process_closes_the_link() {
     assert_eq!(*senders.lock(), ["mallory:2"]);
     assert!(owner.is_synced());
 }
+
+/// Users for the door tests: `bridge` may provide `ose.*`, see `bridge_see` and
+/// `private.echo`, call `public*`, publish and receive `public.*`; `owner` may do anything
+/// but relay.
+fn door_users(bridge_see: &str) -> Users {
+    let mut users = Users::default();
+    users.users.insert(
+        "bridge".into(),
+        user(Permissions {
+            provide: Some(RuleSpec::allow(["ose.*"])),
+            see: Some(RuleSpec::allow([bridge_see, "private.echo"])),
+            call: Some(RuleSpec::allow(["public*"])),
+            publish: Some(RuleSpec::allow(["public.*"])),
+            subscribe: Some(RuleSpec::allow(["public.*"])),
+            ..Permissions::default()
+        }),
+    );
+    users.users.insert(
+        "owner".into(),
+        with_token("owner-token", Permissions::default()),
+    );
+    users
+}
+
+#[tokio::test]
+async fn a_door_acts_with_exactly_its_users_rights_and_follows_a_reload() {
+    let (hub_rt, hub, address) = secure_hub(door_users("public*"), None).await;
+    let _secret = echo(&hub_rt, "secret");
+    let _private = echo(&hub_rt, "private.echo");
+    let (owner_rt, _ex, owner) = as_user(address, "owner");
+    synced(&owner).await;
+    let _public = echo(&owner_rt, "public.echo");
+    let publisher = owner_rt.service("public.news").build().unwrap();
+
+    assert!(matches!(
+        hub.door("nobody"),
+        Err(netsvc::ExchangeError::InvalidConfig(_))
+    ));
+    let door = hub.door("bridge").unwrap();
+    assert_eq!(door.user(), "bridge");
+    synced(door.connector()).await;
+    let rt = door.runtime();
+
+    // See: only what it may; call: only public services, even of those it sees.
+    visible(rt, "public.echo").await;
+    let private = visible(rt, "private.echo").await;
+    assert!(rt.registry().lookup_name("secret").is_empty());
+    let out = rt
+        .endpoint("public.echo")
+        .call("echo", args!["hi"])
+        .await
+        .unwrap();
+    assert_eq!(out, Value::List(args!["hi"]));
+    let refused = rt
+        .endpoint(&private)
+        .call("echo", args![])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), FailureKind::NotAuthorised, "{refused:?}");
+
+    // Provide: `ose.*` reaches the others; another name stays in the door's process.
+    let _allowed = echo(rt, "ose.clock");
+    let _refused = echo(rt, "secret");
+    visible(&owner_rt, "ose.clock").await;
+    assert_eq!(owner_rt.registry().lookup_name("secret").len(), 1);
+
+    // Receive: only `public.*` reports reach the door's monitors.
+    publisher
+        .publish("private.x", "hidden", Lifetime::Forever)
+        .unwrap();
+    publisher
+        .publish("public.x", "shown", Lifetime::Forever)
+        .unwrap();
+    visible(rt, "public.news").await;
+    let reader = rt.service("").build().unwrap();
+    let mut reports = reader.monitor_all_reports("*").unwrap();
+    let report = within("a report", reports.next_report()).await.unwrap();
+    assert_eq!(report.subject(), "public.x");
+
+    // A reload that takes `public*` out of its sight closes its link; it links again
+    // under the new rights on its own.
+    let closed = hub.set_users(door_users("none*")).unwrap();
+    assert!(closed >= 1, "{closed}");
+    within("the door relinked without public.echo", async {
+        loop {
+            if door.connector().is_synced() && rt.registry().lookup_name("public.echo").is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
