@@ -168,7 +168,9 @@ pub mod stats {
 /// # Ok::<(), String>(())
 /// ```
 pub mod security {
-    pub use crate::link::auth::{Credentials, Permissions, RuleSpec, User, Users, hash_password};
+    pub use crate::link::auth::{
+        Credentials, LoginStats, Permissions, RuleSpec, User, Users, hash_password,
+    };
     pub use crate::link::tls::{ClientTls, ServerTls, TlsError};
 }
 

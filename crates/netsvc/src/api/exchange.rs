@@ -46,7 +46,7 @@ use super::runtime::Runtime;
 use super::service::Service;
 use crate::core::queue::{EventReceiver, RecvError};
 use crate::core::shared::RuntimeShared;
-use crate::link::auth::{Authenticator, Credentials, Users};
+use crate::link::auth::{Authenticator, Credentials, LoginStats, Users};
 use crate::link::config::{ExchangeConfig, Retry};
 use crate::link::connector::{ConnectError, ConnectorStatus, LinkPhase};
 use crate::link::dial::{self, DialAddress};
@@ -353,6 +353,18 @@ impl Exchange {
             tracing::info!(group = %group, "users reloaded: {closed} links closed to log in again");
         }
         Ok(closed)
+    }
+
+    /// What this exchange's logins did since it was built: password checks run, logins
+    /// refused after a check, and logins refused unchecked (throttled). All zero without
+    /// users.
+    pub fn login_stats(&self) -> LoginStats {
+        self.shared
+            .security
+            .users
+            .as_ref()
+            .map(Authenticator::stats)
+            .unwrap_or_default()
     }
 
     /// Listens on a Unix socket at `path`. Nothing there is ever destroyed: a file that is

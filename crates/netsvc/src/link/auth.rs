@@ -1,23 +1,25 @@
 //! Who is at the other end of an accepted link, and what they may do: the users a hub
-//! knows ([`Users`]), checking a connecting peer's credentials against them, and slowing
-//! down an address that keeps failing.
+//! knows ([`Users`]), checking a connecting peer's credentials against them (passwords on a
+//! few threads of their own), and throttling a user name or an address that keeps failing.
 //!
 //! Credentials travel in the HELLO's options (PROTOCOL.md §4.1): `user` and `password`, or
 //! `token`. A client certificate (mTLS) or, on a Unix socket, the peer's uid can stand for
 //! them. Nothing here logs a credential: reasons name the user at most.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use argon2::password_hash::PasswordHasher as _;
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Block, Params, Version};
 use netsvc_proto::wire::{Hello, Role};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::model::collections::FastMap;
@@ -289,22 +291,293 @@ pub(crate) struct Login {
     pub(crate) grants: Arc<Grants>,
 }
 
-/// How many failed logins an address may have within [`FAILURE_WINDOW`] before it is
-/// refused without a check until the window has passed.
-const LOCKOUT_AFTER: u32 = 10;
+/// Failed logins one user name may have from one address within [`FAILURE_WINDOW`], the
+/// checks in progress for it counted as failures, before it is refused there without a
+/// check until the window has passed. Logins without a user name (a token, say) share one
+/// such count per address.
+const PER_USER_LIMIT: u32 = 10;
+/// The same for an address, over all its user names: larger, so that the users behind one
+/// NAT do not lock each other out, yet an address trying passwords across many user names
+/// is stopped.
+const PER_ADDRESS_LIMIT: u32 = 30;
+/// Failures older than this (since the last one of their kind) are forgotten.
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// Addresses remembered at most; past it the oldest record goes (an attacker with many
-/// addresses gets no more than the per-failure delay).
+/// Records kept at most, per user and address and per address; past it the oldest idle
+/// record goes (an attacker with many addresses gets no more than the per-failure delay).
 const MAX_TRACKED: usize = 4096;
-/// Password checks running at once: argon2 costs about 20 MB and tens of milliseconds each,
-/// and a flood of logins must not take the hub's memory and cores.
+/// The longest user name kept in a record: a name is the attacker's to choose, so the
+/// records' memory must not be.
+const MAX_TRACKED_NAME: usize = 128;
+/// Password checks running at once, each on a thread of its own: argon2 costs about 20 MB
+/// and tens of milliseconds each, and a flood of logins must not take the hub's memory and
+/// cores.
 const CONCURRENT_CHECKS: usize = 2;
+/// Password checks waiting for a thread at most; past it a login is refused as "busy"
+/// rather than queued (the limits above already keep one address's share small).
+const MAX_QUEUED_CHECKS: usize = 256;
+/// A checking thread idle this long gives its argon2 memory back.
+const CHECKER_IDLE: Duration = Duration::from_secs(10);
+/// argon2 memory is reserved for at least this many 1 KiB blocks (32 MiB, of which only
+/// what a check uses is ever touched, so resident). glibc takes an allocation this large
+/// from the system directly and returns it when freed; a smaller one (the default
+/// parameters need 19 MiB) may come from a thread's arena once glibc has raised its mmap
+/// threshold, and stay in the arena after it is freed.
+const MMAPPED_BLOCKS: usize = 32 * 1024;
 
-/// The users in force now and the failures of each address.
+/// Why a login was refused. The text is the CLOSE reason: it never says whether a user
+/// exists, and never quotes a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// The credentials were checked and do not log in: answered after the penalty.
+    #[error("{0}")]
+    Failed(String),
+    /// Refused unchecked, because of earlier failures (or too many checks in progress)
+    /// from the address: answered at once, since nothing was checked.
+    #[error("{0}")]
+    Throttled(String),
+    /// No password check could be run in time.
+    #[error("the hub is too busy to check the login now; try again in a few seconds")]
+    Busy,
+}
+
+/// Recent failures and checks in progress, of one user name at one address or of one
+/// address.
+#[derive(Debug, Clone, Copy, Default)]
+struct Record {
+    failures: u32,
+    /// When the last failure was noted.
+    last: Option<Instant>,
+    in_flight: u32,
+}
+
+impl Record {
+    /// The failures still within the window at `now`.
+    fn recent(&self, now: Instant) -> u32 {
+        match self.last {
+            Some(last) if now.duration_since(last) < FAILURE_WINDOW => self.failures,
+            _ => 0,
+        }
+    }
+
+    /// Whole seconds until the window of the last failure has passed (at least 1).
+    fn retry_after(&self, now: Instant) -> u64 {
+        let left = self.last.map_or(Duration::ZERO, |last| {
+            FAILURE_WINDOW.saturating_sub(now.duration_since(last))
+        });
+        let whole = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        whole.max(1)
+    }
+
+    fn idle(&self, now: Instant) -> bool {
+        self.in_flight == 0 && self.recent(now) == 0
+    }
+
+    fn note_failure(&mut self, now: Instant) {
+        self.failures = self.recent(now).saturating_add(1);
+        self.last = Some(now);
+    }
+}
+
+/// One user name (or none) at one address.
+type UserKey = (IpAddr, Option<Box<str>>);
+
+/// The records of failures, by user name and address and by address.
+#[derive(Debug, Default)]
+struct Throttle {
+    by_user: FastMap<UserKey, Record>,
+    by_address: FastMap<IpAddr, Record>,
+}
+
+/// Makes room for one more record in `map` (see [`MAX_TRACKED`]): forgets idle records,
+/// and if none is idle the oldest record without a check in progress. `false` if every
+/// record has a check in progress.
+fn make_room<K: Clone + Eq + std::hash::Hash>(map: &mut FastMap<K, Record>, now: Instant) -> bool {
+    if map.len() < MAX_TRACKED {
+        return true;
+    }
+    map.retain(|_, r| !r.idle(now));
+    if map.len() < MAX_TRACKED {
+        return true;
+    }
+    let oldest = map
+        .iter()
+        .filter(|(_, r)| r.in_flight == 0)
+        .min_by_key(|(_, r)| r.last)
+        .map(|(k, _)| k.clone());
+    oldest.is_some_and(|k| map.remove(&k).is_some())
+}
+
+/// Counts of what a hub's logins did since it started ([`Exchange::login_stats`]).
+///
+/// [`Exchange::login_stats`]: crate::Exchange::login_stats
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoginStats {
+    /// Password checks (argon2) run.
+    pub password_checks: u64,
+    /// Logins refused after their credentials were checked.
+    pub failed: u64,
+    /// Logins refused without a check: too many failures (or checks in progress) for the
+    /// user name or the address, or no check possible in time.
+    pub throttled: u64,
+}
+
+/// The threads that check passwords, and the checks waiting for them.
+///
+/// argon2 needs its memory (about 19 MiB with the default parameters) for every check.
+/// Checked on tokio's blocking threads, each check allocated it on whichever of many
+/// threads ran it, and glibc kept much of it in per-thread arenas: a burst of logins left
+/// a hub hundreds of MiB larger for good. Here [`CONCURRENT_CHECKS`] long-lived threads
+/// each allocate that memory once, reuse it for every check, and free it when idle.
+#[derive(Debug, Default)]
+struct Checkers {
+    queue: Mutex<CheckQueue>,
+    ready: Condvar,
+    /// Checks run since the start.
+    checks: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct CheckQueue {
+    jobs: VecDeque<CheckJob>,
+    threads: usize,
+    /// The authenticator is gone: the threads end.
+    closed: bool,
+}
+
+struct CheckJob {
+    password: String,
+    /// The user's hash, or `None` for an unknown user (checked against [`DUMMY_HASH`]).
+    hash: Option<String>,
+    answer: oneshot::Sender<bool>,
+}
+
+impl std::fmt::Debug for CheckJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password: a Debug print may end up in a log.
+        f.debug_struct("CheckJob").finish_non_exhaustive()
+    }
+}
+
+impl Checkers {
+    /// Queues a check, starting a thread if fewer than [`CONCURRENT_CHECKS`] run. `None`
+    /// if the queue is full or no thread could be started.
+    fn submit(self: &Arc<Self>, job: CheckJob) -> Option<()> {
+        let mut queue = self.queue.lock();
+        if queue.jobs.len() >= MAX_QUEUED_CHECKS {
+            return None;
+        }
+        if queue.threads < CONCURRENT_CHECKS {
+            let checkers = self.clone();
+            let started = std::thread::Builder::new()
+                .name("netsvc-login".to_owned())
+                .spawn(move || checkers.work());
+            match started {
+                Ok(_) => queue.threads += 1,
+                Err(e) => tracing::warn!("cannot start a password checking thread: {e}"),
+            }
+        }
+        if queue.threads == 0 {
+            return None;
+        }
+        queue.jobs.push_back(job);
+        drop(queue);
+        self.ready.notify_one();
+        Some(())
+    }
+
+    /// One checking thread: takes the checks in turn, until the authenticator is gone.
+    fn work(&self) {
+        let mut memory: Vec<Block> = Vec::new();
+        loop {
+            let job = {
+                let mut queue = self.queue.lock();
+                loop {
+                    if let Some(job) = queue.jobs.pop_front() {
+                        break Some(job);
+                    }
+                    if queue.closed {
+                        queue.threads -= 1;
+                        break None;
+                    }
+                    if memory.capacity() == 0 {
+                        self.ready.wait(&mut queue);
+                    } else if self.ready.wait_for(&mut queue, CHECKER_IDLE).timed_out()
+                        && queue.jobs.is_empty()
+                    {
+                        // Idle: the memory goes back.
+                        memory = Vec::new();
+                    }
+                }
+            };
+            let Some(job) = job else { return };
+            if job.answer.is_closed() {
+                // Its login gave up waiting: the check would be for no one.
+                continue;
+            }
+            self.checks.fetch_add(1, Ordering::Relaxed);
+            let hash = job.hash.as_deref().unwrap_or(DUMMY_HASH);
+            let verified = verify_with(&mut memory, job.password.as_bytes(), hash);
+            let _ = job.answer.send(verified && job.hash.is_some());
+        }
+    }
+}
+
+/// Checks `password` against the PHC `hash`, with `memory` as argon2's working memory
+/// (grown to what the hash's parameters need, and kept for the next check).
+fn verify_with(memory: &mut Vec<Block>, password: &[u8], hash: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        // The parameters come from the users file, not the peer; still, memory that is not
+        // there fails the check rather than the hub.
+        *memory = Vec::new();
+        if memory
+            .try_reserve_exact(blocks.max(MMAPPED_BLOCKS))
+            .is_err()
+        {
+            tracing::warn!("no memory for a password check ({blocks} KiB)");
+            return false;
+        }
+        memory.resize(blocks, Block::new());
+    }
+    let mut output = [0u8; 64];
+    let Some(output) = output.get_mut(..expected.len()) else {
+        return false;
+    };
+    let Some(memory) = memory.get_mut(..blocks) else {
+        return false;
+    };
+    argon2::Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt, &mut *output, memory)
+        .is_ok()
+        && bool::from(output.ct_eq(expected.as_bytes()))
+}
+
+/// The users in force now, the failures of each user name and address, and the threads
+/// that check passwords.
 pub(crate) struct Authenticator {
     users: Mutex<Arc<Users>>,
-    failures: Mutex<FastMap<IpAddr, (u32, Instant)>>,
-    checks: Arc<Semaphore>,
+    throttle: Mutex<Throttle>,
+    checkers: Arc<Checkers>,
+    failed: AtomicU64,
+    throttled: AtomicU64,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -313,18 +586,90 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
+impl Drop for Authenticator {
+    fn drop(&mut self) {
+        self.checkers.queue.lock().closed = true;
+        self.checkers.ready.notify_all();
+    }
+}
+
+/// A login admitted past the limits: counted as in progress until it ends (or is
+/// dropped, say by a timeout), and as a failure if it fails.
+struct Attempt<'a> {
+    auth: &'a Authenticator,
+    key: Option<UserKey>,
+}
+
+impl Attempt<'_> {
+    fn failed(self) {
+        self.auth.failed.fetch_add(1, Ordering::Relaxed);
+        if let Some(key) = &self.key {
+            let now = Instant::now();
+            let mut throttle = self.auth.throttle.lock();
+            if let Some(record) = throttle.by_user.get_mut(key) {
+                record.note_failure(now);
+            }
+            if let Some(record) = throttle.by_address.get_mut(&key.0) {
+                record.note_failure(now);
+            }
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let Some(key) = &self.key else { return };
+        let mut throttle = self.auth.throttle.lock();
+        if let Some(record) = throttle.by_user.get_mut(key) {
+            record.in_flight = record.in_flight.saturating_sub(1);
+        }
+        if let Some(record) = throttle.by_address.get_mut(&key.0) {
+            record.in_flight = record.in_flight.saturating_sub(1);
+        }
+    }
+}
+
+/// The user name a HELLO claims, if any.
+pub(crate) fn claimed_user(hello: &Hello) -> Option<&str> {
+    hello
+        .options
+        .iter()
+        .find(|(k, _)| k.as_str() == USER_OPTION)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `name` cut to at most [`MAX_TRACKED_NAME`] bytes (on a character boundary).
+fn tracked_name(name: &str) -> Box<str> {
+    let mut end = name.len().min(MAX_TRACKED_NAME);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name.get(..end).unwrap_or_default().into()
+}
+
 impl Authenticator {
     pub(crate) fn new(users: Users) -> Self {
         Self {
             users: Mutex::new(Arc::new(users)),
-            failures: Mutex::new(FastMap::default()),
-            checks: Arc::new(Semaphore::new(CONCURRENT_CHECKS)),
+            throttle: Mutex::new(Throttle::default()),
+            checkers: Arc::new(Checkers::default()),
+            failed: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
         }
     }
 
     /// Puts new users in force for links made from now on.
     pub(crate) fn replace(&self, users: Users) {
         *self.users.lock() = Arc::new(users);
+    }
+
+    /// What the logins did so far.
+    pub(crate) fn stats(&self) -> LoginStats {
+        LoginStats {
+            password_checks: self.checkers.checks.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
+        }
     }
 
     /// What `user` (or anonymous, for `None`) may do under the users in force now, if it
@@ -338,60 +683,97 @@ impl Authenticator {
         permissions.grants(user.unwrap_or(""), process).ok()
     }
 
-    /// How long to wait before answering a failed login from `ip`: doubling with each
-    /// recent failure, from 100 ms up to 2 s.
-    pub(crate) fn penalty(&self, ip: Option<IpAddr>) -> Duration {
-        let failures = ip.and_then(|ip| self.failures.lock().get(&ip).map(|f| f.0));
+    /// How long to wait before answering a failed login of `user` from `ip`: doubling with
+    /// each recent failure of that user name there, from 100 ms up to 2 s.
+    pub(crate) fn penalty(&self, ip: Option<IpAddr>, user: Option<&str>) -> Duration {
+        let failures = ip.and_then(|ip| {
+            let key = (ip, user.map(tracked_name));
+            let throttle = self.throttle.lock();
+            throttle.by_user.get(&key).map(|r| r.recent(Instant::now()))
+        });
         let n = failures.unwrap_or(1).clamp(1, 6);
         Duration::from_millis(100 << (n - 1)).min(Duration::from_secs(2))
     }
 
-    fn note_failure(&self, ip: Option<IpAddr>) {
-        let Some(ip) = ip else { return };
+    /// Admits a login of `user` from `ip` as in progress, unless the failures and the
+    /// checks in progress of that user name there, or of the address, have reached their
+    /// limit: then the reason says which, and when to try again.
+    fn admit(&self, ip: Option<IpAddr>, user: Option<&str>) -> Result<Attempt<'_>, Refusal> {
+        let Some(ip) = ip else {
+            // A Unix socket: only processes of this machine, let in by the socket's mode.
+            return Ok(Attempt {
+                auth: self,
+                key: None,
+            });
+        };
+        let key = (ip, user.map(tracked_name));
         let now = Instant::now();
-        let mut failures = self.failures.lock();
-        if failures.len() >= MAX_TRACKED && !failures.contains_key(&ip) {
-            failures.retain(|_, (_, at)| now.duration_since(*at) < FAILURE_WINDOW);
-            if failures.len() >= MAX_TRACKED
-                && let Some(oldest) = failures.iter().min_by_key(|(_, (_, at))| *at).map(|e| *e.0)
-            {
-                failures.remove(&oldest);
-            }
+        let mut guard = self.throttle.lock();
+        let throttle = &mut *guard;
+        let by_user = throttle.by_user.get(&key).copied().unwrap_or_default();
+        let by_address = throttle.by_address.get(&ip).copied().unwrap_or_default();
+        let whom = match user {
+            Some(name) => format!(" for user {name:?}"),
+            None => String::new(),
+        };
+        let refusal = if by_user.recent(now) >= PER_USER_LIMIT {
+            Some(format!(
+                "too many failed logins{whom} from this address; try again in {} s",
+                by_user.retry_after(now)
+            ))
+        } else if by_address.recent(now) >= PER_ADDRESS_LIMIT {
+            Some(format!(
+                "too many failed logins from this address; try again in {} s",
+                by_address.retry_after(now)
+            ))
+        } else if by_user.recent(now) + by_user.in_flight >= PER_USER_LIMIT
+            || by_address.recent(now) + by_address.in_flight >= PER_ADDRESS_LIMIT
+        {
+            // Each login in progress may yet fail: together they must stay within the limit.
+            Some(format!(
+                "too many logins{whom} from this address at once; try again in 1 s"
+            ))
+        } else if !make_room(&mut throttle.by_user, now)
+            || !make_room(&mut throttle.by_address, now)
+        {
+            Some(Refusal::Busy.to_string())
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::Throttled(reason));
         }
-        let entry = failures.entry(ip).or_insert((0, now));
-        if now.duration_since(entry.1) >= FAILURE_WINDOW {
-            *entry = (0, now);
-        }
-        entry.0 += 1;
-        entry.1 = now;
-    }
-
-    fn locked_out(&self, ip: Option<IpAddr>) -> bool {
-        let Some(ip) = ip else { return false };
-        self.failures.lock().get(&ip).is_some_and(|(n, at)| {
-            *n >= LOCKOUT_AFTER && Instant::now().duration_since(*at) < FAILURE_WINDOW
+        throttle.by_user.entry(key.clone()).or_default().in_flight += 1;
+        throttle.by_address.entry(ip).or_default().in_flight += 1;
+        Ok(Attempt {
+            auth: self,
+            key: Some(key),
         })
     }
 
     /// Decides whether the peer that sent `hello` over `transport` may link, and as whom.
-    /// The error is the reason for the CLOSE (`not authorised`): it never says whether a
-    /// user exists, and never quotes a credential.
     pub(crate) async fn login(
         &self,
         hello: &Hello,
         transport: &Transport,
-    ) -> Result<Login, String> {
-        if self.locked_out(transport.ip) {
-            return Err("too many failed logins from this address; try again later".to_owned());
+    ) -> Result<Login, Refusal> {
+        let attempt = self.admit(transport.ip, claimed_user(hello))?;
+        match self.check(hello, transport).await {
+            Ok(login) => Ok(login),
+            Err(Refusal::Busy) => {
+                // Not the peer's failure: nothing was checked.
+                self.throttled.fetch_add(1, Ordering::Relaxed);
+                Err(Refusal::Busy)
+            }
+            Err(refusal) => {
+                attempt.failed();
+                Err(refusal)
+            }
         }
-        let outcome = self.check(hello, transport).await;
-        if outcome.is_err() {
-            self.note_failure(transport.ip);
-        }
-        outcome
     }
 
-    async fn check(&self, hello: &Hello, transport: &Transport) -> Result<Login, String> {
+    async fn check(&self, hello: &Hello, transport: &Transport) -> Result<Login, Refusal> {
         let users = self.users.lock().clone();
         let option = |key: &str| {
             hello
@@ -429,19 +811,21 @@ impl Authenticator {
                     found = Some(name.clone());
                 }
             }
-            Some(found.ok_or_else(|| "invalid token".to_owned())?)
+            Some(found.ok_or_else(|| Refusal::Failed("invalid token".to_owned()))?)
         } else if let Some(name) = option(USER_OPTION) {
             let password = option(PASSWORD_OPTION).unwrap_or_default();
             if !transport.tls && !transport.local && !users.allow_plaintext_passwords {
-                return Err(
+                return Err(Refusal::Failed(
                     "passwords are not accepted over plaintext TCP from another machine; \
                      connect with TLS"
                         .to_owned(),
-                );
+                ));
             }
             let hash = users.users.get(&name).and_then(|u| u.password_hash.clone());
-            if !self.verify(password, hash).await {
-                return Err(format!("invalid user name or password (user {name:?})"));
+            if !self.verify(password, hash).await? {
+                return Err(Refusal::Failed(format!(
+                    "invalid user name or password (user {name:?})"
+                )));
             }
             Some(name)
         } else {
@@ -450,19 +834,19 @@ impl Authenticator {
         let (name, permissions) = match &user {
             Some(name) => match users.users.get(name) {
                 Some(u) => (name.as_str(), &u.permissions),
-                None => return Err("unknown user".to_owned()),
+                None => return Err(Refusal::Failed("unknown user".to_owned())),
             },
             None => match &users.anonymous {
                 Some(p) => ("", p),
-                None => return Err("credentials required".to_owned()),
+                None => return Err(Refusal::Failed("credentials required".to_owned())),
             },
         };
-        let grants = permissions.grants(name, process)?;
+        let grants = permissions.grants(name, process).map_err(Refusal::Failed)?;
         if hello.role == Role::Server && !grants.link {
-            return Err(match &user {
+            return Err(Refusal::Failed(match &user {
                 Some(u) => format!("user {u:?} may not link as a hub"),
                 None => "an anonymous peer may not link as a hub".to_owned(),
-            });
+            }));
         }
         Ok(Login {
             user: user.map(Arc::from),
@@ -470,24 +854,18 @@ impl Authenticator {
         })
     }
 
-    /// Checks a password against a hash, off the async threads and a few at a time. An
-    /// unknown user is checked against a dummy hash, so that it takes as long as a wrong
-    /// password.
-    async fn verify(&self, password: String, hash: Option<String>) -> bool {
-        let Ok(_permit) = self.checks.clone().acquire_owned().await else {
-            return false;
+    /// Checks a password against a hash on the checking threads. An unknown user is
+    /// checked against a dummy hash, so that it takes as long as a wrong password.
+    async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, Refusal> {
+        let (answer, verified) = oneshot::channel();
+        let job = CheckJob {
+            password,
+            hash,
+            answer,
         };
-        let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
-        let verified = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash).is_ok_and(|parsed| {
-                argon2::Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-        })
-        .await;
-        known && verified.unwrap_or(false)
+        self.checkers.submit(job).ok_or(Refusal::Busy)?;
+        // Dropping `verified` (the login given up) tells the threads to skip the check.
+        verified.await.map_err(|_| Refusal::Busy)
     }
 }
 
@@ -501,6 +879,7 @@ mod tests {
 
     #[test]
     fn hashes_verify_and_parse() {
+        use argon2::password_hash::PasswordVerifier as _;
         let hash = hash_password("pw").expect("hashes");
         let parsed = PasswordHash::new(&hash).expect("parses");
         assert!(
@@ -509,6 +888,17 @@ mod tests {
                 .is_ok()
         );
         assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+        // The checking threads' verification, with memory reused, agrees with argon2's.
+        let mut memory = Vec::new();
+        assert!(verify_with(&mut memory, b"pw", &hash));
+        assert!(!verify_with(&mut memory, b"pW", &hash));
+        assert!(verify_with(&mut memory, b"pw", &hash));
+        assert!(!verify_with(&mut memory, b"pw", DUMMY_HASH));
+        assert!(!verify_with(
+            &mut memory,
+            b"pw",
+            "$argon2id$v=19$m=8,t=1,p=1$bm90aGluZw"
+        ));
     }
 
     #[test]
@@ -524,20 +914,76 @@ mod tests {
         );
     }
 
+    /// Notes `n` failures of `user` from `ip`, as failed logins would.
+    fn fail(auth: &Authenticator, ip: IpAddr, user: Option<&str>, n: usize) {
+        for _ in 0..n {
+            auth.admit(Some(ip), user).expect("admitted").failed();
+        }
+    }
+
     #[test]
     fn penalties_double_and_are_bounded() {
         let auth = Authenticator::new(Users::default());
         let ip: IpAddr = [10, 0, 0, 1].into();
-        assert_eq!(auth.penalty(Some(ip)), Duration::from_millis(100));
-        for _ in 0..3 {
-            auth.note_failure(Some(ip));
+        assert_eq!(
+            auth.penalty(Some(ip), Some("a")),
+            Duration::from_millis(100)
+        );
+        fail(&auth, ip, Some("a"), 3);
+        assert_eq!(
+            auth.penalty(Some(ip), Some("a")),
+            Duration::from_millis(400)
+        );
+        assert_eq!(
+            auth.penalty(Some(ip), Some("b")),
+            Duration::from_millis(100)
+        );
+        fail(&auth, ip, Some("a"), 7);
+        assert_eq!(auth.penalty(Some(ip), Some("a")), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_user_is_throttled_at_its_address_and_an_address_over_all_its_users() {
+        let auth = Authenticator::new(Users::default());
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        fail(&auth, ip, Some("a"), 10);
+        let Err(Refusal::Throttled(why)) = auth.admit(Some(ip), Some("a")) else {
+            panic!("not throttled");
+        };
+        assert_eq!(
+            why,
+            "too many failed logins for user \"a\" from this address; try again in 60 s"
+        );
+        assert!(auth.admit(Some(ip), Some("b")).is_ok());
+        assert!(auth.admit(Some([10, 0, 0, 2].into()), Some("a")).is_ok());
+        // Spraying: many user names from one address reach the address's limit.
+        for user in ["b", "c"] {
+            fail(&auth, ip, Some(user), 9);
         }
-        assert_eq!(auth.penalty(Some(ip)), Duration::from_millis(400));
-        for _ in 0..20 {
-            auth.note_failure(Some(ip));
-        }
-        assert_eq!(auth.penalty(Some(ip)), Duration::from_secs(2));
-        assert!(auth.locked_out(Some(ip)));
-        assert!(!auth.locked_out(Some([10, 0, 0, 2].into())));
+        fail(&auth, ip, None, 2);
+        let Err(Refusal::Throttled(why)) = auth.admit(Some(ip), Some("d")) else {
+            panic!("not throttled");
+        };
+        assert!(
+            why.starts_with("too many failed logins from this address"),
+            "{why}"
+        );
+        assert_eq!(auth.stats().failed, 30);
+    }
+
+    #[test]
+    fn logins_in_progress_count_against_the_limit_until_they_end() {
+        let auth = Authenticator::new(Users::default());
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        fail(&auth, ip, Some("a"), 4);
+        let pending: Vec<_> = (0..6)
+            .map(|_| auth.admit(Some(ip), Some("a")).expect("admitted"))
+            .collect();
+        let Err(Refusal::Throttled(why)) = auth.admit(Some(ip), Some("a")) else {
+            panic!("not throttled");
+        };
+        assert!(why.contains("at once"), "{why}");
+        drop(pending);
+        assert!(auth.admit(Some(ip), Some("a")).is_ok());
     }
 }

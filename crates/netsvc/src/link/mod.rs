@@ -37,7 +37,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use self::auth::{Login, Transport};
+use self::auth::{Login, Refusal, Transport};
 use self::connector::{ConnectorStatus, LinkPhase};
 use self::error::LinkFailure;
 use self::events::{ConnectionEvent, ConnectionState};
@@ -281,7 +281,8 @@ where
         }
     };
 
-    let login = match log_in(exchange, &peer, &endpoints).await {
+    let hello_at = Instant::now();
+    let login = match log_in(exchange, &peer, &endpoints, hello_at).await {
         Ok(login) => login,
         Err(reason) => {
             let failure = LinkFailure::NotAuthorised(reason.clone());
@@ -410,13 +411,16 @@ fn hello_options(
 }
 
 /// On a connection this exchange accepted, with users configured: who the peer is, checked
-/// before our HELLO answers it. `Ok(None)`: no login applies. A refusal comes after the
-/// address's penalty (repeated failures are answered ever more slowly, yet within the
-/// handshake's time, so that the peer hears why).
+/// before our HELLO answers it. `Ok(None)`: no login applies. Every refusal is logged at
+/// warn (the CLI's default level) with the user name and address, and answered within the
+/// handshake's time so that the peer hears why: a failed check after the penalty (failures
+/// of that user name from the address are answered ever more slowly), a throttled login at
+/// once.
 async fn log_in(
     exchange: &ExchangeShared,
     peer: &Hello,
     endpoints: &Endpoints,
+    hello_at: Instant,
 ) -> Result<Option<Login>, String> {
     let Some(users) = &exchange.security.users else {
         return Ok(None);
@@ -424,15 +428,34 @@ async fn log_in(
     if endpoints.initiated_here() {
         return Ok(None);
     }
+    // The peer's handshake timer started before its HELLO reached us, and may be ours:
+    // the check gets half of our timeout and the penalty ends by three quarters, so that
+    // the CLOSE with the reason arrives before the peer gives up.
     let limit = exchange.config.handshake_timeout;
-    let outcome = tokio::time::timeout(limit, users.login(peer, &endpoints.transport))
+    let check_by = hello_at + limit / 2;
+    let answer_by = hello_at + limit * 3 / 4;
+    let transport = &endpoints.transport;
+    let outcome = tokio::time::timeout_at(check_by, users.login(peer, transport))
         .await
-        .unwrap_or_else(|_| Err("the hub is too busy to check the login now".to_owned()));
-    if outcome.is_err() {
-        let penalty = users.penalty(endpoints.transport.ip);
-        tokio::time::sleep(penalty.min(limit / 2)).await;
+        .unwrap_or(Err(Refusal::Busy));
+    let refusal = match outcome {
+        Ok(login) => return Ok(Some(login)),
+        Err(refusal) => refusal,
+    };
+    let user = auth::claimed_user(peer);
+    match user {
+        // Debug-quoted: the name is the peer's to choose, and must not forge log lines.
+        Some(user) => {
+            tracing::warn!(user = ?user, address = %endpoints.peer, "login refused: {refusal}");
+        }
+        None => tracing::warn!(address = %endpoints.peer, "login refused: {refusal}"),
     }
-    outcome.map(Some)
+    if let Refusal::Failed(_) = &refusal {
+        let penalty = users.penalty(transport.ip, user);
+        let until = (Instant::now() + penalty).min(answer_by);
+        tokio::time::sleep_until(until).await;
+    }
+    Err(refusal.to_string())
 }
 
 /// Ends a connection whose handshake failed: the peer is told why (if there is something

@@ -26,14 +26,14 @@ fn config() -> netsvc::ExchangeConfig {
 
 /// A CA, a server certificate it signs for `localhost` and 127.0.0.1, and a client
 /// certificate it signs for `name`: PEM texts.
-struct Pki {
-    ca: String,
+pub(crate) struct Pki {
+    pub(crate) ca: String,
     server_cert: String,
     server_key: String,
 }
 
 impl Pki {
-    fn new() -> (Self, CertifiedIssuer<'static, KeyPair>) {
+    pub(crate) fn new() -> (Self, CertifiedIssuer<'static, KeyPair>) {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
@@ -50,7 +50,7 @@ impl Pki {
         (pki, ca)
     }
 
-    fn server(&self) -> ServerTls {
+    pub(crate) fn server(&self) -> ServerTls {
         ServerTls::from_pem(self.server_cert.as_bytes(), self.server_key.as_bytes()).unwrap()
     }
 
@@ -107,7 +107,10 @@ async fn synced(link: &netsvc::Connector) {
 }
 
 /// A hub in group `"g"` with `users`, listening in plaintext (and with TLS if `tls`).
-async fn secure_hub(users: Users, tls: Option<&ServerTls>) -> (Runtime, Exchange, SocketAddr) {
+pub(crate) async fn secure_hub(
+    users: Users,
+    tls: Option<&ServerTls>,
+) -> (Runtime, Exchange, SocketAddr) {
     let rt = Runtime::new();
     let ex = Exchange::server(&rt)
         .group("g")
@@ -129,7 +132,7 @@ fn open_users() -> Users {
     }
 }
 
-fn user(permissions: Permissions) -> User {
+pub(crate) fn user(permissions: Permissions) -> User {
     User {
         permissions,
         ..User::default()
