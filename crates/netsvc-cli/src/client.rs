@@ -8,9 +8,11 @@
 //!
 //! - within `--wait` seconds ([`Wait`] with a limit: the default of the one-shot commands),
 //!   failing with the cause the connector knows, and at once when that cause is final
-//!   (another group, not a netsvc exchange);
+//!   (another group, not a netsvc exchange, TLS, a refused login);
 //! - or for as long as it takes (the default of the commands that run until stopped),
 //!   saying once on stderr that it is waiting and why, and again only if the cause changes.
+//!   A refused login ends this wait too: the library does not retry a first login that was
+//!   refused (each retry would count against this address on the hub).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -149,10 +151,13 @@ async fn wait_forever(
         let now = connector.status();
         match now.phase {
             LinkPhase::Synced => break,
-            LinkPhase::Stopped => anyhow::bail!(
-                "no link to the exchange at {}: the connection was stopped",
-                target.address
-            ),
+            LinkPhase::Stopped => {
+                let why = now.last_failure.as_ref().map_or_else(
+                    || "the connection was stopped".to_owned(),
+                    |failure| cause(failure, target),
+                );
+                anyhow::bail!("no link to the exchange at {}: {why}", target.address)
+            }
             _ => say_why(&now, target, &mut said),
         }
         tokio::select! {
@@ -172,14 +177,30 @@ fn say_why(now: &ConnectorStatus, target: &Target, said: &mut Option<String>) {
         return;
     };
     let why = cause(failure, target);
-    if said.as_deref() != Some(why.as_str()) {
+    let key = without_numbers(&why);
+    if said.as_deref() == Some(key.as_str()) {
+        return;
+    }
+    if matches!(failure, LinkFailure::NotAuthorised(_)) {
+        // The library spaces out the retries of a refused login (see `Exchange::connect`).
+        status(format_args!(
+            "waiting for the exchange at {}: {why}; retrying at longer intervals (up to 60 s)",
+            target.address
+        ));
+    } else {
         status(format_args!(
             "waiting for the exchange at {}: {why}; retrying every {:.1} s",
             target.address,
             target.retry.as_secs_f64()
         ));
-        *said = Some(why);
     }
+    *said = Some(key);
+}
+
+/// `text` without its digits: what two descriptions of one cause have in common when the
+/// peer's words carry a time, a count or a delay that differs on every attempt.
+fn without_numbers(text: &str) -> String {
+    text.chars().filter(|c| !c.is_ascii_digit()).collect()
 }
 
 /// Why an attempt failed, with what the user can do about it where that is clear.
@@ -196,6 +217,9 @@ pub(crate) fn cause(failure: &LinkFailure, target: &Target) -> String {
         LinkFailure::NotNetsvc(_) => format!("{failure}; is {} the right address?", target.address),
         LinkFailure::NotAuthorised(_) if target.security.credentials().ok().flatten().is_none() => {
             format!("{failure}; log in with --user (and NETSVC_PASSWORD) or --token-file")
+        }
+        LinkFailure::NotAuthorised(_) => {
+            format!("{failure}; check the user and password or token")
         }
         LinkFailure::Tls(_) if target.security.tls_ca.is_none() => {
             format!("{failure}; for a TLS hub give --tls-ca FILE")

@@ -85,21 +85,55 @@ def test_aio_logs_in_over_tls_and_a_wrong_password_is_refused(procs: Procs, tmp_
 
     asyncio.run(main())
 
-    # The wrong password, in a process of its own (one exchange per group per process).
+    # The wrong password, in a process of its own (one exchange per group per process):
+    # refused at once, not retried until the timeout (each retry would count towards the
+    # hub's lockout of the address).
     script = f"""
-import asyncio, netsvc.aio as aio
+import asyncio, time, netsvc.aio as aio
 async def main():
     ex = aio.Exchange.client(tls_ca={ca!r}, user="alice", password="wrong")
+    started = time.monotonic()
     try:
-        await ex.connect({hub!r}, timeout=10)
+        await ex.connect({hub!r}, retry=0.1, timeout=20)
         print("connected")
     except ConnectionError as e:
         print("refused:", e)
+    print("took", time.monotonic() - started)
 asyncio.run(main())
 """
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert "refused:" in r.stdout and "not authorised" in r.stdout, (r.stdout, r.stderr)
     assert "wrong" not in r.stdout.replace("password=\"wrong\"", "")
+    took = float(r.stdout.rsplit("took", 1)[1])
+    assert took < 5, r.stdout
+
+
+def test_a_wrong_password_fails_the_classic_connect_at_once(procs: Procs, tmp_path: Path) -> None:
+    ca, cert, key = certificates(tmp_path)
+    hub = tls_hub(procs, cert, key, users_file(procs, tmp_path, "s3cret-pw"))
+    host, port = hub.rsplit(":", 1)
+    script = f"""
+import time, netsvc
+ex = netsvc.Exchange(netsvc.EXCHANGE_CLIENT, tls_ca={ca!r}, user="alice", password="typo")
+address = ex.connect({host!r}, {port}, 0.1)
+started = time.monotonic()
+try:
+    ex.waitSynced(address, 20)
+    print("connected")
+except ConnectionError as e:
+    print("refused:", e)
+print("took", time.monotonic() - started)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "refused:" in r.stdout and "not authorised" in r.stdout, (r.stdout, r.stderr)
+    took = float(r.stdout.rsplit("took", 1)[1])
+    assert took < 5, r.stdout
+    # One typo did not lock the address out: the right password still gets in.
+    ok = subprocess.run(
+        [netsvc_bin(), "services", "--connect", hub, "--tls-ca", ca, "--user", "alice"],
+        capture_output=True, text=True, timeout=60,
+        env={"NETSVC_PASSWORD": "s3cret-pw", "PATH": "/usr/bin:/bin"})
+    assert ok.returncode == 0, ok.stderr
 
 
 def test_a_python_server_listens_with_tls_and_users(procs: Procs, tmp_path: Path) -> None:

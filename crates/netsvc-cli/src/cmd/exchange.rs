@@ -188,11 +188,12 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
         status(format_args!("listening on unix:{}", path.display()));
     }
     for peer in &settings.connect {
-        exchange.connect(peer, Retry::every(settings.retry))?;
+        let connector = exchange.connect(peer, Retry::every(settings.retry))?;
         status(format_args!(
             "linking to {peer} (retrying every {:.1} s)",
             settings.retry.as_secs_f64()
         ));
+        tokio::spawn(warn_if_refused(connector));
     }
     if !settings.group.is_empty() {
         status(format_args!("exchange group {:?}", settings.group));
@@ -356,5 +357,15 @@ fn reload(exchange: &Exchange, settings: &Settings, http: Option<&super::gateway
         }
     } else if let Some(http) = http {
         http.reload_tls(None);
+    }
+}
+
+/// Warns when a mesh peer refuses this hub's first login: its connector then stops for good
+/// (retrying would get this address locked out), and nothing else would say so.
+async fn warn_if_refused(connector: netsvc::Connector) {
+    if let Err(error) = connector.synced().await
+        && matches!(error.cause, Some(netsvc::LinkFailure::NotAuthorised(_)))
+    {
+        tracing::warn!("{error}; not retrying (fix the credentials and restart)");
     }
 }

@@ -16,6 +16,7 @@ mod info;
 mod monitor;
 mod ose;
 mod publish;
+mod refusals;
 mod security;
 mod serve;
 mod services;

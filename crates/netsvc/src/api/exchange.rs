@@ -417,7 +417,10 @@ impl Exchange {
 
     /// Connects to a server at `HOST:PORT` or `unix:PATH`, in the background, retrying and
     /// reconnecting as `retry` says: with [`Retry::every`] or [`Retry::backoff`] for as long
-    /// as the exchange exists, whether the server is there yet or not.
+    /// as the exchange exists, whether the server is there yet or not. A refused login is
+    /// the exception: before the first link it stops the connector (retrying the same
+    /// credentials would only get the address locked out); after it, it is retried at
+    /// intervals doubling from 1 s to 60 s.
     ///
     /// Returns at once, with a [`Connector`] that tells how the connection stands and can
     /// wait until it is synced. Dropping the connector does not stop it.
@@ -531,7 +534,8 @@ impl Connector {
     /// Returns at once if that is so now (for example again, after a reconnect).
     ///
     /// Waits as long as the connector keeps trying; fails only once it has stopped (a
-    /// single-attempt [`Retry`] that failed, or the exchange shut down), with the cause.
+    /// single-attempt [`Retry`] that failed, a login refused before any link was made, or
+    /// the exchange shut down), with the cause.
     pub async fn synced(&self) -> Result<(), ConnectError> {
         let mut status = self.status.clone();
         let outcome = status
@@ -548,7 +552,7 @@ impl Connector {
     /// Like [`synced`](Self::synced), within `limit`. Also fails early, without waiting for
     /// the limit, when the last attempt failed for a reason that retrying cannot mend (see
     /// [`LinkFailure::is_final`](crate::LinkFailure::is_final): another group, another
-    /// protocol).
+    /// protocol, no TLS, a refused login).
     pub async fn synced_within(&self, limit: Duration) -> Result<(), ConnectError> {
         let mut status = self.status.clone();
         let wait = status.wait_for(|s| {

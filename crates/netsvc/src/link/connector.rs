@@ -18,7 +18,8 @@ pub enum LinkPhase {
     /// subscription through the link is in place.
     Synced,
     /// The connector has stopped: its single attempt failed or its link ended
-    /// ([`Retry::once`](crate::Retry::once)), or the exchange shut down.
+    /// ([`Retry::once`](crate::Retry::once)), its first login was refused, or the exchange
+    /// shut down.
     Stopped,
 }
 
@@ -58,7 +59,7 @@ pub struct ConnectError {
     /// Why the last attempt failed, if one did (none: see `phase`).
     pub cause: Option<LinkFailure>,
     /// Whether the connector has stopped trying (a single-attempt [`Retry`](crate::Retry)
-    /// that failed, or the exchange shut down).
+    /// that failed, a refused first login, or the exchange shut down).
     pub stopped: bool,
     /// Where the connector stood when the caller gave up.
     pub phase: LinkPhase,

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::DuplexStream;
 use tokio::net::{TcpStream, UnixStream};
@@ -147,8 +148,20 @@ impl fmt::Display for DialAddress {
     }
 }
 
+/// The first delay before retrying a refused login, whatever the retry policy says.
+const LOGIN_RETRY_MIN: Duration = Duration::from_secs(1);
+
+/// The longest delay between retries of a refused login.
+const LOGIN_RETRY_MAX: Duration = Duration::from_secs(60);
+
 /// Keeps a client connection up as `retry` says, until the exchange stops, telling
 /// `status` of every attempt and every change of the link.
+///
+/// A refused login before any link was made stops it: the credentials are wrong, and each
+/// retry would count as one more failed login on the server, which locks the address out
+/// after a few. Once a link has been made, a refused login (the server's users changed)
+/// is retried, at doubling intervals from [`LOGIN_RETRY_MIN`] to [`LOGIN_RETRY_MAX`], which
+/// stays under the server's lockout.
 pub(crate) async fn connect_loop(
     address: DialAddress,
     retry: Retry,
@@ -157,6 +170,12 @@ pub(crate) async fn connect_loop(
 ) {
     let mut stop = exchange.stop.subscribe();
     let mut failures = 0u32;
+    let mut linked_once = false;
+    let mut login_refusals = 0u32;
+    // What was last logged, so that a persistent failure is logged once (and again only
+    // when it changes), not once per attempt. Compared without digits: a peer's words may
+    // carry a time or a count that differs on every attempt.
+    let mut logged: Option<String> = None;
     let stopped_now = |status: &watch::Sender<ConnectorStatus>| {
         status.send_modify(|s| s.phase = LinkPhase::Stopped);
     };
@@ -184,35 +203,61 @@ pub(crate) async fn connect_loop(
                 match end {
                     LinkEnd::Ended => {
                         failures = 0;
+                        login_refusals = 0;
+                        linked_once = true;
+                        logged = None;
                         None
                     }
-                    LinkEnd::Refused(failure) => {
-                        tracing::info!(%address, "connection refused: {failure}");
-                        Some(failure)
-                    }
+                    LinkEnd::Refused(failure) => Some(failure),
                 }
             }
-            Attempt::Failed(e) => {
-                tracing::debug!(%address, "cannot connect: {e}");
-                Some(LinkFailure::of_connect(&e))
-            }
-            Attempt::Tls(why) => {
-                tracing::info!(%address, "TLS failed: {why}");
-                Some(LinkFailure::Tls(why))
-            }
+            Attempt::Failed(e) => Some(LinkFailure::of_connect(&e)),
+            Attempt::Tls(why) => Some(LinkFailure::Tls(why)),
         };
+        let login_refused = matches!(failure, Some(LinkFailure::NotAuthorised(_)));
         if let Some(failure) = failure {
+            let key: String = failure
+                .to_string()
+                .chars()
+                .filter(|c| !c.is_ascii_digit())
+                .collect();
+            if logged.as_ref() == Some(&key) {
+                tracing::debug!(%address, "cannot link (again): {failure}");
+            } else if matches!(failure, LinkFailure::Refused(_)) {
+                // The usual state of a client started before its server.
+                tracing::debug!(%address, "cannot link: {failure}");
+            } else {
+                tracing::info!(%address, "cannot link: {failure}");
+            }
+            logged = Some(key);
+            let stop_now = (login_refused && !linked_once) || !retry.retries();
             status.send_modify(|s| {
                 s.failures += 1;
                 s.last_failure = Some(failure);
+                // In the same change, so that a watcher never sees a refused first login
+                // as one that will be retried.
+                if stop_now {
+                    s.phase = LinkPhase::Stopped;
+                }
             });
+            if login_refused && !linked_once {
+                tracing::info!(%address, "login refused: not retrying the same credentials");
+                return;
+            }
         }
         if !retry.retries() {
             tracing::info!(%address, "not reconnecting (single attempt)");
             return stopped_now(&status);
         }
         status.send_modify(|s| s.phase = LinkPhase::Connecting);
-        let delay = retry.delay(failures);
+        let delay = if login_refused {
+            let backoff = LOGIN_RETRY_MIN.saturating_mul(1 << login_refusals.min(6));
+            login_refusals = login_refusals.saturating_add(1);
+            retry.delay(failures).max(backoff.min(LOGIN_RETRY_MAX))
+        } else {
+            login_refusals = 0;
+            retry.delay(failures)
+        };
         failures = failures.saturating_add(1);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}

@@ -70,8 +70,15 @@ pub enum LinkFailure {
 
 impl LinkFailure {
     /// Whether retrying cannot help until someone changes a configuration: the peer is not
-    /// a netsvc exchange of this group and version, or TLS cannot be agreed with it. (A refused connection, a timeout or a
-    /// refusal may pass: the server may be starting, busy, or about to admit us.)
+    /// a netsvc exchange of this group and version, TLS cannot be agreed with it, or it
+    /// refused the login (CLOSE 5). (A refused connection, a timeout or another refusal may
+    /// pass: the server may be starting or busy.)
+    ///
+    /// A refused login is final because retrying the same credentials only adds to the
+    /// server's count of failed logins from this address, which locks the address out. A
+    /// connector stops at once when its first login is refused; one that was linked before
+    /// keeps trying (its user's rights may come back with the server's next reload), at
+    /// longer and longer intervals.
     pub fn is_final(&self) -> bool {
         matches!(
             self,
@@ -80,6 +87,7 @@ impl LinkFailure {
                 | Self::OseExchange
                 | Self::NotNetsvc(_)
                 | Self::Tls(_)
+                | Self::NotAuthorised(_)
         )
     }
 

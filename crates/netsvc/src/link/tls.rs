@@ -236,6 +236,33 @@ pub(crate) fn certificate_names(chain: Option<&[CertificateDer<'_>]>) -> Vec<Str
 
 /// Words for a failed TLS handshake, on the client's side: the usual causes said plainly.
 pub(crate) fn describe_client_error(error: &std::io::Error) -> String {
+    // rustls words an expired (or not yet valid) certificate with the time of the check,
+    // so its text differs on every attempt; a client that keeps trying compares causes by
+    // their words, and would report the same cause again each second.
+    if let Some(rustls::Error::InvalidCertificate(invalid)) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        use rustls::CertificateError as C;
+        match invalid {
+            C::Expired => return "the server's certificate has expired".to_owned(),
+            C::ExpiredContext { not_after, .. } => {
+                return format!(
+                    "the server's certificate has expired (not valid after {} UNIX time)",
+                    not_after.as_secs()
+                );
+            }
+            C::NotValidYet => return "the server's certificate is not valid yet".to_owned(),
+            C::NotValidYetContext { not_before, .. } => {
+                return format!(
+                    "the server's certificate is not valid yet (not valid before {} UNIX \
+                     time); check the clocks",
+                    not_before.as_secs()
+                );
+            }
+            _ => {}
+        }
+    }
     let text = error.to_string();
     if text.contains("InvalidContentType") || text.contains("corrupt message") {
         "the server did not answer in TLS: this port is probably plaintext netsvc (connect \

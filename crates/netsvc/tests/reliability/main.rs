@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly, by design
 
 mod hostile;
+mod login_retry;
 mod logins;
 mod misuse;
 mod overload;
