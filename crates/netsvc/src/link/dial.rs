@@ -176,6 +176,12 @@ pub(crate) async fn connect_loop(
     // when it changes), not once per attempt. Compared without digits: a peer's words may
     // carry a time or a count that differs on every attempt.
     let mut logged: Option<String> = None;
+    let security = &exchange.security;
+    let presents_credentials = security.credentials.is_some()
+        || security
+            .client_tls
+            .as_ref()
+            .is_some_and(|(tls, _)| tls.has_identity());
     let stopped_now = |status: &watch::Sender<ConnectorStatus>| {
         status.send_modify(|s| s.phase = LinkPhase::Stopped);
     };
@@ -214,7 +220,13 @@ pub(crate) async fn connect_loop(
             Attempt::Failed(e) => Some(LinkFailure::of_connect(&e)),
             Attempt::Tls(why) => Some(LinkFailure::Tls(why)),
         };
-        let login_refused = matches!(failure, Some(LinkFailure::NotAuthorised(_)));
+        // A refusal of credentials is final before the first link: the same credentials
+        // would be refused again, and each try counts towards the server's lockout. A
+        // client that presents none is refused by address (the server's `authorise`
+        // hook, as the original's) or until anonymous peers are let in: it retries, as
+        // the original's clients did.
+        let login_refused = matches!(failure, Some(LinkFailure::NotAuthorised(_)))
+            && presents_credentials;
         if let Some(failure) = failure {
             let key: String = failure
                 .to_string()

@@ -153,6 +153,13 @@ pub struct ClientTls {
     server_name: Option<String>,
 }
 
+impl ClientTls {
+    /// Whether it presents a client certificate (which may log a user in).
+    pub(crate) fn has_identity(&self) -> bool {
+        self.identity.is_some()
+    }
+}
+
 impl std::fmt::Debug for ClientTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientTls")
