@@ -137,6 +137,21 @@ fn vectors() -> Vec<(&'static str, &'static str, Frame)> {
                 method: t("echo"),
                 timeout_ms: 5000,
                 args: payload(&hi),
+                user: None,
+            }),
+        ),
+        (
+            "request-relayed-with-user",
+            "REQUEST as a hub relays it: from a calling service, with the user the caller \
+             logged in as (a trailing seventh element).",
+            Frame::Request(frame::Request {
+                conv: 2,
+                to: t("3@host-a:4242!echo"),
+                from: Some(t("1@host-b:77!")),
+                method: t("echo"),
+                timeout_ms: 0,
+                args: payload(&hi),
+                user: Some(t("alice")),
             }),
         ),
         (
@@ -347,14 +362,21 @@ fn frame_json(frame: &Frame) -> String {
             method,
             timeout_ms,
             args,
-        }) => fields.extend([
-            ("conv", Json::from(*conv)),
-            ("to", text(to)),
-            ("from", opt(from.as_ref())),
-            ("method", text(method)),
-            ("timeout_ms", Json::from(*timeout_ms)),
-            ("args", bin(args)),
-        ]),
+            user,
+        }) => {
+            fields.extend([
+                ("conv", Json::from(*conv)),
+                ("to", text(to)),
+                ("from", opt(from.as_ref())),
+                ("method", text(method)),
+                ("timeout_ms", Json::from(*timeout_ms)),
+                ("args", bin(args)),
+            ]);
+            // A trailing element, in the vectors only where a frame has it.
+            if let Some(user) = user {
+                fields.push(("user", text(user)));
+            }
+        }
         Frame::Response(frame::Response { conv, result }) => {
             fields.extend([("conv", Json::from(*conv)), ("result", bin(result))]);
         }
@@ -621,18 +643,20 @@ fn frame() -> impl Strategy<Value = Frame> {
             proptest::option::of(text()),
             text(),
             uint(),
-            bytes()
+            bytes(),
+            proptest::option::of(text()),
         )
-            .prop_map(|(conv, to, from, method, timeout_ms, args)| Frame::Request(
-                frame::Request {
+            .prop_map(
+                |(conv, to, from, method, timeout_ms, args, user)| Frame::Request(frame::Request {
                     conv,
                     to,
                     from,
                     method,
                     timeout_ms,
-                    args
-                }
-            )),
+                    args,
+                    user,
+                })
+            ),
         (uint(), bytes())
             .prop_map(|(conv, result)| Frame::Response(frame::Response { conv, result })),
         (uint(), any::<i32>(), text(), text(), text(), any::<bool>()).prop_map(

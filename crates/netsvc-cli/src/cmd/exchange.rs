@@ -360,12 +360,29 @@ fn reload(exchange: &Exchange, settings: &Settings, http: Option<&super::gateway
     }
 }
 
-/// Warns when a mesh peer refuses this hub's first login: its connector then stops for good
-/// (retrying would get this address locked out), and nothing else would say so.
-async fn warn_if_refused(connector: netsvc::Connector) {
-    if let Err(error) = connector.synced().await
-        && matches!(error.cause, Some(netsvc::LinkFailure::NotAuthorised(_)))
-    {
-        tracing::warn!("{error}; not retrying (fix the credentials and restart)");
+/// Warns when a mesh peer refuses this hub's first login, once: with credentials its
+/// connector then stops for good (retrying would get this address locked out); without,
+/// it goes on trying (the peer may refuse by address, or let anonymous peers in later).
+async fn warn_if_refused(mut connector: netsvc::Connector) {
+    let mut status = connector.status();
+    loop {
+        if status.phase == netsvc::LinkPhase::Synced {
+            return;
+        }
+        if let Some(failure @ netsvc::LinkFailure::NotAuthorised(_)) = &status.last_failure {
+            let peer = connector.address();
+            if status.phase == netsvc::LinkPhase::Stopped {
+                tracing::warn!("{peer}: {failure}; not retrying (fix the credentials and restart)");
+            } else {
+                tracing::warn!(
+                    "{peer}: {failure}; this hub presents no credentials, and keeps trying"
+                );
+            }
+            return;
+        }
+        if status.phase == netsvc::LinkPhase::Stopped {
+            return;
+        }
+        status = connector.changed().await;
     }
 }

@@ -139,6 +139,10 @@ fn parse(data: &Bytes, start: usize) -> Result<Frame, WireError> {
             method: f.text("method")?,
             timeout_ms: f.int("timeout_ms")?,
             args: f.bin("args")?,
+            user: match f.next < f.count {
+                true => Some(f.text("user")?),
+                false => None,
+            },
         }),
         kind::RESPONSE => Frame::Response(frame::Response {
             conv: f.int("conv")?,

@@ -58,8 +58,10 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) -> usize {
             method,
             timeout_ms,
             args,
+            user,
         }) => {
-            w.header(frame.kind(), 6);
+            // `user` is a trailing element, present only when set (see `paced`).
+            w.header(frame.kind(), if user.is_some() { 7 } else { 6 });
             w.uint(*conv);
             w.text(to);
             match from {
@@ -69,6 +71,9 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) -> usize {
             w.text(method);
             w.uint(*timeout_ms);
             w.bin(args);
+            if let Some(user) = user {
+                w.text(user);
+            }
         }
         Frame::Response(frame::Response { conv, result }) => {
             w.header(frame.kind(), 2);
@@ -236,8 +241,15 @@ fn estimate(frame: &Frame) -> usize {
                 from,
                 method,
                 args,
+                user,
                 ..
-            }) => to.len() + from.as_ref().map_or(0, Text::len) + method.len() + args.len(),
+            }) => {
+                to.len()
+                    + from.as_ref().map_or(0, Text::len)
+                    + method.len()
+                    + args.len()
+                    + user.as_ref().map_or(0, Text::len)
+            }
             Frame::Response(frame::Response { result, .. }) => result.len(),
             Frame::Failure(frame::Failure {
                 description,

@@ -334,6 +334,9 @@ pub struct Request {
     pub timeout_ms: u64,
     /// The MessagePack-encoded arguments.
     pub args: Bytes,
+    /// The user the caller logged in as, written by the hub it logged in to (PROTOCOL.md
+    /// §4.6): a trailing element, present only when set.
+    pub user: Option<Text>,
 }
 
 /// The successful result of a request (kind 0x21).

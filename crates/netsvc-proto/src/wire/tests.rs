@@ -73,6 +73,7 @@ fn samples() -> Vec<Frame> {
             method: t("echo"),
             timeout_ms: 0,
             args: Bytes::from_static(&[0x91, 0xa2, b'h', b'i']),
+            user: None,
         }),
         Frame::Request(frame::Request {
             conv: u64::MAX,
@@ -81,6 +82,7 @@ fn samples() -> Vec<Frame> {
             method: t(&"m".repeat(70_000)),
             timeout_ms: u64::MAX,
             args: Bytes::new(),
+            user: Some(t("alice")),
         }),
         Frame::Response(frame::Response {
             conv: 0x1_0000,

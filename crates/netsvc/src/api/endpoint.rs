@@ -198,6 +198,7 @@ impl Endpoint {
                     method: method.into(),
                     args,
                     sender: self.sender.clone(),
+                    user: None,
                 };
                 service.dispatch(call, Responder::local(responder, served));
                 tokio::select! {
@@ -223,6 +224,7 @@ impl Endpoint {
                         timeout_ms: timeout
                             .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
                         args,
+                        user: None,
                     })
                 };
                 let (tx, rx) = oneshot::channel::<Reply>();

@@ -701,6 +701,7 @@ impl Methods for ServiceShared {
             method: call.method,
             args: call.args,
             sender: call.sender,
+            user: call.user,
             conversation: call.id,
             service: ServiceHandle { shared: self },
         };
@@ -774,6 +775,7 @@ pub struct Request {
     pub(crate) method: Arc<str>,
     pub(crate) args: Vec<Value>,
     pub(crate) sender: Option<Binding>,
+    pub(crate) user: Option<Arc<str>>,
     pub(crate) conversation: RequestId,
     pub(crate) service: ServiceHandle,
 }
@@ -798,6 +800,14 @@ impl Request {
     /// [`Runtime::endpoint`](crate::Runtime::endpoint) have none).
     pub fn sender(&self) -> Option<&Binding> {
         self.sender.as_ref()
+    }
+
+    /// The user the caller logged in as, as the hub that checked its login says
+    /// (docs/SECURITY.md): `None` for a caller in this process or on an exchange without
+    /// users, and for an anonymous one. A hub writes it over whatever a peer without the
+    /// `link` right sends, so on an exchange with users it cannot be forged.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
     }
 
     /// The conversation id of this request: unique among the requests this runtime has

@@ -44,6 +44,8 @@ pub(crate) struct Call {
     pub(crate) method: Arc<str>,
     pub(crate) args: Vec<Value>,
     pub(crate) sender: Option<Binding>,
+    /// The user the caller logged in as, if a hub with users said (`Request::user`).
+    pub(crate) user: Option<Arc<str>>,
 }
 
 /// A request that arrived on a link for a local service, still encoded: its arguments are
@@ -54,6 +56,7 @@ pub(crate) struct EncodedCall {
     pub(crate) method: Text,
     pub(crate) args: Bytes,
     pub(crate) sender: Option<Binding>,
+    pub(crate) user: Option<Arc<str>>,
 }
 
 /// The limits of a request's argument list, given those of each argument: the list that
@@ -89,6 +92,7 @@ impl EncodedCall {
             method: Arc::from(self.method.as_str()),
             args,
             sender: self.sender,
+            user: self.user,
         })
     }
 }

@@ -312,6 +312,7 @@ impl Network {
                     method: Arc::from("echo"),
                     args,
                     sender: None,
+                    user: None,
                 };
                 service.dispatch(call, Responder::local(tx, served));
             }
@@ -326,6 +327,7 @@ impl Network {
                         method: Text::from("echo"),
                         timeout_ms: 0,
                         args: encoded.into(),
+                        user: None,
                     })
                 };
                 if let Err(f) = core.start_call(link, request, tx) {

@@ -225,8 +225,8 @@ pub(crate) async fn connect_loop(
         // client that presents none is refused by address (the server's `authorise`
         // hook, as the original's) or until anonymous peers are let in: it retries, as
         // the original's clients did.
-        let login_refused = matches!(failure, Some(LinkFailure::NotAuthorised(_)))
-            && presents_credentials;
+        let login_refused =
+            matches!(failure, Some(LinkFailure::NotAuthorised(_))) && presents_credentials;
         if let Some(failure) = failure {
             let key: String = failure
                 .to_string()

@@ -208,6 +208,7 @@ async fn a_truncated_frame_is_a_protocol_error_when_the_peer_stops_sending() {
             method: Text::from("echo"),
             timeout_ms: 0,
             args: Bytes::from_static(&[0x90]),
+            user: None,
         }),
         &mut request,
     );
@@ -408,6 +409,7 @@ async fn a_peer_that_stops_reading_and_then_misbehaves_is_still_dropped() {
             method: Text::from("echo"),
             timeout_ms: 0,
             args: Bytes::from(big.clone()),
+            user: None,
         }))
         .await;
     }

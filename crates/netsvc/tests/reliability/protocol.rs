@@ -110,6 +110,7 @@ async fn nothing_larger_than_the_peers_frame_limit_is_sent_to_it() {
         method: Text::from("big"),
         timeout_ms: 0,
         args: bytes::Bytes::from_static(&[0x90]),
+        user: None,
     }))
     .await;
     // A report too large for the peer is counted as missed, not sent.

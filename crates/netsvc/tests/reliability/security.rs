@@ -1017,7 +1017,9 @@ async fn a_frame_that_speaks_for_another_process_closes_the_link() {
         .service("echo")
         .export("echo", move |req| {
             let sender = req.sender().map(|b| b.process_identity().to_owned());
-            seen.lock().push(sender.unwrap_or_default());
+            let user = req.user().unwrap_or("(none)");
+            seen.lock()
+                .push(format!("{} as {user}", sender.unwrap_or_default()));
             async move { Ok::<_, netsvc::Failure>(Value::List(req.into_args())) }
         })
         .build()
@@ -1034,6 +1036,7 @@ async fn a_frame_that_speaks_for_another_process_closes_the_link() {
             method: Text::from("echo"),
             timeout_ms: 0,
             args: bytes::Bytes::from_static(&[0x90]),
+            user: None,
         })
     };
     let forged = [
@@ -1085,7 +1088,12 @@ async fn a_frame_that_speaks_for_another_process_closes_the_link() {
             path: vec![Text::from("mallory:2")],
         }))
         .await;
-    mallory.send_frame(&request("1@mallory:2!")).await;
+    // It may claim to be the owner in the REQUEST: the hub writes in who it logged in as.
+    let mut claimed = request("1@mallory:2!");
+    if let Frame::Request(r) = &mut claimed {
+        r.user = Some(Text::from("owner"));
+    }
+    mallory.send_frame(&claimed).await;
     loop {
         match mallory.next_frame().await {
             Some(Frame::Response(r)) => {
@@ -1096,7 +1104,17 @@ async fn a_frame_that_speaks_for_another_process_closes_the_link() {
             other => panic!("expected the response, got {other:?}"),
         }
     }
-    assert_eq!(*senders.lock(), ["mallory:2"]);
+    assert_eq!(*senders.lock(), ["mallory:2 as mallory"]);
+    // A call from a logged-in client process carries its user too.
+    let (carol_rt, _ex, carol) = as_user(address, "owner");
+    synced(&carol).await;
+    visible(&carol_rt, "echo").await;
+    carol_rt
+        .endpoint("echo")
+        .call("echo", args![])
+        .await
+        .unwrap();
+    assert_eq!(senders.lock().last().map(String::as_str), Some(" as owner"));
     assert!(owner.is_synced());
 }
 

@@ -7,7 +7,9 @@
 //! then unique among our pending requests on the link, as PROTOCOL.md §4.6 requires, and a
 //! reply always finds the caller it belongs to.
 
-use netsvc_proto::wire::{Frame, frame};
+use std::sync::Arc;
+
+use netsvc_proto::wire::{Frame, Text, frame};
 use tokio::sync::oneshot;
 
 use super::Action;
@@ -94,6 +96,15 @@ impl Core {
             return;
         };
         let conv = Conv::from_raw(request.conv);
+        // Who the caller logged in as is the hub's to say (PROTOCOL.md §4.6): a link
+        // without the `link` right gets its login written in, whatever it sent; a relaying
+        // hub's word is kept.
+        let mut request = request;
+        if let Some(grants) = self.mesh.link(link).and_then(|l| l.info.grants.as_ref())
+            && !grants.link
+        {
+            request.user = (!grants.user.is_empty()).then(|| Text::from(grants.user.as_str()));
+        }
         if let Some(local) = self.locals.get(request.to.as_str()) {
             let sender = request
                 .from
@@ -109,6 +120,7 @@ impl Core {
                     method: request.method,
                     args: request.args,
                     sender,
+                    user: request.user.as_deref().map(Arc::from),
                 },
                 responder: Responder::link(back, conv, self.limits, served),
             });
@@ -211,7 +223,7 @@ impl Core {
     }
 
     /// The meter of requests relayed to the service at `address`, by its name.
-    fn relay_meter(&self, address: &str) -> std::sync::Arc<crate::core::meters::RequestMeter> {
+    fn relay_meter(&self, address: &str) -> Arc<crate::core::meters::RequestMeter> {
         let name = self
             .mesh
             .remote
