@@ -10,4 +10,5 @@ mod misuse;
 mod overload;
 mod protocol;
 mod security;
+mod unix_socket;
 mod util;
