@@ -256,6 +256,10 @@ pub(crate) struct HttpOptions {
     /// closed (keep it above --request-timeout and the event streams' 15 s keep-alive).
     #[arg(long, value_name = "SECS", default_value = "120", value_parser = parse::positive_seconds)]
     pub(crate) idle_timeout: Duration,
+    /// Seconds a request's line and headers may take to arrive, from their first byte;
+    /// past it the connection is closed (a client dripping bytes cannot hold it).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse::positive_seconds)]
+    pub(crate) header_timeout: Duration,
     /// A publisher service the gateway hosts, so that HTTP clients may publish reports as
     /// it (POST /api/reports/NAME/SUBJECT); repeatable.
     #[arg(long = "publisher", value_name = "NAME", value_parser = parse::service_name)]

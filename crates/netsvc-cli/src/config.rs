@@ -110,6 +110,7 @@ pub(crate) struct HttpFile {
     pub(crate) max_body: Option<usize>,
     pub(crate) max_connections: Option<usize>,
     pub(crate) idle_timeout: Option<f64>,
+    pub(crate) header_timeout: Option<f64>,
     pub(crate) publishers: Option<Vec<String>>,
     pub(crate) tls_cert: Option<PathBuf>,
     pub(crate) tls_key: Option<PathBuf>,
@@ -138,6 +139,9 @@ impl HttpFile {
         }
         if let Some(v) = self.idle_timeout {
             options.idle_timeout = seconds("idle_timeout", v)?;
+        }
+        if let Some(v) = self.header_timeout {
+            options.header_timeout = seconds("header_timeout", v)?;
         }
         if let Some(v) = self.max_body {
             options.max_body = v;

@@ -4,10 +4,17 @@
 //! keep-alive connection left idle, a client that stopped sending its request or stopped
 //! reading its answer). An event stream is never idle that long: it sends a keep-alive
 //! comment every 15 s.
+//!
+//! A request head must also arrive whole within the header-read timeout of its first byte,
+//! however steadily it drips (each byte would otherwise count as progress, and a client
+//! could hold its connection forever a byte at a time). hyper times the head
+//! ([`HeadTimer`]); a connection idle between requests is left to the idle timeout.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -55,6 +62,8 @@ impl<L: axum::serve::Listener> axum::serve::Listener for Limited<L> {
 pub(crate) struct Idle<Io> {
     io: Io,
     idle: Duration,
+    /// How many reads have brought bytes, for [`HeadTimer`].
+    reads: Arc<AtomicU64>,
     deadline: Pin<Box<Sleep>>,
     _permit: OwnedSemaphorePermit,
 }
@@ -64,8 +73,16 @@ impl<Io> Idle<Io> {
         Self {
             io,
             idle,
+            reads: Arc::default(),
             deadline: Box::pin(tokio::time::sleep(idle)),
             _permit: permit,
+        }
+    }
+
+    /// The timer of this connection's header-read timeout.
+    pub(crate) fn head_timer(&self) -> HeadTimer {
+        HeadTimer {
+            reads: Arc::clone(&self.reads),
         }
     }
 
@@ -112,6 +129,7 @@ impl<Io: AsyncRead + Unpin> AsyncRead for Idle<Io> {
         match Pin::new(&mut self.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
+                    self.reads.fetch_add(1, Ordering::Relaxed);
                     self.progressed();
                 }
                 Poll::Ready(Ok(()))
@@ -151,5 +169,59 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Idle<Io> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// hyper's timer for one connection's header-read timeout, with the clock started by the
+/// head's first byte rather than by hyper's wait for it. hyper starts its timer as soon as
+/// it waits for a request head, which on a keep-alive connection is right after the last
+/// answer: a connection merely idle between requests would be cut after the header-read
+/// timeout instead of the idle timeout. hyper uses this timer for nothing else.
+#[derive(Debug, Clone)]
+pub(crate) struct HeadTimer {
+    reads: Arc<AtomicU64>,
+}
+
+impl hyper::rt::Timer for HeadTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HeadSleep {
+            reads: Arc::clone(&self.reads),
+            seen: self.reads.load(Ordering::Relaxed),
+            timeout: duration,
+            sleep: None,
+        })
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep(deadline.saturating_duration_since(std::time::Instant::now()))
+    }
+}
+
+/// Ends `timeout` after the first read that follows its creation.
+struct HeadSleep {
+    reads: Arc<AtomicU64>,
+    seen: u64,
+    timeout: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl hyper::rt::Sleep for HeadSleep {}
+
+impl Future for HeadSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.sleep.is_none() {
+            if self.reads.load(Ordering::Relaxed) == self.seen {
+                // No byte of the head yet. hyper polls this again whenever the connection
+                // reads, since it does so from the task that reads; no waker is needed.
+                return Poll::Pending;
+            }
+            self.sleep = Some(Box::pin(tokio::time::sleep(self.timeout)));
+        }
+        match self.sleep.as_mut() {
+            Some(sleep) => sleep.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
     }
 }

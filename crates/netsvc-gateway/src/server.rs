@@ -16,6 +16,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::serve::Listener;
 use futures_util::stream::{self, Stream};
 use netsvc::value::Limits;
 use netsvc::{
@@ -82,6 +83,11 @@ pub struct GatewayConfig {
     /// the event streams' 15 s keep-alive and above the request timeout, or streams and
     /// slow calls would be cut too.
     pub idle_timeout: Duration,
+    /// A request head (request line and headers) must be complete this long after its
+    /// first byte, or the connection is closed: a client dripping a byte at a time cannot
+    /// hold its connection. A connection merely idle between requests is left to
+    /// [`idle_timeout`](Self::idle_timeout).
+    pub header_read_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -96,6 +102,7 @@ impl Default for GatewayConfig {
             publishers: Vec::new(),
             max_connections: 4096,
             idle_timeout: Duration::from_secs(120),
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -121,6 +128,13 @@ impl GatewayConfig {
     pub fn with_connection_limits(mut self, max_connections: usize, idle: Duration) -> Self {
         self.max_connections = max_connections;
         self.idle_timeout = idle;
+        self
+    }
+
+    /// Sets [`header_read_timeout`](Self::header_read_timeout).
+    #[must_use]
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
         self
     }
 
@@ -211,7 +225,9 @@ impl Gateway {
         }
     }
 
-    /// The routes, to serve or to merge into a larger application.
+    /// The routes, to serve or to merge into a larger application. Served by another
+    /// server, they have that server's connection limits and timeouts, not the
+    /// configuration's (`max_connections`, `idle_timeout`, `header_read_timeout`).
     pub fn router(&self) -> Router {
         Router::new()
             .fallback(dispatch)
@@ -232,9 +248,10 @@ impl Gateway {
             }
         }
         let router = self.router();
-        let (max, idle) = (
+        let (max, idle, head) = (
             self.state.config.max_connections,
             self.state.config.idle_timeout,
+            self.state.config.header_read_timeout,
         );
         match &self.state.config.tls {
             Some(tls) => {
@@ -245,14 +262,10 @@ impl Gateway {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(in_force);
                 let listener = Limited::new(TlsListener::new(listener, config)?, max, idle);
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await?;
+                serve_http1(listener, router, shutdown, head).await;
             }
             None => {
-                axum::serve(Limited::new(listener, max, idle), router)
-                    .with_graceful_shutdown(shutdown)
-                    .await?;
+                serve_http1(Limited::new(listener, max, idle), router, shutdown, head).await;
             }
         }
         Ok(())
@@ -285,6 +298,53 @@ impl Gateway {
         let bound = listener.local_addr()?;
         Ok((bound, Box::pin(self.serve(listener, shutdown))))
     }
+}
+
+/// Serves HTTP/1.1 on the connections of `listener` until `shutdown` completes, then lets
+/// each finish the request it is serving and waits for them all, as `axum::serve` with
+/// graceful shutdown does. `axum::serve` cannot set hyper's header-read timeout, hence this.
+async fn serve_http1<L: Listener>(
+    mut listener: Limited<L>,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    header_read_timeout: Duration,
+) {
+    // Tells the connections to finish; its closing says they all have.
+    let (stop, stopping) = watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, _peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let timer = io.head_timer();
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let mut stopping = stopping.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(timer)
+                .header_read_timeout(header_read_timeout);
+            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                _ = stopping.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            // A client that hung up, timed out or spoke no HTTP: nothing to tell anyone.
+            if let Err(e) = ended {
+                tracing::debug!("HTTP connection ended: {e}");
+            }
+            drop(stopping);
+        });
+    }
+    drop(listener);
+    drop(stopping);
+    let _ = stop.send(());
+    stop.closed().await;
 }
 
 /// The future that serves a bound gateway, from [`Gateway::bind`].

@@ -96,7 +96,9 @@ pub(crate) async fn start(
     if let Some(tls) = tls {
         config = config.with_tls(tls);
     }
-    config = config.with_connection_limits(options.max_connections, options.idle_timeout);
+    config = config
+        .with_connection_limits(options.max_connections, options.idle_timeout)
+        .with_header_read_timeout(options.header_timeout);
     for name in &options.publishers {
         config = config.with_publisher(name);
     }

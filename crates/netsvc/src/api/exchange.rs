@@ -376,8 +376,10 @@ impl Exchange {
     }
 
     /// Like [`listen_unix`](Self::listen_unix), and sets the socket's file mode (for
-    /// example `0o660`: only its owner and group may connect). With users configured, a
-    /// peer's Unix user id can log it in ([`User::uid`](crate::security::User)).
+    /// example `0o660`: only its owner and group may connect). The socket is never
+    /// reachable before it has its mode: it is bound in a private directory (mode 0700)
+    /// next to `path`, given its mode there and only then linked to `path`. With users
+    /// configured, a peer's Unix user id can log it in ([`User::uid`](crate::security::User)).
     pub async fn listen_unix_mode(
         &self,
         path: impl AsRef<Path>,
@@ -389,12 +391,7 @@ impl Exchange {
             address: path.display().to_string(),
             source,
         };
-        let (listener, socket) = OwnSocket::bind(path).await.map_err(failed)?;
-        if let Some(mode) = mode {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                .map_err(failed)?;
-        }
+        let (listener, socket) = OwnSocket::bind(path, mode).await.map_err(failed)?;
         tracing::info!(group = %self.shared.group, "exchange listening on {}", path.display());
         self.shared.listener_started();
         self.shared.runtime.handle.spawn(listen::accept_unix(

@@ -72,8 +72,12 @@ pub(crate) struct OwnSocket {
 impl OwnSocket {
     /// Binds a Unix socket at `path` without ever destroying what is there: a file that is
     /// not a socket is refused, a socket that something still answers on is refused as in
-    /// use, and only a stale socket (nothing listening) is replaced.
-    pub(crate) async fn bind(path: &Path) -> std::io::Result<(UnixListener, Self)> {
+    /// use, and only a stale socket (nothing listening) is replaced. With a `mode`, the
+    /// socket has it before anyone can reach it (see [`bind_private`]).
+    pub(crate) async fn bind(
+        path: &Path,
+        mode: Option<u32>,
+    ) -> std::io::Result<(UnixListener, Self)> {
         use std::io::{Error, ErrorKind};
         use std::os::unix::fs::FileTypeExt as _;
         match std::fs::symlink_metadata(path) {
@@ -101,7 +105,10 @@ impl OwnSocket {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let listener = UnixListener::bind(path)?;
+        let listener = match mode {
+            None => UnixListener::bind(path)?,
+            Some(mode) => bind_private(path, mode)?,
+        };
         let meta = std::fs::symlink_metadata(path)?;
         Ok((
             listener,
@@ -118,6 +125,68 @@ impl OwnSocket {
             .is_ok_and(|meta| (meta.dev(), meta.ino()) == self.identity);
         if ours && let Err(e) = std::fs::remove_file(&self.path) {
             tracing::warn!("cannot remove {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Binds a Unix socket at `path` that nobody can reach before it has `mode`. Binding at
+/// `path` and then changing the mode leaves a window in which the socket has the mode the
+/// umask gives it, and the umask cannot be narrowed for one call (it belongs to the whole
+/// multi-threaded process). So the socket is bound inside a private directory (mode 0700,
+/// next to `path` so that both are on one file system), given its mode there, and only
+/// then linked to `path`. A hard link rather than a rename: a link never replaces what is
+/// at `path`, should something have appeared there since it was checked.
+fn bind_private(path: &Path, mode: u32) -> std::io::Result<UnixListener> {
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Tells apart the private directories of one process's concurrent binds.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    // A short name: a socket's path is limited to about a hundred bytes.
+    let mut attempts = 0;
+    let private = loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = parent.join(format!(".netsvc-{}-{n}", std::process::id()));
+        attempts += 1;
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => break PrivateDir(dir),
+            // Left by a process that had this one's id before it, or someone else's: this
+            // process never touches it and tries another name.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && attempts < 100 => {}
+            Err(e) => return Err(e),
+        }
+    };
+    let socket = private.0.join("s");
+    let listener = UnixListener::bind(&socket)?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(mode))?;
+    std::fs::hard_link(&socket, path).map_err(|e| match e.kind() {
+        ErrorKind::AlreadyExists => Error::new(
+            ErrorKind::AlreadyExists,
+            "the path appeared while the socket was bound; it is left as it is",
+        ),
+        _ => e,
+    })?;
+    Ok(listener)
+}
+
+/// A private directory [`bind_private`] created, removed with the socket bound in it when
+/// the bind is over (the socket stays reachable by its other link).
+struct PrivateDir(PathBuf);
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let socket = self.0.join("s");
+        if let Err(e) = std::fs::remove_file(&socket)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("cannot remove {}: {e}", socket.display());
+        }
+        if let Err(e) = std::fs::remove_dir(&self.0) {
+            tracing::warn!("cannot remove {}: {e}", self.0.display());
         }
     }
 }

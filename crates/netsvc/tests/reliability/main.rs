@@ -12,4 +12,5 @@ mod misuse;
 mod overload;
 mod protocol;
 mod security;
+mod unix_socket;
 mod util;
