@@ -1026,6 +1026,20 @@ impl Link {
         if !tell {
             return;
         }
+        // A subscription that ends because its subscriber was withdrawn ends with the
+        // SERVICE-WITHDRAWN the peer is about to hear, as in the original. The runtime has
+        // taken the subscriber out of its registry by now, even when this command is read
+        // before the registry's announcement of it.
+        if !requested
+            && self
+                .context
+                .runtime
+                .registry()
+                .lookup_address(subscriber.address())
+                .is_none()
+        {
+            return;
+        }
         // The subscriber's address as the peer knows it. One withdrawn with its service (whose
         // SERVICE-WITHDRAWN has gone already) is not announced again; one the peer may not
         // see gets nothing from it, as within netsvc.

@@ -199,6 +199,7 @@ impl Endpoint {
                     args,
                     sender: self.sender.clone(),
                     user: None,
+                    grants: None,
                 };
                 service.dispatch(call, Responder::local(responder, served));
                 tokio::select! {

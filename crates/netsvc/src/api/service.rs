@@ -25,6 +25,7 @@ use crate::model::announcement::WithdrawReason;
 use crate::model::binding::{Audience, Binding, Location, Visibility};
 use crate::model::error::Error;
 use crate::model::failure::{Failure, MethodResult, codes};
+use crate::model::grant::Grants;
 use crate::model::identity;
 use crate::model::ids::{Id as _, RequestId};
 use crate::model::payload::{Payload, check_depth};
@@ -702,6 +703,7 @@ impl Methods for ServiceShared {
             args: call.args,
             sender: call.sender,
             user: call.user,
+            grants: call.grants,
             conversation: call.id,
             service: ServiceHandle { shared: self },
         };
@@ -776,6 +778,9 @@ pub struct Request {
     pub(crate) args: Vec<Value>,
     pub(crate) sender: Option<Binding>,
     pub(crate) user: Option<Arc<str>>,
+    /// What the caller's link may do, if it came in on a link of this process logged in
+    /// without the `link` right (see `core::local::Call`).
+    pub(crate) grants: Option<Arc<Grants>>,
     pub(crate) conversation: RequestId,
     pub(crate) service: ServiceHandle,
 }

@@ -18,6 +18,7 @@ use super::publisher::PublisherState;
 use super::reply::Responder;
 use crate::model::binding::Binding;
 use crate::model::failure::{Failure, codes};
+use crate::model::grant::Grants;
 use crate::model::ids::RequestId;
 
 /// What the core needs of a local service's behaviour.
@@ -46,6 +47,10 @@ pub(crate) struct Call {
     pub(crate) sender: Option<Binding>,
     /// The user the caller logged in as, if a hub with users said (`Request::user`).
     pub(crate) user: Option<Arc<str>>,
+    /// What the caller's link may do, when it came in on a link of this process logged in
+    /// without the `link` right: what this process's own services may tell it (the
+    /// introspection service filters its answers by it).
+    pub(crate) grants: Option<Arc<Grants>>,
 }
 
 /// A request that arrived on a link for a local service, still encoded: its arguments are
@@ -57,6 +62,7 @@ pub(crate) struct EncodedCall {
     pub(crate) args: Bytes,
     pub(crate) sender: Option<Binding>,
     pub(crate) user: Option<Arc<str>>,
+    pub(crate) grants: Option<Arc<Grants>>,
 }
 
 /// The limits of a request's argument list, given those of each argument: the list that
@@ -93,6 +99,7 @@ impl EncodedCall {
             args,
             sender: self.sender,
             user: self.user,
+            grants: self.grants,
         })
     }
 }

@@ -313,6 +313,7 @@ impl Network {
                     args,
                     sender: None,
                     user: None,
+                    grants: None,
                 };
                 service.dispatch(call, Responder::local(tx, served));
             }

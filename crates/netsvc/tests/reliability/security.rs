@@ -1210,3 +1210,87 @@ async fn a_door_acts_with_exactly_its_users_rights_and_follows_a_reload() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_introspection_service_tells_a_user_only_what_it_may_see() {
+    let mut users = door_users("public*");
+    for (name, see) in [("auditor", "public*"), ("other", "*")] {
+        users.users.insert(
+            name.into(),
+            with_token(
+                &format!("{name}-token"),
+                Permissions {
+                    see: Some(RuleSpec::allow([see, "netsvc.exchange"])),
+                    subscribe: Some(RuleSpec::allow(["public.*"])),
+                    ..Permissions::default()
+                },
+            ),
+        );
+    }
+    let rt = Runtime::new();
+    let hub = Exchange::server(&rt)
+        .group("g")
+        .config(config())
+        .users(users)
+        .introspection(true)
+        .build()
+        .unwrap();
+    let address = hub.listen("127.0.0.1:0").await.unwrap();
+    let _secret = echo(&rt, "secret");
+    let _public = echo(&rt, "public.echo");
+    let publisher = rt.service("public.news").build().unwrap();
+    publisher
+        .publish("private.plans", "x", Lifetime::Forever)
+        .unwrap();
+    publisher
+        .publish("public.today", "y", Lifetime::Forever)
+        .unwrap();
+    // Traffic of every kind, from another user: calls of both services.
+    let (other_rt, _ex, other) = as_user(address, "other");
+    synced(&other).await;
+    for name in ["secret", "public.echo"] {
+        visible(&other_rt, name).await;
+        other_rt.endpoint(name).call("echo", args![]).await.unwrap();
+    }
+
+    let (auditor_rt, _ex, auditor) = as_user(address, "auditor");
+    synced(&auditor).await;
+    visible(&auditor_rt, netsvc::INTROSPECTION_SERVICE).await;
+    let ask = async |method: &str| {
+        auditor_rt
+            .endpoint(netsvc::INTROSPECTION_SERVICE)
+            .call(method, args![])
+            .await
+            .unwrap()
+    };
+    let stats: netsvc::stats::Stats = netsvc::value::from_value(ask("stats").await).unwrap();
+    let services: Vec<&str> = stats.requests.iter().map(|r| r.service.as_str()).collect();
+    assert!(services.contains(&"public.echo"), "{services:?}");
+    assert!(!services.contains(&"secret"), "{services:?}");
+    assert!(
+        stats
+            .subjects
+            .iter()
+            .all(|s| s.subject.starts_with("public."))
+    );
+    let users_seen = |links: &[netsvc::stats::LinkStats]| {
+        links
+            .iter()
+            .map(|l| l.user.clone().unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(users_seen(&stats.links), ["auditor"]);
+    let links: Vec<netsvc::stats::LinkStats> =
+        netsvc::value::from_value(ask("links").await).unwrap();
+    assert_eq!(users_seen(&links), ["auditor"]);
+    // The other user, who may see everything, is shown only its own link too.
+    let links: Vec<netsvc::stats::LinkStats> = netsvc::value::from_value(
+        other_rt
+            .endpoint(netsvc::INTROSPECTION_SERVICE)
+            .call("links", args![])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(users_seen(&links), ["other"]);
+}

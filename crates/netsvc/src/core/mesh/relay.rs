@@ -100,9 +100,12 @@ impl Core {
         // without the `link` right gets its login written in, whatever it sent; a relaying
         // hub's word is kept.
         let mut request = request;
-        if let Some(grants) = self.mesh.link(link).and_then(|l| l.info.grants.as_ref())
-            && !grants.link
-        {
+        let caller_grants = self
+            .mesh
+            .link(link)
+            .and_then(|l| l.info.grants.clone())
+            .filter(|grants| !grants.link);
+        if let Some(grants) = &caller_grants {
             request.user = (!grants.user.is_empty()).then(|| Text::from(grants.user.as_str()));
         }
         if let Some(local) = self.locals.get(request.to.as_str()) {
@@ -121,6 +124,7 @@ impl Core {
                     args: request.args,
                     sender,
                     user: request.user.as_deref().map(Arc::from),
+                    grants: caller_grants,
                 },
                 responder: Responder::link(back, conv, self.limits, served),
             });
