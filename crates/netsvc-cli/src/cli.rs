@@ -210,6 +210,10 @@ pub(crate) struct ExchangeArgs {
     /// OSE listener or server. Replaces the config file's `[ose] user`.
     #[arg(long, value_name = "NAME")]
     pub(crate) ose_user: Option<String>,
+    /// Accept OSE peers only from this address or network (e.g. 10.0.0.0/8; repeatable),
+    /// as the original's `authorise(host)`. Replaces the config file's `[ose] allow`.
+    #[arg(long, value_name = "ADDR[/LEN]")]
+    pub(crate) ose_allow: Vec<String>,
     /// With --users: the user of the users file whose permissions apply to every HTTP
     /// client of --http. Required with --users and --http. Replaces `[http] user`.
     #[arg(long, value_name = "NAME")]

@@ -60,6 +60,8 @@ pub(crate) struct OseFile {
     pub(crate) call_timeout: Option<f64>,
     /// With users: the user whose permissions apply to everything the OSE peers do.
     pub(crate) user: Option<String>,
+    /// The addresses and networks OSE peers may connect from.
+    pub(crate) allow: Option<Vec<String>>,
 }
 
 impl OseFile {
@@ -95,8 +97,16 @@ impl OseFile {
             Some(value) => config.call_timeout = Some(seconds("call_timeout", value)?),
             None => {}
         }
+        if let Some(allow) = &self.allow {
+            config.allow = Some(ose_allow(allow).map_err(|e| anyhow::anyhow!("[ose] allow: {e}"))?);
+        }
         Ok(config)
     }
+}
+
+/// Addresses and networks (`10.0.0.0/8`) from which OSE peers may connect.
+pub(crate) fn ose_allow(texts: &[String]) -> Result<Vec<netsvc_ose::bridge::IpPrefix>, String> {
+    texts.iter().map(|t| t.parse()).collect()
 }
 
 /// `[http]`: the HTTP gateway the hub serves, as `--http` and its flags say. Used only when

@@ -60,7 +60,16 @@ fn settings(args: ExchangeArgs, file: FileConfig) -> anyhow::Result<Settings> {
     Ok(Settings {
         listen,
         unix,
-        ose: file.ose.config(&group)?,
+        ose: {
+            let mut ose = file.ose.config(&group)?;
+            if !args.ose_allow.is_empty() {
+                ose.allow = Some(
+                    crate::config::ose_allow(&args.ose_allow)
+                        .map_err(|e| anyhow::anyhow!("--ose-allow: {e}"))?,
+                );
+            }
+            ose
+        },
         group,
         connect: if args.connect.is_empty() {
             file.connect.clone().unwrap_or_default()

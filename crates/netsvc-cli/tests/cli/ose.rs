@@ -393,3 +393,25 @@ async fn the_ose_port_of_a_hub_with_logins_acts_as_its_named_user() {
     assert!(names.iter().any(|n| n == "echo"), "{names:?}");
     assert!(!names.iter().any(|n| n == "ose-echo"), "{names:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ose_port_accepts_peers_only_from_the_allowed_addresses() {
+    // Loopback is not in 10.0.0.0/8: closed before anything is read.
+    let (_hub, _address, ose) = ose_hub(&["--ose-allow", "10.0.0.0/8"]);
+    let mut refused = tokio::net::TcpStream::connect(&ose).await.expect("connect");
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut refused, &mut byte),
+    )
+    .await
+    .expect("closed at once");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+
+    // Loopback allowed: the handshake goes on.
+    let (_hub, _address, ose) = ose_hub(&["--ose-allow", "10.0.0.0/8", "--ose-allow", "127.0.0.1"]);
+    let v = vector("ose-netsvc/hub-server");
+    let mut peer = Peer::connect(ose.parse().expect("an address")).await;
+    peer.send(&v.client[0]).await;
+    assert_eq!(peer.next().await.subject, subjects::ENDPOINT_ANNOUNCE);
+}

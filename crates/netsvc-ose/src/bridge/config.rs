@@ -1,5 +1,7 @@
 //! The bridge's settings, and what all connections of one bridge share.
 
+use std::net::IpAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
 use netsvc::Runtime;
@@ -35,6 +37,10 @@ pub struct OseConfig {
     pub request_timeout: Duration,
     /// How long a new connection may take to finish both handshakes.
     pub handshake_timeout: Duration,
+    /// The addresses a listener accepts peers from, as the original's `authorise(host)`
+    /// decided by address (`None`: every address). A peer from another is closed at once,
+    /// before anything is read: it sees a failed attempt and retries, as the original's.
+    pub allow: Option<Vec<IpPrefix>>,
 }
 
 impl Default for OseConfig {
@@ -50,11 +56,19 @@ impl Default for OseConfig {
             call_timeout: Some(Duration::from_secs(120)),
             request_timeout: Duration::from_secs(120),
             handshake_timeout: Duration::from_secs(10),
+            allow: None,
         }
     }
 }
 
 impl OseConfig {
+    /// Whether a listener accepts a peer from `ip` ([`allow`](Self::allow)).
+    pub fn admits(&self, ip: IpAddr) -> bool {
+        self.allow
+            .as_ref()
+            .is_none_or(|rules| rules.iter().any(|rule| rule.contains(ip)))
+    }
+
     /// The exchange's receiver name: `$E`, or `$E?group`.
     pub fn exchange_name(&self) -> String {
         if self.group.is_empty() {
@@ -73,4 +87,97 @@ pub(super) struct Context {
     pub(super) ids: Ids,
     /// The process identity sent in ANNOUNCE: `host:pid`, as the original's.
     pub(super) identity: String,
+}
+
+/// An address or a network: `10.1.2.3`, `10.0.0.0/8`, `::1`, `fd00::/8`.
+///
+/// ```
+/// use netsvc_ose::bridge::IpPrefix;
+/// let lan: IpPrefix = "10.0.0.0/8".parse().unwrap();
+/// assert!(lan.contains([10, 1, 2, 3].into()));
+/// assert!(!lan.contains([192, 168, 0, 1].into()));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpPrefix {
+    network: IpAddr,
+    len: u8,
+}
+
+impl IpPrefix {
+    /// Whether `ip` is in the network. An IPv4 address written as IPv6 (`::ffff:a.b.c.d`)
+    /// counts as the IPv4 one.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 @ IpAddr::V4(_) => v4,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                masked(u128::from(net.to_bits()), 32, self.len)
+                    == masked(u128::from(ip.to_bits()), 32, self.len)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                masked(net.to_bits(), 128, self.len) == masked(ip.to_bits(), 128, self.len)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The first `len` of the `width` low bits of `bits`.
+fn masked(bits: u128, width: u8, len: u8) -> u128 {
+    let shift = u32::from(width - len.min(width));
+    if shift >= 128 { 0 } else { bits >> shift }
+}
+
+impl FromStr for IpPrefix {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (address, len) = match text.split_once('/') {
+            Some((address, len)) => (address, Some(len)),
+            None => (text, None),
+        };
+        let network: IpAddr = address
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or network (e.g. 10.0.0.0/8)"))?;
+        let width = if network.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            None => width,
+            Some(len) => len
+                .parse::<u8>()
+                .ok()
+                .filter(|len| *len <= width)
+                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {width}"))?,
+        };
+        Ok(Self { network, len })
+    }
+}
+
+impl std::fmt::Display for IpPrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_parse_and_match() {
+        let p = |t: &str| t.parse::<IpPrefix>().expect(t);
+        assert!(p("127.0.0.1").contains([127, 0, 0, 1].into()));
+        assert!(!p("127.0.0.1").contains([127, 0, 0, 2].into()));
+        assert!(p("0.0.0.0/0").contains([8, 8, 8, 8].into()));
+        assert!(p("192.168.4.0/22").contains([192, 168, 7, 255].into()));
+        assert!(!p("192.168.4.0/22").contains([192, 168, 8, 0].into()));
+        assert!(p("::1").contains("::1".parse().expect("v6")));
+        assert!(p("fd00::/8").contains("fd12::5".parse().expect("v6")));
+        assert!(p("10.0.0.0/8").contains("::ffff:10.9.9.9".parse().expect("mapped")));
+        assert!(!p("10.0.0.0/8").contains("fd12::5".parse().expect("v6")));
+        for bad in ["", "10.0.0.0/33", "::/129", "host", "10.0.0.0/x"] {
+            assert!(bad.parse::<IpPrefix>().is_err(), "{bad}");
+        }
+    }
 }

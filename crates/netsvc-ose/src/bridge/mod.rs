@@ -12,7 +12,7 @@
 mod config;
 mod link;
 
-pub use config::OseConfig;
+pub use config::{IpPrefix, OseConfig};
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -75,6 +75,12 @@ impl OseBridge {
         let task = tokio::spawn(async move {
             loop {
                 match listener.accept().await {
+                    Ok((stream, peer)) if !context.config.admits(peer.ip()) => {
+                        // As the original's `authorise(host)`: closed before anything is
+                        // read; the peer sees a failed attempt.
+                        tracing::info!(%peer, "OSE peer refused: its address is not allowed");
+                        drop(stream);
+                    }
                     Ok((stream, peer)) => {
                         let context = context.clone();
                         tokio::spawn(async move {
