@@ -480,7 +480,8 @@ Examples:
   netsvc call calc sum 1 2 3                           # prints 6
 
 For each request COMMAND runs with the arguments as a JSON array on stdin (and in
-NETSVC_ARGS when under 32 KiB; NETSVC_SERVICE, NETSVC_METHOD, NETSVC_SENDER too). Its
+NETSVC_ARGS when under 32 KiB; NETSVC_SERVICE, NETSVC_METHOD, NETSVC_SENDER, NETSVC_USER
+too). Its
 stdout, as JSON (else as a string; empty: null), is the result. Exit status N > 0 fails
 the request with code N, origin \"serve\", stderr as details; past --timeout the command
 (its whole process group) is killed and the caller gets 47. SIGINT/SIGTERM withdraw the

@@ -191,6 +191,7 @@ impl Runner {
             .env("NETSVC_SERVICE", &self.service)
             .env("NETSVC_METHOD", req.method())
             .env("NETSVC_SENDER", req.sender().map_or("", |b| b.address()))
+            .env("NETSVC_USER", req.user().unwrap_or(""))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

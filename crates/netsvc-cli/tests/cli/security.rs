@@ -307,3 +307,57 @@ fn netsvc_gateway_serves_https_with_its_own_certificate_and_sighup_reloads_it() 
     let again = https(&http, Some(&ca), request).expect("HTTPS after SIGHUP");
     assert!(again.starts_with("HTTP/1.1 200"), "{again}");
 }
+
+#[test]
+fn a_served_command_is_told_which_user_called_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = dir.path().join("users.toml");
+    std::fs::write(
+        &users,
+        "[users.alice]\ntoken = \"alice-token-1\"\n[users.carol]\ntoken = \"carol-token-2\"\n",
+    )
+    .expect("write");
+    let token = |name: &str, value: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{value}\n")).expect("write");
+        path.to_str().unwrap_or_default().to_owned()
+    };
+    let (alice, carol) = (
+        token("alice", "alice-token-1"),
+        token("carol", "carol-token-2"),
+    );
+    let (mut hub, address) = hub_with(&["--users", users.to_str().unwrap_or_default()]);
+    hub.wait_stderr("logins required");
+    let mut serve = Proc::spawn(&[
+        "serve",
+        "--connect",
+        &address,
+        "--token-file",
+        &alice,
+        "who",
+        "am",
+        "--",
+        "sh",
+        "-c",
+        "echo \"\\\"$NETSVC_USER\\\"\"",
+    ]);
+    serve.wait_stderr("serving who am");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let output = loop {
+        let output = run(&[
+            "call",
+            "--connect",
+            &address,
+            "--token-file",
+            &carol,
+            "who",
+            "am",
+        ]);
+        if output.status.success() || std::time::Instant::now() > deadline {
+            break output;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), "\"carol\"");
+}
