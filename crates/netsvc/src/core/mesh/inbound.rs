@@ -224,7 +224,7 @@ fn claimed_address(frame: &Frame) -> Option<&str> {
 
 /// The process identity in a service address (`<n>@<process>!<name>`): neither part may
 /// contain `!` or `@`, so the first of each separates.
-pub(super) fn address_process(address: &str) -> Option<&str> {
+fn address_process(address: &str) -> Option<&str> {
     let (agent, _) = address.split_once('!')?;
     agent.split_once('@').map(|(_, process)| process)
 }
