@@ -46,6 +46,7 @@ pub(crate) async fn run(args: PublishArgs, signals: &mut Signals) -> anyhow::Res
     let handle = service.handle();
     // Give existing subscribers time to hear of the service and subscribe (the library
     // cannot tell a new publisher when that is done).
+    // A hub with users may refuse the name (its reports would then reach no one).
     tokio::select! {
         () = tokio::time::sleep(args.settle) => {}
         stop = signals.recv() => {
@@ -53,6 +54,12 @@ pub(crate) async fn run(args: PublishArgs, signals: &mut Signals) -> anyhow::Res
             conn.close().await;
             drop(service);
             return Ok(stop.exit_code());
+        }
+        why = service.refused() => {
+            drop(reporter);
+            conn.close().await;
+            drop(service);
+            anyhow::bail!("not publishing as {}: {why}", args.service);
         }
     }
     let code = match one_shot {

@@ -114,7 +114,17 @@ pub(crate) async fn run(args: ServeArgs, signals: &mut Signals) -> anyhow::Resul
         conn.address()
     ));
 
-    let stop = signals.recv().await;
+    // A hub with users may refuse the name: then nothing reaches this service, and
+    // running on would only look like serving.
+    let stop = tokio::select! {
+        stop = signals.recv() => stop,
+        why = service.refused() => {
+            drop(reporter);
+            conn.close().await;
+            drop(service);
+            anyhow::bail!("not serving {}: {why}", args.service);
+        }
+    };
     status(format_args!(
         "{}: withdrawing {}",
         stop.name(),

@@ -361,3 +361,51 @@ fn a_served_command_is_told_which_user_called_it() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output).trim(), "\"carol\"");
 }
+
+#[test]
+fn serve_and_publish_under_a_name_the_user_may_not_provide_say_so_and_fail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = dir.path().join("users.toml");
+    std::fs::write(
+        &users,
+        "[users.alice]\ntoken = \"alice-token-1\"\n\
+         [users.alice.permissions]\nprovide = { allow = [\"alice.*\"] }\n",
+    )
+    .expect("write");
+    let token = dir.path().join("alice");
+    std::fs::write(&token, "alice-token-1\n").expect("write");
+    let token = token.to_str().unwrap_or_default();
+    let (mut hub, address) = hub_with(&["--users", users.to_str().unwrap_or_default()]);
+    hub.wait_stderr("logins required");
+    let login = ["--connect", address.as_str(), "--token-file", token];
+
+    let mut serve = vec!["serve"];
+    serve.extend_from_slice(&login);
+    serve.extend(["--reply", "1", "echo", "run"]);
+    let mut served = Proc::spawn(&serve);
+    let status = served.wait_exit();
+    let said = served.stderr_seen.join("\n");
+    assert_eq!(status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("not serving echo") && said.contains("may not provide"),
+        "{said}"
+    );
+
+    let mut publish = vec!["publish"];
+    publish.extend_from_slice(&login);
+    publish.extend(["--service", "weather", "weather.today", "\"sunny\""]);
+    let output = run(&publish);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("not publishing as weather"),
+        "{}",
+        stderr(&output)
+    );
+
+    // A name the user may provide is served as before.
+    let mut allowed = vec!["serve"];
+    allowed.extend_from_slice(&login);
+    allowed.extend(["--reply", "1", "alice.echo", "run"]);
+    let mut ok = Proc::spawn(&allowed);
+    ok.wait_stderr("serving alice.echo run");
+}

@@ -178,6 +178,7 @@ impl ServiceBuilder {
         );
         let (liveness, liveness_rx) = watch::channel(());
         let shared = Arc::new(ServiceShared {
+            refusal: watch::channel(None).0,
             binding: binding.clone(),
             runtime: Arc::downgrade(rt),
             methods: RwLock::new(methods),
@@ -295,6 +296,24 @@ impl ServiceHandle {
     /// Whether the service has been withdrawn.
     pub fn is_withdrawn(&self) -> bool {
         self.shared.liveness.lock().is_none()
+    }
+
+    /// Why the exchange would not announce the service, if it said so: a hub with users
+    /// answers a name the process's user may not provide with a refusal (docs/SECURITY.md),
+    /// and the service then stays in this process only.
+    pub fn refusal(&self) -> Option<String> {
+        self.shared.refusal.borrow().as_deref().map(str::to_owned)
+    }
+
+    /// Waits until the exchange refuses to announce the service (see
+    /// [`refusal`](Self::refusal)), and says why; never returns if it does not.
+    pub async fn refused(&self) -> String {
+        let mut refusal = self.shared.refusal.subscribe();
+        match refusal.wait_for(Option::is_some).await {
+            Ok(why) => why.as_deref().unwrap_or_default().to_owned(),
+            // The sender lives as long as the service's shared state, which `self` holds.
+            Err(_) => std::future::pending().await,
+        }
     }
 
     fn runtime(&self) -> Result<Arc<RuntimeShared>, Error> {
@@ -629,6 +648,8 @@ pub(crate) struct ServiceShared {
     /// notice at once.
     liveness: Mutex<Option<watch::Sender<()>>>,
     liveness_rx: watch::Receiver<()>,
+    /// Why a process this one is linked to would not announce the service, once one said.
+    refusal: watch::Sender<Option<Arc<str>>>,
     inflight: Arc<Semaphore>,
     /// The runtime's settings that dispatching needs (copied: the service must not keep
     /// its runtime alive).
@@ -652,6 +673,10 @@ impl Methods for ServiceShared {
 
     fn liveness(&self) -> watch::Receiver<()> {
         self.liveness_rx.clone()
+    }
+
+    fn refused(&self, why: &str) {
+        self.refusal.send_replace(Some(why.into()));
     }
 
     fn end(&self) {

@@ -33,6 +33,9 @@ pub(crate) trait Methods: Send + Sync {
     /// The service is gone: wake everyone waiting on it and drop its handlers. Called after
     /// the core's lock is released (handlers are application code and may take it).
     fn end(&self);
+    /// A process this one is linked to would not announce the service: its user may not
+    /// provide the name (WITHDRAW `refused`). Runs no application code.
+    fn refused(&self, why: &str);
 }
 
 /// A local service's behaviour, shared.

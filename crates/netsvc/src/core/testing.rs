@@ -49,6 +49,8 @@ impl Methods for Echo {
     }
 
     fn end(&self) {}
+
+    fn refused(&self, _why: &str) {}
 }
 
 /// One end of a wire: the node, its link id there, and the queue it sends on.

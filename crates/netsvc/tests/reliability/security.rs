@@ -452,8 +452,15 @@ async fn a_hijacked_service_name_is_refused_and_the_real_one_keeps_its_callers()
     assert_eq!(echoes.len(), 1, "{echoes:?}");
     assert_eq!(echoes[0].address(), real.address());
     log_line(&["SERVICE refused", "mallory"]).await;
-    // Mallory's process heard that it was refused.
+    // Mallory's process heard that it was refused, and its service can tell.
     log_line(&["refused to announce this service", "echo"]).await;
+    let why = within("the refusal", _fake.refused()).await;
+    assert!(
+        why.contains("may not provide") && why.contains("echo"),
+        "{why}"
+    );
+    assert_eq!(_fake.refusal(), Some(why));
+    assert_eq!(_own.refusal(), None);
 
     // Callers still reach the real one.
     let out = watcher_rt

@@ -40,10 +40,17 @@ impl Core {
             Frame::Service(service) => self.on_service(link, &service, now),
             Frame::Withdraw(withdraw) => {
                 let reason = WithdrawReason::from_wire(withdraw.code());
-                if reason == WithdrawReason::Refused && self.locals.contains_key(&*withdraw.address)
+                if reason == WithdrawReason::Refused
+                    && let Some(local) = self.locals.get(&*withdraw.address)
                 {
                     tracing::warn!(address = %withdraw.address,
                         "the peer refused to announce this service: its user may not provide the name");
+                    let peer = self.mesh.link(link).map(|l| l.info.peer.clone());
+                    local.service.refused(&format!(
+                        "{} refused to announce it: this process's user may not provide the name {:?}",
+                        peer.as_deref().unwrap_or("the exchange"),
+                        service_name(&withdraw.address)
+                    ));
                     return;
                 }
                 self.remove_route(&withdraw.address, link, reason);
