@@ -180,7 +180,9 @@ fn named(what: &str, message: impl std::fmt::Display) -> String {
 ///
 /// Text that *is* JSON but not a valid netsvc value (such as a misspelt `{"$dateime": ..}`)
 /// is an error either way: taking it as a string would hide the mistake. So is text that
-/// opens more than [`MAX_DEPTH`] levels of JSON structure, well-formed or not.
+/// starts like JSON (`{`, `[` or `"`) and does not parse: a cut-off object is a mistake,
+/// not a string someone meant to send. And so is text that opens more than [`MAX_DEPTH`]
+/// levels of JSON structure, well-formed or not.
 pub(crate) fn value(text: &str, strict: bool, what: &str) -> anyhow::Result<Value> {
     if text.trim_start().starts_with(['[', '{']) {
         let depth = json_depth(text);
@@ -192,6 +194,16 @@ pub(crate) fn value(text: &str, strict: bool, what: &str) -> anyhow::Result<Valu
         Ok(json) => netsvc::value::json::from_json(&json)
             .with_context(|| named(what, "not a valid netsvc value")),
         Err(e) if strict => bail!("{}", named(what, format_args!("invalid JSON: {e}"))),
+        Err(e) if text.trim_start().starts_with(['{', '[', '"']) => bail!(
+            "{}",
+            named(
+                what,
+                format_args!(
+                    "starts like JSON but is not valid JSON ({e}); to send it as text, \
+                     write it as a JSON string"
+                )
+            )
+        ),
         Err(_) => Ok(Value::String(text.to_owned())),
     }
 }
@@ -271,7 +283,11 @@ mod tests {
         assert_eq!(value("\"42\"", false).unwrap(), Value::from("42"));
         assert_eq!(value("hello", false).unwrap(), Value::from("hello"));
         assert_eq!(value("", false).unwrap(), Value::from(""));
-        assert_eq!(value("{bad", false).unwrap(), Value::from("{bad"));
+        assert!(value("{bad", false).is_err());
+        assert!(value("[1,", false).is_err());
+        assert!(value("\"open", false).is_err());
+        assert_eq!(value("\"{bad\"", false).unwrap(), Value::from("{bad"));
+        assert_eq!(value("bad}", false).unwrap(), Value::from("bad}"));
         assert!(value("{bad", true).is_err());
         assert!(value(r#"{"$dateime":"x"}"#, false).is_err());
         assert_eq!(

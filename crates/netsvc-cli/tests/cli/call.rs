@@ -22,12 +22,21 @@ fn call_prints_the_result_as_json() {
         "2.5",
         r#"{"a":[true,null]}"#,
         "hello",
-        "{bad",
+        "bad}",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(
         stdout(&output),
-        "[1,2.5,{\"a\":[true,null]},\"hello\",\"{bad\"]\n"
+        "[1,2.5,{\"a\":[true,null]},\"hello\",\"bad}\"]\n"
+    );
+
+    // Text that starts like JSON and does not parse is a mistake, not a string.
+    let output = run(&["call", "--connect", &address, "echo", "echo", r#"{"a":"#]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("starts like JSON"),
+        "{}",
+        stderr(&output)
     );
 
     // Special forms of the JSON mapping survive the round trip.
