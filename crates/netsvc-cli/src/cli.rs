@@ -100,7 +100,8 @@ pub(crate) struct ConnectArgs {
         long = "connect",
         value_name = "ADDR",
         env = "NETSVC_EXCHANGE",
-        default_value = DEFAULT_ADDRESS
+        default_value = DEFAULT_ADDRESS,
+        value_parser = parse::exchange_address
     )]
     pub(crate) address: String,
     /// The exchange group to join ("" is the default group). Services whose audience is a
@@ -152,7 +153,7 @@ pub(crate) struct ExchangeArgs {
     pub(crate) group: Option<String>,
     /// Link to another exchange server, HOST:PORT or unix:PATH (repeatable; forms a mesh).
     /// Replaces the config file's `connect`.
-    #[arg(short = 'c', long = "connect", value_name = "ADDR")]
+    #[arg(short = 'c', long = "connect", value_name = "ADDR", value_parser = parse::exchange_address)]
     pub(crate) connect: Vec<String>,
     /// Seconds between attempts to reach a --connect peer, and to relink after a loss
     /// (default 5).

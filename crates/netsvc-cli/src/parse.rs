@@ -263,6 +263,34 @@ fn deepest_element(text: &str) -> Option<(usize, usize)> {
     found.or((deepest > MAX_DEPTH).then_some((index, deepest)))
 }
 
+/// An exchange's address: `HOST:PORT` or `unix:PATH`; a bare `HOST` (or `[IPv6]`) means
+/// the default port 11111, the original's.
+pub(crate) fn exchange_address(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("an empty address: give HOST:PORT, HOST or unix:PATH".to_owned());
+    }
+    if text.starts_with("unix:") {
+        return Ok(text.to_owned());
+    }
+    // `[::1]:11111` and `host:11111` have a port; `[::1]` and `host` do not. A bare IPv6
+    // address is ambiguous (its last group could be a port): it needs brackets.
+    let has_port = match text.strip_prefix('[') {
+        Some(rest) => rest
+            .split_once(']')
+            .is_some_and(|(_, after)| after.starts_with(':')),
+        None => text.contains(':'),
+    };
+    Ok(if has_port {
+        text.to_owned()
+    } else {
+        format!("{text}:{DEFAULT_PORT}")
+    })
+}
+
+/// The exchange's port when an address names none: the original's.
+const DEFAULT_PORT: u16 = 11111;
+
 /// A file mode in octal, such as `660` or `0o600`.
 pub(crate) fn file_mode(text: &str) -> Result<u32, String> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
@@ -356,6 +384,19 @@ mod tests {
             Lifetime::For(Duration::from_secs(5))
         );
         assert!(lifetime("-2").is_err());
+    }
+
+    #[test]
+    fn an_address_without_a_port_takes_11111() {
+        assert_eq!(exchange_address("hub").as_deref(), Ok("hub:11111"));
+        assert_eq!(exchange_address("hub:4000").as_deref(), Ok("hub:4000"));
+        assert_eq!(exchange_address("[::1]").as_deref(), Ok("[::1]:11111"));
+        assert_eq!(exchange_address("[::1]:9").as_deref(), Ok("[::1]:9"));
+        assert_eq!(
+            exchange_address("unix:/tmp/s").as_deref(),
+            Ok("unix:/tmp/s")
+        );
+        assert!(exchange_address("").is_err());
     }
 
     #[test]

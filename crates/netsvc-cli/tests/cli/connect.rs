@@ -230,3 +230,11 @@ fn a_server_that_never_answers_is_a_handshake_timeout_not_a_refusal() {
     assert!(err.contains("handshake"), "{err}");
     assert!(!err.contains("refused"), "{err}");
 }
+
+#[test]
+fn an_address_without_a_port_means_11111() {
+    let output = run(&["services", "--connect", "127.0.0.2", "--wait", "0.3"]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("127.0.0.2:11111"), "{text}");
+}
