@@ -57,7 +57,7 @@ impl std::fmt::Display for WithdrawReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Owner => "withdrawn by owner",
-            Self::ProcessExit => "process gone",
+            Self::ProcessExit => "process exit",
             Self::ConnectionLost => "connection lost",
             Self::Refused => "refused by the hub",
         })
