@@ -16,7 +16,14 @@ use crate::{exit, output};
 pub(crate) const DEFAULT_WAIT: Wait = Wait(Some(std::time::Duration::from_secs(5)));
 
 pub(crate) async fn run(args: CallArgs, signals: &mut Signals) -> anyhow::Result<u8> {
-    names::check_service_name(&args.service)
+    // A service address (`1@host:42!echo`, as `services` prints it) names one instance of
+    // a name; a name, the first in the registry.
+    let address = args.service.contains('!');
+    let name = args
+        .service
+        .rsplit_once('!')
+        .map_or(args.service.as_str(), |(_, name)| name);
+    names::check_service_name(name)
         .with_context(|| format!("invalid service name {:?}", args.service))?;
     names::check_method_name(&args.method)
         .with_context(|| format!("invalid method name {:?}", args.method))?;
@@ -32,10 +39,23 @@ pub(crate) async fn run(args: CallArgs, signals: &mut Signals) -> anyhow::Result
 
     let conn = client::connect(Target::of(&args.connect, DEFAULT_WAIT), signals).await?;
     // A runtime endpoint needs no service of our own: the request simply has no sender.
-    let endpoint = conn
-        .rt
-        .endpoint(args.service.as_str())
-        .with_timeout(args.timeout.0);
+    let target = if address {
+        // The link is synced: the registry holds every service the hub may show us.
+        match conn.rt.registry().lookup_address(&args.service) {
+            Some(binding) => netsvc::Target::from(binding),
+            None => {
+                conn.close().await;
+                print_failure(&Failure::service_unavailable(format!(
+                    "No service at address {:?}.",
+                    args.service
+                )));
+                return Ok(exit::FAILURE);
+            }
+        }
+    } else {
+        netsvc::Target::from(args.service.as_str())
+    };
+    let endpoint = conn.rt.endpoint(target).with_timeout(args.timeout.0);
     let outcome = tokio::select! {
         outcome = endpoint.call(&args.method, values) => outcome,
         stop = signals.recv() => {

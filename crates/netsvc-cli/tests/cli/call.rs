@@ -419,3 +419,39 @@ fn call_reads_its_arguments_from_a_file_or_stdin() {
         stderr(&output)
     );
 }
+
+#[test]
+fn call_reaches_one_instance_by_its_address() {
+    let (_hub, address) = hub();
+    let _one = demo(&address);
+    let _two = demo(&address);
+    wait_for_services(&address, &["echo"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let echoes = loop {
+        let echoes: Vec<String> = services(&address)
+            .iter()
+            .filter(|s| s["name"] == "echo")
+            .filter_map(|s| s["address"].as_str().map(str::to_owned))
+            .collect();
+        if echoes.len() == 2 || Instant::now() > deadline {
+            break echoes;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(echoes.len(), 2, "{echoes:?}");
+    for echo in &echoes {
+        let output = run(&["call", "--connect", &address, echo, "echo", "\"hi\""]);
+        assert!(output.status.success(), "{echo}: {}", stderr(&output));
+        assert_eq!(stdout(&output), "\"hi\"\n");
+    }
+    let missing = format!("{}9", echoes[0].replace("!echo", ""));
+    let output = run(&[
+        "call",
+        "--connect",
+        &address,
+        &format!("{missing}!echo"),
+        "echo",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(failure_of(&output)["error"], 46);
+}
