@@ -210,9 +210,10 @@ pub(crate) struct ExchangeArgs {
     /// OSE listener or server. Replaces the config file's `[ose] user`.
     #[arg(long, value_name = "NAME")]
     pub(crate) ose_user: Option<String>,
-    /// With --users: the user of the users file whose permissions apply to every HTTP
-    /// client of --http. Required with --users and --http. Replaces `[http] user`.
-    #[arg(long, value_name = "NAME")]
+    /// No longer used: with --users, HTTP clients log in per request (Basic, Bearer, or the
+    /// dashboard's session), and requests without a login get the users file's
+    /// [anonymous] permissions, if any. Refused with a message saying so.
+    #[arg(long, value_name = "NAME", hide = true)]
     pub(crate) http_user: Option<String>,
 }
 

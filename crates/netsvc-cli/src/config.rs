@@ -114,7 +114,7 @@ pub(crate) struct HttpFile {
     pub(crate) publishers: Option<Vec<String>>,
     pub(crate) tls_cert: Option<PathBuf>,
     pub(crate) tls_key: Option<PathBuf>,
-    /// With users: the user whose permissions apply to every HTTP client.
+    /// No longer used (HTTP clients log in per request); refused with a message saying so.
     pub(crate) user: Option<String>,
 }
 

@@ -37,7 +37,8 @@ struct Settings {
     ose_listen: Vec<String>,
     ose_connect: Vec<String>,
     ose: netsvc_ose::bridge::OseConfig,
-    /// With users: who the OSE peers and the HTTP clients act as (docs/SECURITY.md, *Doors*).
+    /// With users: who the OSE peers act as (docs/SECURITY.md, *Doors*); `http_user` is
+    /// refused (HTTP requests log in each).
     ose_user: Option<String>,
     http_user: Option<String>,
 }
@@ -135,13 +136,14 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
         !settings.ose_listen.is_empty() || !settings.ose_connect.is_empty(),
         settings.ose_user.as_deref(),
     )?;
-    let http_door = door_user(
-        &settings,
-        "the HTTP gateway",
-        "--http-user NAME or [http] user",
-        http.is_some(),
-        settings.http_user.as_deref(),
-    )?;
+    if settings.http_user.is_some() {
+        // Once every HTTP client acted as this user; now each logs in (docs/SECURITY.md).
+        anyhow::bail!(
+            "--http-user and [http] user are gone: with --users each HTTP request logs in \
+             (Authorization: Basic or Bearer, or the dashboard's login), and requests without \
+             a login get the users file's [anonymous] permissions if it has that section"
+        );
+    }
     let tls = match &settings.tls {
         Some(t) => Some(security::server_tls(
             &t.cert,
@@ -208,7 +210,6 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
     // With users, the OSE peers and the HTTP clients act as a user of the users file,
     // through a door: a runtime of their own, linked to the hub like any logged-in peer.
     let ose_door = open_door(&exchange, ose_door, "the OSE peers").await?;
-    let http_door = open_door(&exchange, http_door, "the HTTP clients").await?;
     // Kept for as long as the hub runs: dropping them stops accepting and joining; the OSE
     // connections already up end with the process.
     let (mut ose_listeners, mut ose_connectors) = (Vec::new(), Vec::new());
@@ -236,8 +237,16 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
     }
     let http = match &http {
         Some(address) => {
-            let http_rt = http_door.as_ref().map_or(&rt, |door| door.runtime());
-            Some(super::gateway::start(http_rt, address, &http_options, tls.as_ref()).await?)
+            // With users, each HTTP request logs in and is served through its user's door.
+            let logins = match &settings.users {
+                Some(path) => {
+                    let https = tls.is_some() || http_options.http_tls_cert.is_some();
+                    check_http_passwords(address, https, path).await?;
+                    Some(&exchange)
+                }
+                None => None,
+            };
+            Some(super::gateway::start(&rt, address, &http_options, tls.as_ref(), logins).await?)
         }
         None => None,
     };
@@ -250,7 +259,7 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
     status(format_args!("{}: shutting down", stop.name()));
     // No more OSE peers; those connected hear the services go, then the close.
     drop((ose_listeners, ose_connectors));
-    for door in [&ose_door, &http_door].into_iter().flatten() {
+    if let Some(door) = &ose_door {
         door.runtime().shutdown();
     }
     if let Some(http) = http {
@@ -287,6 +296,40 @@ fn door_user<'a>(
     }
 }
 
+/// With users, HTTP requests may carry passwords (Basic): a hub refuses to serve them over
+/// plain HTTP to the network unless the users file says `allow_plaintext_passwords`, as
+/// its native port refuses such logins (docs/SECURITY.md, *Logins*).
+async fn check_http_passwords(
+    address: &str,
+    https: bool,
+    users: &std::path::Path,
+) -> anyhow::Result<()> {
+    if https {
+        return Ok(());
+    }
+    let resolved: Vec<std::net::SocketAddr> = tokio::net::lookup_host(address)
+        .await
+        .with_context(|| format!("cannot serve HTTP on {address}"))?
+        .collect();
+    if resolved.iter().all(|a| a.ip().is_loopback()) {
+        return Ok(());
+    }
+    if security::load_users(users)?.allow_plaintext_passwords {
+        status(format_args!(
+            "HTTP on {address} takes passwords in clear from the network \
+             (allow_plaintext_passwords = true in {})",
+            users.display()
+        ));
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the HTTP gateway on {address} would take passwords in clear from the network: \
+         give it HTTPS (--tls-cert and --tls-key, or --http-tls-cert and --http-tls-key), \
+         listen on a loopback address, or set allow_plaintext_passwords = true in the users \
+         file"
+    )
+}
+
 /// Opens the door for `user` (if any) and waits until its link is synced, so that what
 /// goes through it starts with the registry its user may see.
 async fn open_door(
@@ -317,10 +360,16 @@ fn reload(exchange: &Exchange, settings: &Settings, http: Option<&super::gateway
     }
     if let Some(path) = &settings.users {
         match security::load_users(path).and_then(|users| Ok(exchange.set_users(users)?)) {
-            Ok(closed) => status(format_args!(
-                "users reloaded from {}; {closed} links closed to log in again",
-                path.display()
-            )),
+            Ok(closed) => {
+                status(format_args!(
+                    "users reloaded from {}; {closed} links closed to log in again",
+                    path.display()
+                ));
+                // HTTP sessions end, and each user's door opens anew under the new rights.
+                if let Some(http) = http {
+                    http.users_reloaded();
+                }
+            }
             Err(e) => status(format_args!("users not reloaded, the old ones stay: {e:#}")),
         }
     }

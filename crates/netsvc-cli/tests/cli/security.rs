@@ -27,7 +27,7 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 /// `netsvc passwd` on `password`: the hash it prints.
-fn passwd(password: &str) -> String {
+pub(crate) fn passwd(password: &str) -> String {
     let output = run_with_stdin(&["passwd"], format!("{password}\n").as_bytes());
     assert!(output.status.success(), "{}", stderr(&output));
     let hash = stdout(&output).trim().to_owned();
