@@ -361,14 +361,15 @@ fn reload(exchange: &Exchange, settings: &Settings, http: Option<&super::gateway
     if let Some(path) = &settings.users {
         match security::load_users(path).and_then(|users| Ok(exchange.set_users(users)?)) {
             Ok(closed) => {
+                // HTTP sessions end, and each user's door opens anew under the new rights
+                // (before saying so: what follows the message is under the new users).
+                if let Some(http) = http {
+                    http.users_reloaded();
+                }
                 status(format_args!(
                     "users reloaded from {}; {closed} links closed to log in again",
                     path.display()
                 ));
-                // HTTP sessions end, and each user's door opens anew under the new rights.
-                if let Some(http) = http {
-                    http.users_reloaded();
-                }
             }
             Err(e) => status(format_args!("users not reloaded, the old ones stay: {e:#}")),
         }
