@@ -42,15 +42,30 @@ const COOKIE: &str = "netsvc_session";
 /// shows the page's own form rather than its password dialog.)
 const CHALLENGE: &str = "Basic realm=\"netsvc\", Bearer realm=\"netsvc\"";
 
-/// The address of the client of a connection, put into each of its requests by the server.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Peer(pub(crate) SocketAddr);
+/// The client of a connection, put into each of its requests by the server: its address,
+/// and over HTTPS the DNS names of its verified client certificate (none without a client
+/// CA), which log in the user whose `certificate` is one of them.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    pub(crate) address: SocketAddr,
+    pub(crate) certificate_names: Arc<[String]>,
+}
+
+impl From<SocketAddr> for Peer {
+    fn from(address: SocketAddr) -> Self {
+        Self {
+            address,
+            certificate_names: Arc::new([]),
+        }
+    }
+}
 
 /// What a login looks at in a request: its headers, and where it comes from.
 #[derive(Debug)]
 pub(crate) struct Asked {
     headers: HeaderMap,
     from: IpAddr,
+    certificate_names: Arc<[String]>,
 }
 
 impl Asked {
@@ -61,7 +76,11 @@ impl Asked {
             from: request
                 .extensions()
                 .get::<Peer>()
-                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.ip()),
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.address.ip()),
+            certificate_names: request.extensions().get::<Peer>().map_or_else(
+                || Arc::new([]) as Arc<[String]>,
+                |p| p.certificate_names.clone(),
+            ),
         }
     }
 }
@@ -134,7 +153,12 @@ impl Logins {
             .map_err(|why| refused(headers, &LoginRefused::Failed(why.to_owned())))?;
         let tls = root.config().tls.is_some();
         self.exchange
-            .authenticate(credentials.as_ref(), asked.from, tls, &[])
+            .authenticate(
+                credentials.as_ref(),
+                asked.from,
+                tls,
+                &asked.certificate_names,
+            )
             .await
             .map_err(|refusal| refused(headers, &refusal))
     }

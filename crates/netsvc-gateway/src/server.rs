@@ -329,7 +329,7 @@ impl Gateway {
 /// Serves HTTP/1.1 on the connections of `listener` until `shutdown` completes, then lets
 /// each finish the request it is serving and waits for them all, as `axum::serve` with
 /// graceful shutdown does. `axum::serve` cannot set hyper's header-read timeout, hence this.
-async fn serve_http1<L: Listener<Addr = SocketAddr>>(
+async fn serve_http1<L: Listener<Addr: Into<Peer>>>(
     mut listener: Limited<L>,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -344,9 +344,10 @@ async fn serve_http1<L: Listener<Addr = SocketAddr>>(
             () = &mut shutdown => break,
         };
         let timer = io.head_timer();
-        // Each request knows its client's address: logins are throttled by it, and a
-        // password is taken over plain HTTP only from this machine.
-        let router = router.clone().layer(axum::Extension(Peer(peer)));
+        // Each request knows its client: logins are throttled by its address, a password
+        // is taken over plain HTTP only from this machine, and a client certificate's
+        // names can log it in.
+        let router = router.clone().layer(axum::Extension::<Peer>(peer.into()));
         let service = hyper_util::service::TowerToHyperService::new(router);
         let mut stopping = stopping.clone();
         tokio::spawn(async move {

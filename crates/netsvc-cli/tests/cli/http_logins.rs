@@ -468,3 +468,44 @@ fn a_hub_with_logins_refuses_plain_http_to_the_network() {
         stderr(&output)
     );
 }
+
+#[test]
+fn a_client_certificate_logs_an_https_request_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ((ca, cert, key), (client_cert, client_key)) =
+        crate::security::certificates_and_client(dir.path(), "station.example");
+    let users = dir.path().join("users.toml");
+    std::fs::write(
+        &users,
+        r#"
+[users.station]
+certificate = "station.example"
+[users.station.permissions]
+call = { allow = ["echo"] }
+"#,
+    )
+    .expect("write the users file");
+    let path = |p: &Path| p.to_str().expect("a UTF-8 path").to_owned();
+    let mut hub = Proc::spawn(&[
+        "exchange",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &path(&cert),
+        "--tls-key",
+        &path(&key),
+        "--tls-client-ca",
+        &path(&ca),
+        "--users",
+        &path(&users),
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    let http = hub.wait_http("https");
+    let ask = "GET /api/services HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let without = crate::security::https_as(&http, Some(&ca), None, ask).expect("HTTPS");
+    assert!(without.starts_with("HTTP/1.1 401"), "{without}");
+    let with = crate::security::https_as(&http, Some(&ca), Some((&client_cert, &client_key)), ask)
+        .expect("HTTPS");
+    assert!(with.starts_with("HTTP/1.1 200"), "{with}");
+}
