@@ -231,7 +231,11 @@ impl Gateway {
     /// permissions apply to calls, the registry, report streams and publishing, and
     /// `/api/stats`, `/api/links` and `/metrics` show only its own door's link.
     /// Call [`users_reloaded`](Self::users_reloaded) after
-    /// [`Exchange::set_users`](netsvc::Exchange::set_users).
+    /// [`Exchange::set_users`](netsvc::Exchange::set_users). Serve it with
+    /// [`serve`](Self::serve) or [`bind`](Self::bind): they tell each request its client's
+    /// address (for the throttling, and for passwords over plain HTTP from loopback) and
+    /// certificate; through [`router`](Self::router) in another server every request is
+    /// taken as from `0.0.0.0` without a certificate, sharing one throttle.
     pub fn with_logins(rt: Runtime, exchange: Exchange, config: GatewayConfig) -> Self {
         Self {
             state: Arc::new(Shared::new(rt, config, Some(Logins::new(exchange)), None)),

@@ -1051,9 +1051,16 @@ impl Authenticator {
                 Err(_) => Err(LoginRefused::CredentialsRequired),
             };
         }
-        let attempt = self
-            .admit(transport.ip, presented.user)
-            .map_err(LoginRefused::from)?;
+        let user = presented.user;
+        // As a native login's: every refusal at warn, the user name Debug-quoted (it is the
+        // client's to choose, and must not forge log lines), never a credential.
+        let address = transport
+            .ip
+            .map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+        let attempt = self.admit(transport.ip, user).map_err(|refusal| {
+            tracing::warn!(user = ?user, address = %address, "HTTP login refused: {refusal}");
+            LoginRefused::from(refusal)
+        })?;
         let checked = tokio::time::timeout(within, async {
             let user = self.identify(&users, &presented, transport, true).await?;
             permissions_of(&users, user.as_deref())?;
@@ -1061,21 +1068,20 @@ impl Authenticator {
         })
         .await
         .unwrap_or(Err(Refusal::Busy));
-        match checked {
-            Ok(user) => Ok(user),
-            Err(Refusal::Busy) => {
-                self.throttled.fetch_add(1, Ordering::Relaxed);
-                Err(LoginRefused::Busy)
-            }
-            Err(refusal) => {
-                attempt.failed();
-                let user = presented.user;
-                tracing::warn!(user = ?user, address = ?transport.ip, "HTTP login refused: {refusal}");
-                // As a native login: a failure is answered after the penalty.
-                tokio::time::sleep(self.penalty(transport.ip, user)).await;
-                Err(LoginRefused::from(refusal))
-            }
+        let refusal = match checked {
+            Ok(user) => return Ok(user),
+            Err(refusal) => refusal,
+        };
+        tracing::warn!(user = ?user, address = %address, "HTTP login refused: {refusal}");
+        if refusal == Refusal::Busy {
+            // Not the client's failure: nothing was checked.
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+        } else {
+            attempt.failed();
+            // As a native login: a failure is answered after the penalty.
+            tokio::time::sleep(self.penalty(transport.ip, user)).await;
         }
+        Err(LoginRefused::from(refusal))
     }
 
     /// Checks a password against a hash on the checking threads. An unknown user is
