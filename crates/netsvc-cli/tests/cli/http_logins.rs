@@ -377,16 +377,32 @@ fn the_dashboard_logs_in_with_a_session_cookie_and_a_reload_ends_it() {
     );
     assert_eq!(wrong.status, 401);
     assert!(wrong.header("set-cookie").is_none());
-    // A reload ends every session.
+    // Station's door is open (its session used it); a reload that removes station ends
+    // every session, and station no longer logs in, by token either.
+    assert_eq!(
+        get(&http, "/api/services", Some(&bearer(STATION_TOKEN))).status,
+        200
+    );
+    let text = std::fs::read_to_string(&users).expect("read");
+    let without_station = text
+        .split("[users.station]")
+        .next()
+        .expect("the users before station")
+        .to_owned();
+    std::fs::write(&users, without_station).expect("write");
     hub.signal("HUP");
     hub.wait_stderr("users reloaded");
     assert_eq!(with_cookie("/api/services").status, 401);
-    // A logout ends it too.
+    assert_eq!(
+        get(&http, "/api/services", Some(&bearer(STATION_TOKEN))).status,
+        401
+    );
+    // A logout ends a session too.
     let login = request(
         &http,
         "POST",
         "/api/login",
-        &[("Authorization", &bearer(STATION_TOKEN))],
+        &[("Authorization", &bearer(ADMIN_TOKEN))],
         b"",
     );
     let session = login
