@@ -134,6 +134,23 @@ impl Logins {
         lock(&self.doors).clear();
     }
 
+    /// Closes the doors idle for [`DOOR_IDLE`] and forgets the expired sessions.
+    pub(crate) fn sweep(&self) {
+        let now = Instant::now();
+        // Dropped outside the lock: closing a door shuts its runtime down.
+        let idle: Vec<_> = {
+            let mut doors = lock(&self.doors);
+            let gone: Vec<_> = doors
+                .iter()
+                .filter(|(_, (_, used))| now.duration_since(*used) >= DOOR_IDLE)
+                .map(|(user, _)| user.clone())
+                .collect();
+            gone.iter().filter_map(|user| doors.remove(user)).collect()
+        };
+        drop(idle);
+        lock(&self.sessions).retain(|_, s| s.until > now);
+    }
+
     /// Who `request` logs in as: a session cookie, else its `Authorization`, else nobody
     /// (anonymous, if the users have `[anonymous]`). The response is the refusal.
     async fn user_of(&self, root: &Shared, asked: &Asked) -> Result<Option<String>, Response> {

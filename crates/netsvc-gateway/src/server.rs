@@ -277,6 +277,9 @@ impl Gateway {
                 return Err(GatewayError::Publisher(name.clone(), e));
             }
         }
+        if self.state.logins.is_some() {
+            sweep_logins(Arc::downgrade(&self.state));
+        }
         let router = self.router();
         let (max, idle, head) = (
             self.state.config.max_connections,
@@ -329,6 +332,25 @@ impl Gateway {
         Ok((bound, Box::pin(self.serve(listener, shutdown))))
     }
 }
+
+/// Every [`SWEEP_EVERY`], closes the doors no request has used lately and forgets expired
+/// sessions, for as long as the gateway lives: without requests nothing else would.
+fn sweep_logins(state: std::sync::Weak<Shared>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(SWEEP_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(state) = state.upgrade() else { return };
+            if let Some(logins) = &state.logins {
+                logins.sweep();
+            }
+        }
+    });
+}
+
+/// How often idle doors and expired sessions are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Serves HTTP/1.1 on the connections of `listener` until `shutdown` completes, then lets
 /// each finish the request it is serving and waits for them all, as `axum::serve` with
