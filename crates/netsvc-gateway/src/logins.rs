@@ -416,3 +416,54 @@ fn error(status: StatusCode, text: &str) -> Response {
         json!({ "error": text }).to_string(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_str(v).expect("a header value"));
+        }
+        map
+    }
+
+    #[test]
+    fn authorization_headers_parse_or_are_refused_without_a_panic() {
+        let basic = |text: &str| {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            credentials(&headers(&[("authorization", &format!("Basic {encoded}"))]))
+        };
+        assert_eq!(
+            basic("station:pw:with:colons"),
+            Ok(Some(Credentials::password("station", "pw:with:colons")))
+        );
+        assert_eq!(
+            basic("station:"),
+            Ok(Some(Credentials::password("station", "")))
+        );
+        assert!(basic("no colon").is_err());
+        assert_eq!(
+            credentials(&headers(&[("authorization", "bearer tok-1")])),
+            Ok(Some(Credentials::token("tok-1")))
+        );
+        assert_eq!(credentials(&headers(&[])), Ok(None));
+        for bad in ["Basic", "Basic !!!", "Bearer ", "Digest x=1", "Basic //8="] {
+            assert!(
+                credentials(&headers(&[("authorization", bad)])).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let map = headers(&[("cookie", "a=1; netsvc_session=tok; b=2")]);
+        assert_eq!(cookie(&map), Some("tok"));
+        let map = headers(&[("cookie", "a=1"), ("cookie", "netsvc_session=t2")]);
+        assert_eq!(cookie(&map), Some("t2"));
+        assert_eq!(cookie(&headers(&[("cookie", "netsvc_session=")])), None);
+        assert_eq!(cookie(&headers(&[("cookie", "netsvc_sessionx=1")])), None);
+    }
+}
