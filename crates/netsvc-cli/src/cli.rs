@@ -215,10 +215,6 @@ pub(crate) struct ExchangeArgs {
     /// as the original's `authorise(host)`. Replaces the config file's `[ose] allow`.
     #[arg(long, value_name = "ADDR[/LEN]")]
     pub(crate) ose_allow: Vec<String>,
-    /// With --users: the user of the users file whose permissions apply to every HTTP
-    /// client of --http. Required with --users and --http. Replaces `[http] user`.
-    #[arg(long, value_name = "NAME")]
-    pub(crate) http_user: Option<String>,
 }
 
 const GATEWAY_EXAMPLES: &str = "\

@@ -124,8 +124,6 @@ pub(crate) struct HttpFile {
     pub(crate) publishers: Option<Vec<String>>,
     pub(crate) tls_cert: Option<PathBuf>,
     pub(crate) tls_key: Option<PathBuf>,
-    /// With users: the user whose permissions apply to every HTTP client.
-    pub(crate) user: Option<String>,
 }
 
 impl HttpFile {

@@ -16,6 +16,8 @@ mod introspect;
 #[cfg(feature = "server")]
 mod limits;
 #[cfg(feature = "server")]
+mod logins;
+#[cfg(feature = "server")]
 pub mod metrics;
 #[cfg(feature = "server")]
 mod reports;

@@ -20,8 +20,8 @@ use axum::serve::Listener;
 use futures_util::stream::{self, Stream};
 use netsvc::value::Limits;
 use netsvc::{
-    Announcement, AnnouncementKind, Binding, Failure, Location, RecvError, RegistryWatch, Runtime,
-    Target, Value,
+    Announcement, AnnouncementKind, Binding, Exchange, Failure, Location, RecvError, RegistryWatch,
+    Runtime, Target, Value,
 };
 use serde_json::{Value as Json, json};
 use tokio::net::TcpListener;
@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use crate::codec::jsonrpc::{self, ServiceBody, V2Body, V2Entry};
 use crate::codec::{Fault, XmlLimits, netrpc, xmlrpc};
 use crate::limits::Limited;
+use crate::logins::{Asked, Logins, Peer, UserDoor};
 use crate::tls::TlsListener;
 use crate::withdrawals::{Withdrawal, Withdrawals};
 use crate::{dashboard, introspect, reports};
@@ -204,6 +205,11 @@ pub(crate) struct Shared {
     stats: std::sync::Mutex<Option<(std::time::Instant, Arc<netsvc::stats::Stats>)>>,
     /// Where a served HTTPS listener takes its certificate for each new connection.
     tls_in_force: std::sync::Mutex<Option<watch::Sender<Arc<ServerConfig>>>>,
+    /// With a hub's users: who each request is, and the doors that serve them. The state
+    /// of the gateway itself then serves nothing but the logins and the page's files.
+    logins: Option<Logins>,
+    /// In the state of one user's door: that door, kept open while the state is used.
+    door: Option<UserDoor>,
 }
 
 type Ctx = State<Arc<Shared>>;
@@ -211,17 +217,36 @@ type Ctx = State<Arc<Shared>>;
 impl Gateway {
     /// A gateway to `rt`'s services.
     pub fn new(rt: Runtime, config: GatewayConfig) -> Self {
-        let withdrawals = Arc::new(Withdrawals::default());
-        Withdrawals::follow(Arc::downgrade(&withdrawals), &rt);
         Self {
-            state: Arc::new(Shared {
-                rt,
-                config,
-                hosted: std::sync::Mutex::default(),
-                withdrawals,
-                stats: std::sync::Mutex::new(None),
-                tls_in_force: std::sync::Mutex::new(None),
-            }),
+            state: Arc::new(Shared::new(rt, config, None, None)),
+        }
+    }
+
+    /// A gateway that a hub with users serves itself (`rt` is the hub's runtime and
+    /// `exchange` its server exchange, with
+    /// [`users`](netsvc::ExchangeBuilder::users)): every request logs in to it, by
+    /// `Authorization: Basic` or `Bearer` or the session cookie of `POST /api/login`, and
+    /// is served through a [`Door`](netsvc::Door) of that user (or the users' anonymous
+    /// permissions, if any, for a request with no login; else 401), so that the user's
+    /// permissions apply to calls, the registry, report streams and publishing, and
+    /// `/api/stats`, `/api/links` and `/metrics` show only its own door's link.
+    /// Call [`users_reloaded`](Self::users_reloaded) after
+    /// [`Exchange::set_users`](netsvc::Exchange::set_users). Serve it with
+    /// [`serve`](Self::serve) or [`bind`](Self::bind): they tell each request its client's
+    /// address (for the throttling, and for passwords over plain HTTP from loopback) and
+    /// certificate; through [`router`](Self::router) in another server every request is
+    /// taken as from `0.0.0.0` without a certificate, sharing one throttle.
+    pub fn with_logins(rt: Runtime, exchange: Exchange, config: GatewayConfig) -> Self {
+        Self {
+            state: Arc::new(Shared::new(rt, config, Some(Logins::new(exchange)), None)),
+        }
+    }
+
+    /// The hub's users were reloaded: the dashboard's sessions end, and each user's door
+    /// is opened anew on its next request. Nothing without logins.
+    pub fn users_reloaded(&self) {
+        if let Some(logins) = &self.state.logins {
+            logins.users_reloaded();
         }
     }
 
@@ -242,10 +267,18 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
-        for name in &self.state.config.publishers {
+        // With logins each user's door hosts the publishers it may provide, on first use.
+        let publishers = match &self.state.logins {
+            Some(_) => &[][..],
+            None => &self.state.config.publishers[..],
+        };
+        for name in publishers {
             if let Some(Err(e)) = self.state.publisher(name) {
                 return Err(GatewayError::Publisher(name.clone(), e));
             }
+        }
+        if self.state.logins.is_some() {
+            sweep_logins(Arc::downgrade(&self.state));
         }
         let router = self.router();
         let (max, idle, head) = (
@@ -300,10 +333,29 @@ impl Gateway {
     }
 }
 
+/// Every [`SWEEP_EVERY`], closes the doors no request has used lately and forgets expired
+/// sessions, for as long as the gateway lives: without requests nothing else would.
+fn sweep_logins(state: std::sync::Weak<Shared>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(SWEEP_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(state) = state.upgrade() else { return };
+            if let Some(logins) = &state.logins {
+                logins.sweep();
+            }
+        }
+    });
+}
+
+/// How often idle doors and expired sessions are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 /// Serves HTTP/1.1 on the connections of `listener` until `shutdown` completes, then lets
 /// each finish the request it is serving and waits for them all, as `axum::serve` with
 /// graceful shutdown does. `axum::serve` cannot set hyper's header-read timeout, hence this.
-async fn serve_http1<L: Listener>(
+async fn serve_http1<L: Listener<Addr: Into<Peer>>>(
     mut listener: Limited<L>,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -313,12 +365,16 @@ async fn serve_http1<L: Listener>(
     let (stop, stopping) = watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (io, _peer) = tokio::select! {
+        let (io, peer) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
         let timer = io.head_timer();
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        // Each request knows its client: logins are throttled by its address, a password
+        // is taken over plain HTTP only from this machine, and a client certificate's
+        // names can log it in.
+        let router = router.clone().layer(axum::Extension::<Peer>(peer.into()));
+        let service = hyper_util::service::TowerToHyperService::new(router);
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
@@ -360,6 +416,29 @@ enum Dialect {
 }
 
 async fn dispatch(State(state): Ctx, request: Request) -> Response {
+    let Some(logins) = &state.logins else {
+        return serve_request(state, request).await;
+    };
+    let path = request.uri().path();
+    let is_post = request.method() == Method::POST;
+    let is_get = request.method() == Method::GET || request.method() == Method::HEAD;
+    // The page's files are the same for everyone; the page logs in for the rest.
+    if is_get && let Some(file) = dashboard::file(path) {
+        return file;
+    }
+    let asked = Asked::of(&request);
+    match path {
+        "/api/login" if is_post => return logins.login(&state, &asked).await,
+        "/api/logout" if is_post => return logins.logout(&asked),
+        _ => {}
+    }
+    match logins.state_for(&state, &asked).await {
+        Ok(user_state) => serve_request(user_state, request).await,
+        Err(refused) => refused,
+    }
+}
+
+async fn serve_request(state: Arc<Shared>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let is_post = request.method() == Method::POST;
     let is_get = request.method() == Method::GET || request.method() == Method::HEAD;
@@ -459,6 +538,44 @@ pub(crate) fn percent_decode(text: &str) -> Option<String> {
 }
 
 impl Shared {
+    fn new(
+        rt: Runtime,
+        config: GatewayConfig,
+        logins: Option<Logins>,
+        door: Option<UserDoor>,
+    ) -> Self {
+        let withdrawals = Arc::new(Withdrawals::default());
+        // With logins the hub's own registry is never shown: only each door's.
+        if logins.is_none() {
+            Withdrawals::follow(Arc::downgrade(&withdrawals), &rt);
+        }
+        Self {
+            rt,
+            config,
+            hosted: std::sync::Mutex::default(),
+            withdrawals,
+            stats: std::sync::Mutex::new(None),
+            tls_in_force: std::sync::Mutex::new(None),
+            logins,
+            door,
+        }
+    }
+
+    /// The state that serves one user's requests through `door`: the door's runtime, what
+    /// that user may see and do, with this gateway's configuration.
+    pub(crate) fn for_door(&self, door: UserDoor) -> Self {
+        Self::new(
+            door.0.runtime().clone(),
+            self.config.clone(),
+            None,
+            Some(door),
+        )
+    }
+
+    pub(crate) fn door(&self) -> Option<&UserDoor> {
+        self.door.as_ref()
+    }
+
     pub(crate) fn config(&self) -> &GatewayConfig {
         &self.config
     }

@@ -19,6 +19,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 
+use crate::logins::Peer;
+use netsvc::security::certificate_names;
+
 /// Handshakes in progress at once.
 pub const MAX_HANDSHAKES: usize = 256;
 /// Time a client has to complete its TLS handshake.
@@ -39,7 +42,7 @@ This port speaks HTTPS only: use an https:// URL.\n";
 
 /// Connections that have completed their TLS handshake, as axum accepts them.
 pub(crate) struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, Peer)>,
     local: SocketAddr,
 }
 
@@ -61,7 +64,8 @@ impl TlsListener {
 
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
+    /// With the DNS names of the client's verified certificate, which can log it in.
+    type Addr = Peer;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.ready.recv().await {
@@ -72,15 +76,15 @@ impl axum::serve::Listener for TlsListener {
         }
     }
 
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
+    fn local_addr(&self) -> std::io::Result<Peer> {
+        Ok(Peer::from(self.local))
     }
 }
 
 async fn accept_loop(
     listener: TcpListener,
     config: watch::Receiver<Arc<ServerConfig>>,
-    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Sender<(TlsStream<TcpStream>, Peer)>,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
@@ -108,6 +112,12 @@ async fn accept_loop(
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&acceptor, stream));
             match handshake.await {
                 Ok(Ok(Some(tls))) => {
+                    // Verified against the listener's client CA, if it has one.
+                    let names = certificate_names(tls.get_ref().1.peer_certificates());
+                    let peer = Peer {
+                        address: peer,
+                        certificate_names: names.into(),
+                    };
                     let _ = ready.send((tls, peer)).await;
                 }
                 Ok(Ok(None)) => tracing::info!("{peer}: plain HTTP on the HTTPS port, told so"),

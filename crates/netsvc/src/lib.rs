@@ -169,9 +169,9 @@ pub mod stats {
 /// ```
 pub mod security {
     pub use crate::link::auth::{
-        Credentials, LoginStats, Permissions, RuleSpec, User, Users, hash_password,
+        Credentials, LoginRefused, LoginStats, Permissions, RuleSpec, User, Users, hash_password,
     };
-    pub use crate::link::tls::{ClientTls, ServerTls, TlsError};
+    pub use crate::link::tls::{ClientTls, ServerTls, TlsError, certificate_names};
 }
 
 #[cfg(doctest)]

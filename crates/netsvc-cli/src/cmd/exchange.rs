@@ -37,9 +37,9 @@ struct Settings {
     ose_listen: Vec<String>,
     ose_connect: Vec<String>,
     ose: netsvc_ose::bridge::OseConfig,
-    /// With users: who the OSE peers and the HTTP clients act as (docs/SECURITY.md, *Doors*).
+    /// With users: who the OSE peers act as (docs/SECURITY.md, *Doors*). HTTP requests
+    /// log in each (docs/GATEWAY.md, *Logins*).
     ose_user: Option<String>,
-    http_user: Option<String>,
 }
 
 fn settings(args: ExchangeArgs, file: FileConfig) -> anyhow::Result<Settings> {
@@ -108,9 +108,6 @@ fn settings(args: ExchangeArgs, file: FileConfig) -> anyhow::Result<Settings> {
             args.ose_connect
         },
         ose_user: args.ose_user.or_else(|| file.ose.user.clone()),
-        http_user: args
-            .http_user
-            .or_else(|| file.http.as_ref().and_then(|h| h.user.clone())),
         peer: ClientSecurityArgs {
             tls_ca: args.peer_tls_ca.or(file.peer.tls_ca),
             token_file: args.peer_token_file.or(file.peer.token_file),
@@ -137,20 +134,7 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
         _ => (args.http.clone(), args.http_options.clone()),
     };
     let settings = settings(args, file)?;
-    let ose_door = door_user(
-        &settings,
-        "the OSE port",
-        "--ose-user NAME or [ose] user",
-        !settings.ose_listen.is_empty() || !settings.ose_connect.is_empty(),
-        settings.ose_user.as_deref(),
-    )?;
-    let http_door = door_user(
-        &settings,
-        "the HTTP gateway",
-        "--http-user NAME or [http] user",
-        http.is_some(),
-        settings.http_user.as_deref(),
-    )?;
+    let ose_door = ose_user(&settings)?;
     let tls = match &settings.tls {
         Some(t) => Some(security::server_tls(
             &t.cert,
@@ -217,7 +201,6 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
     // With users, the OSE peers and the HTTP clients act as a user of the users file,
     // through a door: a runtime of their own, linked to the hub like any logged-in peer.
     let ose_door = open_door(&exchange, ose_door, "the OSE peers").await?;
-    let http_door = open_door(&exchange, http_door, "the HTTP clients").await?;
     // Kept for as long as the hub runs: dropping them stops accepting and joining; the OSE
     // connections already up end with the process.
     let (mut ose_listeners, mut ose_connectors) = (Vec::new(), Vec::new());
@@ -245,8 +228,16 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
     }
     let http = match &http {
         Some(address) => {
-            let http_rt = http_door.as_ref().map_or(&rt, |door| door.runtime());
-            Some(super::gateway::start(http_rt, address, &http_options, tls.as_ref()).await?)
+            // With users, each HTTP request logs in and is served through its user's door.
+            let logins = match &settings.users {
+                Some(path) => {
+                    let https = tls.is_some() || http_options.http_tls_cert.is_some();
+                    check_http_passwords(address, https, path).await?;
+                    Some(&exchange)
+                }
+                None => None,
+            };
+            Some(super::gateway::start(&rt, address, &http_options, tls.as_ref(), logins).await?)
         }
         None => None,
     };
@@ -259,7 +250,7 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
     status(format_args!("{}: shutting down", stop.name()));
     // No more OSE peers; those connected hear the services go, then the close.
     drop((ose_listeners, ose_connectors));
-    for door in [&ose_door, &http_door].into_iter().flatten() {
+    if let Some(door) = &ose_door {
         door.runtime().shutdown();
     }
     if let Some(http) = http {
@@ -273,27 +264,56 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
     Ok(exit::OK)
 }
 
-/// The user a door (the OSE port, the HTTP gateway) acts as, when the hub has users. Every
-/// way into a hub obeys the users file: with users, a door that names no user refuses to
-/// start, and a user named without users is a mistake.
-fn door_user<'a>(
-    settings: &Settings,
-    door: &str,
-    how: &str,
-    used: bool,
-    user: Option<&'a str>,
-) -> anyhow::Result<Option<&'a str>> {
-    match (&settings.users, used, user) {
+/// The user the OSE peers act as, when the hub has users. Every way into a hub obeys the
+/// users file, and the OSE protocol has no logins: with users, an OSE port that names no
+/// user refuses to start, and a user named without users is a mistake.
+fn ose_user(settings: &Settings) -> anyhow::Result<Option<&str>> {
+    let used = !settings.ose_listen.is_empty() || !settings.ose_connect.is_empty();
+    match (&settings.users, used, settings.ose_user.as_deref()) {
         (Some(_), true, None) => anyhow::bail!(
-            "{door} has no logins of its own: with --users, name the user whose permissions \
-             apply to it ({how} = \"NAME\")"
+            "the OSE port has no logins of its own: with --users, name the user whose \
+             permissions apply to it (--ose-user NAME or [ose] user = \"NAME\")"
         ),
         (None, _, Some(user)) => anyhow::bail!(
-            "{door} acts as user {user:?} only with --users (there are no users to act as)"
+            "the OSE port acts as user {user:?} only with --users (there are no users to act as)"
         ),
         (Some(_), true, Some(user)) => Ok(Some(user)),
         _ => Ok(None),
     }
+}
+
+/// With users, HTTP requests may carry passwords (Basic): a hub refuses to serve them over
+/// plain HTTP to the network unless the users file says `allow_plaintext_passwords`, as
+/// its native port refuses such logins (docs/SECURITY.md, *Logins*).
+async fn check_http_passwords(
+    address: &str,
+    https: bool,
+    users: &std::path::Path,
+) -> anyhow::Result<()> {
+    if https {
+        return Ok(());
+    }
+    let resolved: Vec<std::net::SocketAddr> = tokio::net::lookup_host(address)
+        .await
+        .with_context(|| format!("cannot serve HTTP on {address}"))?
+        .collect();
+    if resolved.iter().all(|a| a.ip().is_loopback()) {
+        return Ok(());
+    }
+    if security::load_users(users)?.allow_plaintext_passwords {
+        status(format_args!(
+            "HTTP on {address} takes passwords in clear from the network \
+             (allow_plaintext_passwords = true in {})",
+            users.display()
+        ));
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the HTTP gateway on {address} would take passwords in clear from the network: \
+         give it HTTPS (--tls-cert and --tls-key, or --http-tls-cert and --http-tls-key), \
+         listen on a loopback address, or set allow_plaintext_passwords = true in the users \
+         file"
+    )
 }
 
 /// Opens the door for `user` (if any) and waits until its link is synced, so that what
@@ -326,10 +346,17 @@ fn reload(exchange: &Exchange, settings: &Settings, http: Option<&super::gateway
     }
     if let Some(path) = &settings.users {
         match security::load_users(path).and_then(|users| Ok(exchange.set_users(users)?)) {
-            Ok(closed) => status(format_args!(
-                "users reloaded from {}; {closed} links closed to log in again",
-                path.display()
-            )),
+            Ok(closed) => {
+                // HTTP sessions end, and each user's door opens anew under the new rights
+                // (before saying so: what follows the message is under the new users).
+                if let Some(http) = http {
+                    http.users_reloaded();
+                }
+                status(format_args!(
+                    "users reloaded from {}; {closed} links closed to log in again",
+                    path.display()
+                ));
+            }
             Err(e) => status(format_args!("users not reloaded, the old ones stay: {e:#}")),
         }
     }

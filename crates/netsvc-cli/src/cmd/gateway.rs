@@ -62,6 +62,11 @@ impl HttpServer {
         }
     }
 
+    /// The hub's users were reloaded: sessions end, doors open anew.
+    pub(crate) fn users_reloaded(&self) {
+        self.gateway.users_reloaded();
+    }
+
     /// Stops accepting, gives requests in progress [`HTTP_GRACE`], then closes the rest.
     pub(crate) async fn stop(self) {
         // The server may be gone already (its error is reported then).
@@ -83,6 +88,7 @@ pub(crate) async fn start(
     address: &str,
     options: &HttpOptions,
     fallback_tls: Option<&ServerTls>,
+    logins: Option<&netsvc::Exchange>,
 ) -> anyhow::Result<HttpServer> {
     let mut config = GatewayConfig::default()
         .with_exposure(options.expose.clone())
@@ -106,7 +112,10 @@ pub(crate) async fn start(
         .http_tls_cert
         .clone()
         .zip(options.http_tls_key.clone());
-    let gateway = Gateway::new(rt.clone(), config);
+    let gateway = match logins {
+        Some(exchange) => Gateway::with_logins(rt.clone(), exchange.clone(), config),
+        None => Gateway::new(rt.clone(), config),
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     let (bound, serve) = gateway
         .clone()
@@ -115,7 +124,7 @@ pub(crate) async fn start(
         })
         .await
         .with_context(|| format!("cannot serve HTTP on {address}"))?;
-    say_where(bound, https);
+    say_where(bound, https, logins.is_some());
     Ok(HttpServer {
         gateway,
         own_tls,
@@ -124,9 +133,14 @@ pub(crate) async fn start(
     })
 }
 
-fn say_where(bound: SocketAddr, https: bool) {
+fn say_where(bound: SocketAddr, https: bool, logins: bool) {
     let scheme = if https { "https" } else { "http" };
-    if bound.ip().is_loopback() {
+    if logins {
+        status(format_args!(
+            "HTTP gateway on {scheme}://{bound}/ (each request logs in: Basic, Bearer, or the \
+             page's login)"
+        ));
+    } else if bound.ip().is_loopback() {
         status(format_args!("HTTP gateway on {scheme}://{bound}/"));
     } else {
         status(format_args!(
@@ -142,7 +156,7 @@ pub(crate) async fn run(args: GatewayArgs, signals: &mut Signals) -> anyhow::Res
     let rt = Runtime::with_config(netsvc::RuntimeConfig::default())?;
     // The port first, so that a port in use fails at once; until the link is up every
     // service is unknown (404).
-    let server = start(&rt, &args.http, &args.options, None).await?;
+    let server = start(&rt, &args.http, &args.options, None, None).await?;
     let target = Target::of(&args.connect, Wait(None));
     let exchange = client::client_exchange(&rt, &target)?;
     let conn = match client::link(rt, exchange, target, signals).await {

@@ -292,3 +292,82 @@ fn the_dashboard_shows_a_service_come_serve_and_go_without_a_reload() {
     std::fs::write(&path, png).expect("write the screenshot");
     eprintln!("dashboard screenshot: {}", path.display());
 }
+
+#[test]
+fn the_dashboard_of_a_hub_with_users_logs_in_then_goes_live() {
+    let Some((driver_program, chromium)) = browser() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = dir.path().join("users.toml");
+    std::fs::write(
+        &users,
+        format!(
+            r#"
+[users.admin]
+token = "admin-token-5150"
+[users.station]
+password_hash = "{}"
+[users.station.permissions]
+see = {{ allow = ["echo"] }}
+"#,
+            crate::security::passwd("station-pw-7781")
+        ),
+    )
+    .expect("write the users file");
+    let token = dir.path().join("admin.token");
+    std::fs::write(&token, "admin-token-5150\n").expect("write the token");
+    let users = users.to_str().expect("a UTF-8 path");
+    let (mut hub, address) = hub_with(&["--users", users, "--http", "127.0.0.1:0"]);
+    let http = hub.wait_http("http");
+    // Without a login the event stream is refused.
+    let refused = crate::gateway::request(&http, "GET", "/api/events", &[], b"");
+    assert_eq!(refused.status, 401, "{}", refused.body);
+
+    let driver = Driver::start(&driver_program);
+    let page = Page::open(&driver, &chromium, &format!("http://{http}/"));
+    let connection = "return document.getElementById('connection').textContent";
+    page.wait_for("the login form", connection, |t| t == "log in");
+    // A wrong password is named on the form.
+    page.eval(
+        "document.getElementById('login-user').value = 'station'; \
+         document.getElementById('login-password').value = 'wrong'; \
+         document.getElementById('login').requestSubmit(); return ''",
+    );
+    page.wait_for(
+        "the refusal",
+        "return document.getElementById('login-error').textContent",
+        |t| t.contains("invalid user name or password"),
+    );
+    page.eval(
+        "document.getElementById('login-password').value = 'station-pw-7781'; \
+         document.getElementById('login').requestSubmit(); return ''",
+    );
+    page.wait_for("the event stream live", connection, |t| t == "live");
+    // The session cookie is HttpOnly: the page's script never sees it.
+    assert_eq!(page.eval("return document.cookie"), json!(""));
+
+    let row = "const r = document.querySelector('#services tr[data-name=\"echo\"]'); \
+               return r ? r.className : ''";
+    let mut demo = Proc::spawn(
+        &["demo", "--connect", &address, "--token-file"]
+            .into_iter()
+            .chain([token.to_str().expect("a UTF-8 path")])
+            .collect::<Vec<_>>(),
+    );
+    demo.wait_stderr("demo ready");
+    page.wait_for("echo available", row, |t| t.contains("available"));
+    // Station may not see the demo's clock, and its links are its own door's only.
+    assert_eq!(
+        page.eval("return document.querySelectorAll('#services tr[data-name=\"clock\"]').length"),
+        json!(0)
+    );
+    page.wait_for(
+        "one link",
+        "return String(document.querySelectorAll('#links tbody tr').length)",
+        |t| t == "1",
+    );
+    // Logging out ends the session: the form again.
+    page.eval("document.getElementById('logout').click(); return ''");
+    page.wait_for("the login form again", connection, |t| t == "log in");
+}

@@ -10,14 +10,14 @@ use crate::util::*;
 
 /// A response as read off the wire.
 #[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -28,13 +28,13 @@ impl Reply {
         self.header("content-type").unwrap_or("")
     }
 
-    fn json(&self) -> Json {
+    pub(crate) fn json(&self) -> Json {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 }
 
-fn connect(address: &str) -> TcpStream {
+pub(crate) fn connect(address: &str) -> TcpStream {
     let stream = TcpStream::connect(address).expect("connect to the gateway");
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -42,7 +42,13 @@ fn connect(address: &str) -> TcpStream {
     stream
 }
 
-fn send(stream: &mut TcpStream, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) {
+pub(crate) fn send(
+    stream: &mut TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -60,7 +66,7 @@ fn send(stream: &mut TcpStream, method: &str, path: &str, headers: &[(&str, &str
 
 /// Reads one response (with a Content-Length, as every gateway reply but the event stream
 /// has) off a keep-alive connection.
-fn read_reply(reader: &mut BufReader<TcpStream>) -> Reply {
+pub(crate) fn read_reply(reader: &mut BufReader<TcpStream>) -> Reply {
     let mut line = String::new();
     reader.read_line(&mut line).expect("status line");
     let status = line
@@ -92,7 +98,7 @@ fn read_reply(reader: &mut BufReader<TcpStream>) -> Reply {
     }
 }
 
-fn request(
+pub(crate) fn request(
     address: &str,
     method: &str,
     path: &str,
@@ -104,7 +110,7 @@ fn request(
     read_reply(&mut BufReader::new(stream))
 }
 
-fn post(address: &str, path: &str, content_type: &str, body: &str) -> Reply {
+pub(crate) fn post(address: &str, path: &str, content_type: &str, body: &str) -> Reply {
     request(
         address,
         "POST",
@@ -711,13 +717,13 @@ fn services_and_registry_events() {
 }
 
 /// Reads a Server-Sent Events response (chunked) event by event.
-struct SseReader {
+pub(crate) struct SseReader {
     reader: BufReader<TcpStream>,
-    status: u16,
+    pub(crate) status: u16,
 }
 
 impl SseReader {
-    fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: TcpStream) -> Self {
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         reader.read_line(&mut line).expect("status line");
@@ -756,7 +762,7 @@ impl SseReader {
     }
 
     /// The next event's name and data (keep-alive comments skipped), within 20 s.
-    fn next(&mut self) -> (String, Json) {
+    pub(crate) fn next(&mut self) -> (String, Json) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut name = None;
         loop {

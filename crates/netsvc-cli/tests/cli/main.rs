@@ -13,6 +13,7 @@ mod exchange;
 mod gateway;
 mod gateway_slow_head;
 mod help;
+mod http_logins;
 mod info;
 mod monitor;
 mod ose;

@@ -11,6 +11,15 @@ use crate::util::*;
 /// A CA and a server certificate for 127.0.0.1 that it signs, written into `dir`: returns
 /// (ca, cert, key) paths.
 fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    certificates_and_client(dir, "client.example").0
+}
+
+/// As [`certificates`], and a client certificate for the DNS name `client` that the CA
+/// signs: ((ca, cert, key), (client cert, client key)).
+pub(crate) fn certificates_and_client(
+    dir: &Path,
+    client: &str,
+) -> ((PathBuf, PathBuf, PathBuf), (PathBuf, PathBuf)) {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
@@ -23,11 +32,19 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(&paths.0, ca.pem()).expect("write");
     std::fs::write(&paths.1, cert.pem()).expect("write");
     std::fs::write(&paths.2, key.serialize_pem()).expect("write");
-    paths
+    let client_key = KeyPair::generate().expect("key");
+    let client_cert = CertificateParams::new(vec![client.to_owned()])
+        .expect("params")
+        .signed_by(&client_key, &ca)
+        .expect("cert");
+    let client_paths = (dir.join("client.pem"), dir.join("client.key"));
+    std::fs::write(&client_paths.0, client_cert.pem()).expect("write");
+    std::fs::write(&client_paths.1, client_key.serialize_pem()).expect("write");
+    (paths, client_paths)
 }
 
 /// `netsvc passwd` on `password`: the hash it prints.
-fn passwd(password: &str) -> String {
+pub(crate) fn passwd(password: &str) -> String {
     let output = run_with_stdin(&["passwd"], format!("{password}\n").as_bytes());
     assert!(output.status.success(), "{}", stderr(&output));
     let hash = stdout(&output).trim().to_owned();
@@ -175,6 +192,16 @@ fn passwd_refuses_an_empty_password() {
 /// One HTTP/1.1 exchange over TLS trusting `ca` (or nothing at all): the whole response
 /// (the server closes after it), or the TLS error.
 fn https(address: &str, ca: Option<&Path>, request: &str) -> Result<String, String> {
+    https_as(address, ca, None, request)
+}
+
+/// As [`https`], presenting the client certificate and key `client` if given.
+pub(crate) fn https_as(
+    address: &str,
+    ca: Option<&Path>,
+    client: Option<(&Path, &Path)>,
+    request: &str,
+) -> Result<String, String> {
     use rustls::pki_types::pem::PemObject as _;
     use std::io::{Read as _, Write as _};
     let mut roots = rustls::RootCertStore::empty();
@@ -187,8 +214,16 @@ fn https(address: &str, ca: Option<&Path>, request: &str) -> Result<String, Stri
     ))
     .with_safe_default_protocol_versions()
     .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => config
+            .with_client_auth_cert(
+                vec![rustls::pki_types::CertificateDer::from_pem_file(cert).expect("cert")],
+                rustls::pki_types::PrivateKeyDer::from_pem_file(key).expect("key"),
+            )
+            .expect("a client certificate"),
+        None => config.with_no_client_auth(),
+    };
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
     let connection =
         rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("client");

@@ -8,6 +8,8 @@ const state = {
   previous: null, // the last stats snapshot and when it was taken, for rates
   source: null,
   events: 0,
+  loggedOut: undefined, // undefined: no login asked for yet (a hub without users, so far)
+  polling: false,
 };
 // For people and tests: when the page loaded, and how many events it has applied since.
 window.netsvcDashboard = { loadedAt: Date.now(), get events() { return state.events; } };
@@ -119,7 +121,92 @@ function connectEvents() {
   };
   source.addEventListener("lagged", restart);
   source.addEventListener("closed", restart);
-  source.onerror = () => setConnection("reconnecting…");
+  source.onerror = () => {
+    setConnection("reconnecting…");
+    // A network error is retried by the EventSource itself; an HTTP error (401 once the
+    // session has ended) closes it for good: see whether a login is needed.
+    if (source.readyState === EventSource.CLOSED) setTimeout(start, 1000);
+  };
+}
+
+// On a hub with users every request but the page's files logs in. The page's requests say
+// X-Netsvc-Dashboard, so that a 401 carries no Basic challenge (the browser would put up
+// its own password dialog): the form below logs in instead, and the session cookie it
+// gets (HttpOnly, never seen by this script) goes with every later request, the event
+// stream's included, which cannot carry an Authorization header.
+const DASHBOARD = { "X-Netsvc-Dashboard": "1" };
+
+function showLogin(why) {
+  if (state.source) state.source.close();
+  state.source = null;
+  state.loggedOut = true;
+  setConnection("log in");
+  document.getElementById("login").classList.remove("hidden");
+  document.getElementById("logout").classList.add("hidden");
+  document.getElementById("login-error").textContent = why || "";
+}
+
+function base64(text) {
+  let binary = "";
+  for (const b of new TextEncoder().encode(text)) binary += String.fromCharCode(b);
+  return btoa(binary);
+}
+
+async function logIn(event) {
+  event.preventDefault();
+  const value = (id) => document.getElementById(id).value;
+  const token = value("login-token");
+  const authorization = token
+    ? `Bearer ${token}`
+    : `Basic ${base64(`${value("login-user")}:${value("login-password")}`)}`;
+  let reply;
+  try {
+    reply = await fetch("/api/login", {
+      method: "POST",
+      headers: { ...DASHBOARD, Authorization: authorization },
+    });
+  } catch (_) {
+    document.getElementById("login-error").textContent = "the server is away";
+    return;
+  }
+  if (!reply.ok) {
+    let why = `refused (${reply.status})`;
+    try { why = (await reply.json()).error; } catch (_) { /* not JSON */ }
+    document.getElementById("login-error").textContent = why;
+    return;
+  }
+  for (const id of ["login-password", "login-token"]) document.getElementById(id).value = "";
+  start();
+}
+
+async function logOut() {
+  try { await fetch("/api/logout", { method: "POST", headers: DASHBOARD }); } catch (_) { /* away */ }
+  showLogin("");
+}
+
+// Starts (or restarts) the live page, unless a login is needed first.
+async function start() {
+  let reply;
+  try {
+    reply = await fetch("/api/services", { headers: DASHBOARD });
+  } catch (_) {
+    setConnection("reconnecting…");
+    setTimeout(start, 1000);
+    return;
+  }
+  if (reply.status === 401) {
+    showLogin(state.loggedOut === false ? "the session has ended; log in again" : "");
+    return;
+  }
+  const withLogins = state.loggedOut !== undefined;
+  state.loggedOut = false;
+  document.getElementById("login").classList.add("hidden");
+  document.getElementById("logout").classList.toggle("hidden", !withLogins);
+  connectEvents();
+  if (!state.polling) {
+    state.polling = true;
+    pollStats();
+  }
 }
 
 function quantile(latency, bounds, q) {
@@ -214,7 +301,12 @@ function renderStats(stats, taken) {
 
 async function pollStats() {
   try {
-    const reply = await fetch("/api/stats");
+    const reply = await fetch("/api/stats", { headers: DASHBOARD });
+    if (reply.status === 401) {
+      state.polling = false;
+      showLogin("the session has ended; log in again");
+      return;
+    }
     if (reply.status === 404) {
       // A gateway without stats: show the registry only, and stop asking.
       for (const s of document.querySelectorAll("section.stats")) s.classList.add("hidden");
@@ -227,5 +319,6 @@ async function pollStats() {
   setTimeout(pollStats, 1000);
 }
 
-connectEvents();
-pollStats();
+document.getElementById("login").addEventListener("submit", logIn);
+document.getElementById("logout").addEventListener("click", logOut);
+start();

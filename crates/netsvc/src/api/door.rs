@@ -2,11 +2,13 @@
 //! file, for components (the OSE bridge, the HTTP gateway) that must obey the same logins
 //! and permissions as every peer (`link/door.rs` says how).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::exchange::{Connector, Exchange};
 use super::runtime::Runtime;
+use crate::link::auth::{Credentials, LoginRefused, Transport};
 use crate::link::config::Retry;
 use crate::link::dial::DialAddress;
 use crate::link::door::DoorTarget;
@@ -58,7 +60,8 @@ pub struct Door {
     /// Its link lives as long as its exchange.
     _exchange: Exchange,
     connector: Connector,
-    user: Arc<str>,
+    /// `None`: anonymous.
+    user: Option<Arc<str>>,
 }
 
 impl Door {
@@ -73,9 +76,9 @@ impl Door {
         &self.connector
     }
 
-    /// The user the door acts as.
+    /// The user the door acts as; `""` for a door of [`Exchange::anonymous_door`].
     pub fn user(&self) -> &str {
-        &self.user
+        self.user.as_deref().unwrap_or_default()
     }
 }
 
@@ -88,6 +91,21 @@ impl Exchange {
     /// [`ExchangeError::NotAServer`] for a client exchange, and
     /// [`ExchangeError::InvalidConfig`] if the exchange has no users or none named `user`.
     pub fn door(&self, user: &str) -> Result<Door, ExchangeError> {
+        self.open_door(Some(user))
+    }
+
+    /// Opens a [`Door`] that acts as a peer without credentials: with the users file's
+    /// `[anonymous]` permissions (the HTTP gateway's requests that carry no login).
+    ///
+    /// # Errors
+    ///
+    /// As [`door`](Self::door), and [`ExchangeError::InvalidConfig`] if the users have no
+    /// `anonymous` permissions.
+    pub fn anonymous_door(&self) -> Result<Door, ExchangeError> {
+        self.open_door(None)
+    }
+
+    fn open_door(&self, user: Option<&str>) -> Result<Door, ExchangeError> {
         let shared = self.shared();
         if shared.role != Role::Server {
             return Err(ExchangeError::NotAServer);
@@ -97,10 +115,13 @@ impl Exchange {
                 "a door acts as one of the hub's users, and this exchange has none".to_owned(),
             ));
         };
-        if auth.current_grants(Some(user), "door").is_none() {
-            return Err(ExchangeError::InvalidConfig(format!(
-                "a door acts as one of the hub's users, and there is no user {user:?}"
-            )));
+        if auth.current_grants(user, "door").is_none() {
+            return Err(ExchangeError::InvalidConfig(match user {
+                Some(user) => {
+                    format!("a door acts as one of the hub's users, and there is no user {user:?}")
+                }
+                None => "the hub's users have no anonymous permissions".to_owned(),
+            }));
         }
         let runtime = Runtime::with_config(shared.runtime.config.clone())
             .map_err(|e| ExchangeError::InvalidConfig(e.to_string()))?;
@@ -117,7 +138,53 @@ impl Exchange {
             runtime,
             _exchange: exchange,
             connector,
-            user: user.into(),
+            user: user.map(Arc::from),
         })
+    }
+}
+
+/// How long an HTTP login may wait for a password check; past it the request is refused as
+/// busy rather than left hanging.
+const HTTP_CHECK_WITHIN: Duration = Duration::from_secs(5);
+
+impl Exchange {
+    /// Who a request of a component of this process (the HTTP gateway) logs in as, by the
+    /// hub's users file and exactly its rules for native logins: `credentials` (a password
+    /// is refused over plaintext from another machine unless `allow_plaintext_passwords`),
+    /// or a client certificate whose verified DNS names are `certificate_names`, or none
+    /// (anonymous, if the file has `[anonymous]`). Failures are throttled and counted in
+    /// [`login_stats`](Self::login_stats) with the native ones, per user name and `from`,
+    /// and answered after the same penalty. A verified password is remembered (as a keyed
+    /// hash) for a few minutes and until the next [`set_users`](Self::set_users), so that
+    /// a client sending it with every request does not cost an argon2 check each time.
+    ///
+    /// `Ok(Some(user))`, `Ok(None)` for anonymous; serve the request through
+    /// [`door`](Self::door) or [`anonymous_door`](Self::anonymous_door).
+    ///
+    /// # Errors
+    ///
+    /// [`LoginRefused`] says why; [`LoginRefused::Failed`] too if this exchange has no
+    /// users.
+    pub async fn authenticate(
+        &self,
+        credentials: Option<&Credentials>,
+        from: IpAddr,
+        tls: bool,
+        certificate_names: &[String],
+    ) -> Result<Option<String>, LoginRefused> {
+        let Some(auth) = &self.shared().security.users else {
+            return Err(LoginRefused::Failed(
+                "this hub has no users to log in as".to_owned(),
+            ));
+        };
+        let transport = Transport {
+            tls,
+            local: from.is_loopback(),
+            certificate_names: certificate_names.to_vec(),
+            ip: Some(from),
+            ..Transport::default()
+        };
+        auth.authenticate(credentials, &transport, HTTP_CHECK_WITHIN)
+            .await
     }
 }

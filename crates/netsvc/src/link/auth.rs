@@ -279,9 +279,10 @@ pub(crate) struct Transport {
     pub(crate) uid: Option<u32>,
     /// Its IP address, for slowing down repeated failures.
     pub(crate) ip: Option<IpAddr>,
-    /// On an in-process door (`door.rs`): the user it acts as. Set only by this process's
-    /// own code, never from anything a peer sends, so it logs that user in unchecked.
-    pub(crate) door_user: Option<Arc<str>>,
+    /// On an in-process door (`door.rs`): the user it acts as (`Some(None)`: anonymous).
+    /// Set only by this process's own code, never from anything a peer sends, so it logs
+    /// that user in unchecked.
+    pub(crate) door: Option<Option<Arc<str>>>,
 }
 
 /// A login that succeeded: the user (none for anonymous) and what the link may do.
@@ -338,6 +339,136 @@ pub(crate) enum Refusal {
     /// No password check could be run in time.
     #[error("the hub is too busy to check the login now; try again in a few seconds")]
     Busy,
+}
+
+/// Why [`Exchange::authenticate`](crate::Exchange::authenticate) refused a login. The
+/// text never says whether a user exists, and never quotes a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoginRefused {
+    /// No credentials, and the users file has no `[anonymous]` section.
+    #[error("credentials required")]
+    CredentialsRequired,
+    /// The credentials were checked and do not log in (answered after the penalty).
+    #[error("{0}")]
+    Failed(String),
+    /// Refused unchecked: too many failures (or checks in progress) of this user name or
+    /// address lately. The text says when to try again.
+    #[error("{0}")]
+    Throttled(String),
+    /// No password check could be run in time.
+    #[error("the hub is too busy to check the login now; try again in a few seconds")]
+    Busy,
+}
+
+impl From<Refusal> for LoginRefused {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Failed(why) => Self::Failed(why),
+            Refusal::Throttled(why) => Self::Throttled(why),
+            Refusal::Busy => Self::Busy,
+        }
+    }
+}
+
+/// The credentials a login presents, wherever they come from (a HELLO's options, an HTTP
+/// request's `Authorization`).
+#[derive(Debug, Default)]
+struct Presented<'a> {
+    token: Option<&'a str>,
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+}
+
+/// The permissions of `user` (`None`: anonymous) under `users`, with the name that stands
+/// for `$user`; refused if there is no such user, or no `[anonymous]`.
+fn permissions_of<'u>(
+    users: &'u Users,
+    user: Option<&'u str>,
+) -> Result<(&'u str, &'u Permissions), Refusal> {
+    match user {
+        Some(name) => match users.users.get(name) {
+            Some(u) => Ok((name, &u.permissions)),
+            None => Err(Refusal::Failed("unknown user".to_owned())),
+        },
+        None => match &users.anonymous {
+            Some(p) => Ok(("", p)),
+            None => Err(Refusal::Failed("credentials required".to_owned())),
+        },
+    }
+}
+
+/// Passwords verified for HTTP requests lately, so that a client sending Basic credentials
+/// with every request costs one argon2 check (~19 MiB, tens of ms) per [`VERIFIED_FOR`],
+/// not one per request. Each entry is an HMAC-SHA256, under a random key of this process,
+/// of the user name, the password and the user's stored hash: never the password itself,
+/// and a changed hash no longer matches. At most [`MAX_VERIFIED`] entries (then the
+/// expired go, and if none has, the oldest); emptied when the users are replaced.
+#[derive(Debug)]
+struct Verified {
+    /// `None` if the system gave no randomness: then nothing is cached.
+    key: Option<ring::hmac::Key>,
+    entries: Mutex<FastMap<[u8; 32], Instant>>,
+}
+
+/// Verified passwords remembered at most.
+const MAX_VERIFIED: usize = 1024;
+/// How long a verified password is remembered: the longest a password changed by hand in
+/// the users file (without a reload) would still be taken.
+const VERIFIED_FOR: Duration = Duration::from_secs(300);
+
+impl Default for Verified {
+    fn default() -> Self {
+        let key =
+            ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
+                .ok();
+        Self {
+            key,
+            entries: Mutex::new(FastMap::default()),
+        }
+    }
+}
+
+impl Verified {
+    fn key(&self, user: &str, password: &str, hash: &str) -> Option<[u8; 32]> {
+        let key = self.key.as_ref()?;
+        let mut context = ring::hmac::Context::with_key(key);
+        // Lengths first, so that no two different triples give the same input.
+        for part in [user, password, hash] {
+            context.update(&(part.len() as u64).to_le_bytes());
+            context.update(part.as_bytes());
+        }
+        context.sign().as_ref().try_into().ok()
+    }
+
+    fn contains(&self, key: &[u8; 32]) -> bool {
+        let mut entries = self.entries.lock();
+        match entries.get(key) {
+            Some(at) if at.elapsed() < VERIFIED_FOR => true,
+            Some(_) => {
+                entries.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn insert(&self, key: [u8; 32]) {
+        let mut entries = self.entries.lock();
+        if entries.len() >= MAX_VERIFIED {
+            entries.retain(|_, at| at.elapsed() < VERIFIED_FOR);
+        }
+        if entries.len() >= MAX_VERIFIED
+            && let Some(oldest) = entries.iter().min_by_key(|(_, at)| **at).map(|(k, _)| *k)
+        {
+            entries.remove(&oldest);
+        }
+        entries.insert(key, Instant::now());
+    }
+
+    fn clear(&self) {
+        self.entries.lock().clear();
+    }
 }
 
 /// Recent failures and checks in progress, of one user name at one address or of one
@@ -578,6 +709,8 @@ pub(crate) struct Authenticator {
     checkers: Arc<Checkers>,
     failed: AtomicU64,
     throttled: AtomicU64,
+    /// Passwords verified for HTTP requests lately.
+    verified: Verified,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -655,12 +788,15 @@ impl Authenticator {
             checkers: Arc::new(Checkers::default()),
             failed: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            verified: Verified::default(),
         }
     }
 
-    /// Puts new users in force for links made from now on.
+    /// Puts new users in force for links made from now on; passwords verified under the
+    /// old ones are checked again.
     pub(crate) fn replace(&self, users: Users) {
         *self.users.lock() = Arc::new(users);
+        self.verified.clear();
     }
 
     /// What the logins did so far.
@@ -780,67 +916,16 @@ impl Authenticator {
                 .options
                 .iter()
                 .find(|(k, _)| k.as_str() == key)
-                .map(|(_, v)| v.as_str().to_owned())
+                .map(|(_, v)| v.as_str())
+        };
+        let presented = Presented {
+            token: option(TOKEN_OPTION),
+            user: option(USER_OPTION),
+            password: option(PASSWORD_OPTION),
         };
         let process = hello.process.as_str();
-        let user = if let Some(name) = &transport.door_user {
-            Some(name.to_string())
-        } else if let Some(name) = users.users.iter().find_map(|(name, u)| {
-            let cert = u.certificate.as_deref()?;
-            transport
-                .certificate_names
-                .iter()
-                .any(|n| n == cert)
-                .then_some(name)
-        }) {
-            Some(name.clone())
-        } else if let Some(name) = transport.uid.and_then(|uid| {
-            users
-                .users
-                .iter()
-                .find_map(|(name, u)| (u.uid == Some(uid)).then_some(name))
-        }) {
-            Some(name.clone())
-        } else if let Some(token) = option(TOKEN_OPTION) {
-            // Every token is compared, in constant time, so that timing tells nothing.
-            let mut found = None;
-            for (name, u) in &users.users {
-                if let Some(t) = &u.token
-                    && bool::from(t.as_bytes().ct_eq(token.as_bytes()))
-                {
-                    found = Some(name.clone());
-                }
-            }
-            Some(found.ok_or_else(|| Refusal::Failed("invalid token".to_owned()))?)
-        } else if let Some(name) = option(USER_OPTION) {
-            let password = option(PASSWORD_OPTION).unwrap_or_default();
-            if !transport.tls && !transport.local && !users.allow_plaintext_passwords {
-                return Err(Refusal::Failed(
-                    "passwords are not accepted over plaintext TCP from another machine; \
-                     connect with TLS"
-                        .to_owned(),
-                ));
-            }
-            let hash = users.users.get(&name).and_then(|u| u.password_hash.clone());
-            if !self.verify(password, hash).await? {
-                return Err(Refusal::Failed(format!(
-                    "invalid user name or password (user {name:?})"
-                )));
-            }
-            Some(name)
-        } else {
-            None
-        };
-        let (name, permissions) = match &user {
-            Some(name) => match users.users.get(name) {
-                Some(u) => (name.as_str(), &u.permissions),
-                None => return Err(Refusal::Failed("unknown user".to_owned())),
-            },
-            None => match &users.anonymous {
-                Some(p) => ("", p),
-                None => return Err(Refusal::Failed("credentials required".to_owned())),
-            },
-        };
+        let user = self.identify(&users, &presented, transport, false).await?;
+        let (name, permissions) = permissions_of(&users, user.as_deref())?;
         let grants = permissions.grants(name, process).map_err(Refusal::Failed)?;
         if hello.role == Role::Server && !grants.link {
             return Err(Refusal::Failed(match &user {
@@ -852,6 +937,151 @@ impl Authenticator {
             user: user.map(Arc::from),
             grants: Arc::new(grants),
         })
+    }
+
+    /// Who presents `presented` over `transport`: a user of `users`, or `None` for no
+    /// credentials at all (anonymous, if the users allow it: [`permissions_of`] says). The
+    /// one place where credentials are checked, for native logins and HTTP requests alike.
+    /// With `cache`, a password verified within [`VERIFIED_FOR`] is not checked again
+    /// (HTTP, where every request carries it; see [`Verified`]).
+    async fn identify(
+        &self,
+        users: &Users,
+        presented: &Presented<'_>,
+        transport: &Transport,
+        cache: bool,
+    ) -> Result<Option<String>, Refusal> {
+        if let Some(door) = &transport.door {
+            return Ok(door.as_deref().map(str::to_owned));
+        }
+        if let Some(name) = users.users.iter().find_map(|(name, u)| {
+            let cert = u.certificate.as_deref()?;
+            transport
+                .certificate_names
+                .iter()
+                .any(|n| n == cert)
+                .then_some(name)
+        }) {
+            return Ok(Some(name.clone()));
+        }
+        if let Some(name) = transport.uid.and_then(|uid| {
+            users
+                .users
+                .iter()
+                .find_map(|(name, u)| (u.uid == Some(uid)).then_some(name))
+        }) {
+            return Ok(Some(name.clone()));
+        }
+        if let Some(token) = presented.token {
+            // Every token is compared, in constant time, so that timing tells nothing.
+            let mut found = None;
+            for (name, u) in &users.users {
+                if let Some(t) = &u.token
+                    && bool::from(t.as_bytes().ct_eq(token.as_bytes()))
+                {
+                    found = Some(name.clone());
+                }
+            }
+            return found
+                .map(Some)
+                .ok_or_else(|| Refusal::Failed("invalid token".to_owned()));
+        }
+        let Some(name) = presented.user else {
+            return Ok(None);
+        };
+        let password = presented.password.unwrap_or_default();
+        if !transport.tls && !transport.local && !users.allow_plaintext_passwords {
+            return Err(Refusal::Failed(
+                "passwords are not accepted over plaintext TCP from another machine; \
+                 connect with TLS"
+                    .to_owned(),
+            ));
+        }
+        let hash = users.users.get(name).and_then(|u| u.password_hash.clone());
+        let key = match (&hash, cache) {
+            (Some(hash), true) => self.verified.key(name, password, hash),
+            _ => None,
+        };
+        if key.is_some_and(|key| self.verified.contains(&key)) {
+            return Ok(Some(name.to_owned()));
+        }
+        if !self.verify(password.to_owned(), hash).await? {
+            return Err(Refusal::Failed(format!(
+                "invalid user name or password (user {name:?})"
+            )));
+        }
+        if let Some(key) = key {
+            self.verified.insert(key);
+        }
+        Ok(Some(name.to_owned()))
+    }
+
+    /// Who an HTTP request logs in as (`Exchange::authenticate`): the same checks as a
+    /// native login ([`identify`](Self::identify)), the same throttling, counted in the
+    /// same [`LoginStats`]. A request without credentials (and no certificate of a user)
+    /// is anonymous if the users allow it, else refused uncounted: a browser's first
+    /// request carries none, and that is no failed login.
+    pub(crate) async fn authenticate(
+        &self,
+        credentials: Option<&Credentials>,
+        transport: &Transport,
+        within: Duration,
+    ) -> Result<Option<String>, LoginRefused> {
+        let users = self.users.lock().clone();
+        let presented = match credentials {
+            None => Presented::default(),
+            Some(Credentials::Token(token)) => Presented {
+                token: Some(token),
+                ..Presented::default()
+            },
+            Some(Credentials::Password { user, password }) => Presented {
+                user: Some(user),
+                password: Some(password),
+                ..Presented::default()
+            },
+        };
+        if credentials.is_none() {
+            // Only a certificate or nothing: no secret to guess, nothing to throttle.
+            let user = self
+                .identify(&users, &presented, transport, true)
+                .await
+                .map_err(LoginRefused::from)?;
+            return match permissions_of(&users, user.as_deref()) {
+                Ok(_) => Ok(user),
+                Err(_) => Err(LoginRefused::CredentialsRequired),
+            };
+        }
+        let user = presented.user;
+        // As a native login's: every refusal at warn, the user name Debug-quoted (it is the
+        // client's to choose, and must not forge log lines), never a credential.
+        let address = transport
+            .ip
+            .map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+        let attempt = self.admit(transport.ip, user).map_err(|refusal| {
+            tracing::warn!(user = ?user, address = %address, "HTTP login refused: {refusal}");
+            LoginRefused::from(refusal)
+        })?;
+        let checked = tokio::time::timeout(within, async {
+            let user = self.identify(&users, &presented, transport, true).await?;
+            permissions_of(&users, user.as_deref())?;
+            Ok(user)
+        })
+        .await
+        .unwrap_or(Err(Refusal::Busy));
+        let refusal = match checked {
+            Ok(user) => return Ok(user),
+            Err(refusal) => refusal,
+        };
+        tracing::warn!(user = ?user, address = %address, "HTTP login refused: {refusal}");
+        if refusal == Refusal::Busy {
+            // Not the client's failure: nothing was checked.
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+        } else {
+            attempt.failed();
+            // As a native login: a failure is answered after the penalty.
+            tokio::time::sleep(self.penalty(transport.ip, user)).await;
+        }
+        Err(LoginRefused::from(refusal))
     }
 
     /// Checks a password against a hash on the checking threads. An unknown user is

@@ -28,14 +28,15 @@ const BUFFER: usize = 256 * 1024;
 pub(crate) struct DoorTarget {
     /// Weak: a door must not keep its hub's exchange from stopping.
     hub: Weak<ExchangeShared>,
-    user: Arc<str>,
+    /// `None`: the users file's `[anonymous]`.
+    user: Option<Arc<str>>,
 }
 
 impl DoorTarget {
-    pub(crate) fn new(hub: &Arc<ExchangeShared>, user: &str) -> Self {
+    pub(crate) fn new(hub: &Arc<ExchangeShared>, user: Option<&str>) -> Self {
         Self {
             hub: Arc::downgrade(hub),
-            user: user.into(),
+            user: user.map(Arc::from),
         }
     }
 
@@ -47,7 +48,7 @@ impl DoorTarget {
         let (door_end, hub_end) = tokio::io::duplex(BUFFER);
         let transport = Transport {
             local: true,
-            door_user: Some(self.user.clone()),
+            door: Some(self.user.clone()),
             ..Transport::default()
         };
         let endpoints = Endpoints::accepted(self.to_string(), "in-process".to_owned(), transport);
@@ -63,6 +64,9 @@ impl DoorTarget {
 
 impl std::fmt::Display for DoorTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "door:{}", self.user)
+        match &self.user {
+            Some(user) => write!(f, "door:{user}"),
+            None => f.write_str("door:[anonymous]"),
+        }
     }
 }

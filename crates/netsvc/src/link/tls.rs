@@ -231,8 +231,11 @@ impl ClientTls {
     }
 }
 
-/// The DNS names of a verified peer certificate chain's end certificate.
-pub(crate) fn certificate_names(chain: Option<&[CertificateDer<'_>]>) -> Vec<String> {
+/// The DNS names of a verified peer certificate chain's end certificate: what a user's
+/// `certificate` is compared with. Also for a component that verified the chain itself
+/// (the HTTP gateway's TLS listener) and passes the names to
+/// [`Exchange::authenticate`](crate::Exchange::authenticate).
+pub fn certificate_names(chain: Option<&[CertificateDer<'_>]>) -> Vec<String> {
     let Some(end) = chain.and_then(<[_]>::first) else {
         return Vec::new();
     };

@@ -1301,3 +1301,121 @@ async fn the_introspection_service_tells_a_user_only_what_it_may_see() {
     .unwrap();
     assert_eq!(users_seen(&links), ["other"]);
 }
+
+/// `Exchange::authenticate`, for the HTTP gateway: the native login's checks and
+/// throttling, a verified password remembered (not checked again) until a reload, and no
+/// failure counted for a request without credentials.
+#[tokio::test]
+async fn http_logins_share_the_native_checks_and_remember_verified_passwords() {
+    use netsvc::security::LoginRefused;
+    let mut users = Users::default();
+    users.users.insert(
+        "alice".into(),
+        User {
+            password_hash: Some(hash_password("alice-pw").unwrap()),
+            ..user(Permissions::default())
+        },
+    );
+    users.users.insert(
+        "bob".into(),
+        with_token("bob-token", Permissions::default()),
+    );
+    users.users.insert(
+        "station".into(),
+        User {
+            certificate: Some("station.example".into()),
+            ..user(Permissions::default())
+        },
+    );
+    let rt = Runtime::new();
+    let hub = Exchange::server(&rt)
+        .config(config())
+        .users(users.clone())
+        .build()
+        .unwrap();
+    let local: std::net::IpAddr = [127, 0, 0, 1].into();
+    let alice = Credentials::password("alice", "alice-pw");
+
+    assert_eq!(
+        hub.authenticate(Some(&alice), local, false, &[]).await,
+        Ok(Some("alice".to_owned()))
+    );
+    assert_eq!(hub.login_stats().password_checks, 1);
+    // Remembered: no second argon2 check.
+    for _ in 0..5 {
+        assert_eq!(
+            hub.authenticate(Some(&alice), local, false, &[]).await,
+            Ok(Some("alice".to_owned()))
+        );
+    }
+    assert_eq!(hub.login_stats().password_checks, 1);
+    // A wrong password is checked, refused and counted.
+    let wrong = Credentials::password("alice", "alice-PW");
+    assert!(matches!(
+        hub.authenticate(Some(&wrong), local, false, &[]).await,
+        Err(LoginRefused::Failed(_))
+    ));
+    assert_eq!(hub.login_stats().password_checks, 2);
+    assert_eq!(hub.login_stats().failed, 1);
+    // Over plaintext from another machine a password is refused, as on the native port.
+    let remote: std::net::IpAddr = [192, 0, 2, 7].into();
+    let Err(LoginRefused::Failed(why)) = hub.authenticate(Some(&alice), remote, false, &[]).await
+    else {
+        panic!("a plaintext password from afar was taken");
+    };
+    assert!(why.contains("connect with TLS"), "{why}");
+    assert_eq!(
+        hub.authenticate(Some(&alice), remote, true, &[]).await,
+        Ok(Some("alice".to_owned()))
+    );
+    // A reload forgets the verified passwords.
+    hub.set_users(users).unwrap();
+    assert_eq!(
+        hub.authenticate(Some(&alice), local, false, &[]).await,
+        Ok(Some("alice".to_owned()))
+    );
+    assert_eq!(hub.login_stats().password_checks, 3);
+    // A token; a certificate; nothing (no [anonymous]): refused, not counted as a failure.
+    assert_eq!(
+        hub.authenticate(Some(&Credentials::token("bob-token")), local, false, &[])
+            .await,
+        Ok(Some("bob".to_owned()))
+    );
+    assert_eq!(
+        hub.authenticate(None, remote, true, &["station.example".to_owned()])
+            .await,
+        Ok(Some("station".to_owned()))
+    );
+    let failed = hub.login_stats().failed;
+    assert_eq!(
+        hub.authenticate(None, remote, false, &[]).await,
+        Err(LoginRefused::CredentialsRequired)
+    );
+    assert_eq!(hub.login_stats().failed, failed);
+    assert!(hub.anonymous_door().is_err());
+}
+
+/// An anonymous door has the users file's `[anonymous]` rights.
+#[tokio::test]
+async fn an_anonymous_door_acts_with_the_anonymous_rights() {
+    let mut users = door_users("public*");
+    users.anonymous = Some(Permissions {
+        see: Some(RuleSpec::allow(["public*"])),
+        call: Some(RuleSpec::allow(["public*"])),
+        ..Permissions::default()
+    });
+    let (hub_rt, hub, _address) = secure_hub(users, None).await;
+    let _secret = echo(&hub_rt, "secret");
+    let _public = echo(&hub_rt, "public.echo");
+    let door = hub.anonymous_door().unwrap();
+    assert_eq!(door.user(), "");
+    synced(door.connector()).await;
+    let registry = door.runtime().registry();
+    assert_eq!(registry.lookup_name("public.echo").len(), 1);
+    assert!(registry.lookup_name("secret").is_empty());
+    assert!(
+        hub.authenticate(None, [127, 0, 0, 1].into(), false, &[])
+            .await
+            .is_ok_and(|user| user.is_none())
+    );
+}
