@@ -325,24 +325,9 @@ const CHECKER_IDLE: Duration = Duration::from_secs(10);
 /// threshold, and stay in the arena after it is freed.
 const MMAPPED_BLOCKS: usize = 32 * 1024;
 
-/// Why a login was refused. The text is the CLOSE reason: it never says whether a user
-/// exists, and never quotes a credential.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum Refusal {
-    /// The credentials were checked and do not log in: answered after the penalty.
-    #[error("{0}")]
-    Failed(String),
-    /// Refused unchecked, because of earlier failures (or too many checks in progress)
-    /// from the address: answered at once, since nothing was checked.
-    #[error("{0}")]
-    Throttled(String),
-    /// No password check could be run in time.
-    #[error("the hub is too busy to check the login now; try again in a few seconds")]
-    Busy,
-}
-
-/// Why [`Exchange::authenticate`](crate::Exchange::authenticate) refused a login. The
-/// text never says whether a user exists, and never quotes a credential.
+/// Why a login was refused, on a link (the text is then its CLOSE reason) or by
+/// [`Exchange::authenticate`](crate::Exchange::authenticate). The text never says whether a
+/// user exists, and never quotes a credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoginRefused {
@@ -361,16 +346,6 @@ pub enum LoginRefused {
     Busy,
 }
 
-impl From<Refusal> for LoginRefused {
-    fn from(refusal: Refusal) -> Self {
-        match refusal {
-            Refusal::Failed(why) => Self::Failed(why),
-            Refusal::Throttled(why) => Self::Throttled(why),
-            Refusal::Busy => Self::Busy,
-        }
-    }
-}
-
 /// The credentials a login presents, wherever they come from (a HELLO's options, an HTTP
 /// request's `Authorization`).
 #[derive(Debug, Default)]
@@ -385,15 +360,15 @@ struct Presented<'a> {
 fn permissions_of<'u>(
     users: &'u Users,
     user: Option<&'u str>,
-) -> Result<(&'u str, &'u Permissions), Refusal> {
+) -> Result<(&'u str, &'u Permissions), LoginRefused> {
     match user {
         Some(name) => match users.users.get(name) {
             Some(u) => Ok((name, &u.permissions)),
-            None => Err(Refusal::Failed("unknown user".to_owned())),
+            None => Err(LoginRefused::Failed("unknown user".to_owned())),
         },
         None => match &users.anonymous {
             Some(p) => Ok(("", p)),
-            None => Err(Refusal::Failed("credentials required".to_owned())),
+            None => Err(LoginRefused::CredentialsRequired),
         },
     }
 }
@@ -834,7 +809,7 @@ impl Authenticator {
     /// Admits a login of `user` from `ip` as in progress, unless the failures and the
     /// checks in progress of that user name there, or of the address, have reached their
     /// limit: then the reason says which, and when to try again.
-    fn admit(&self, ip: Option<IpAddr>, user: Option<&str>) -> Result<Attempt<'_>, Refusal> {
+    fn admit(&self, ip: Option<IpAddr>, user: Option<&str>) -> Result<Attempt<'_>, LoginRefused> {
         let Some(ip) = ip else {
             // A Unix socket: only processes of this machine, let in by the socket's mode.
             return Ok(Attempt {
@@ -872,13 +847,13 @@ impl Authenticator {
         } else if !make_room(&mut throttle.by_user, now)
             || !make_room(&mut throttle.by_address, now)
         {
-            Some(Refusal::Busy.to_string())
+            Some(LoginRefused::Busy.to_string())
         } else {
             None
         };
         if let Some(reason) = refusal {
             self.throttled.fetch_add(1, Ordering::Relaxed);
-            return Err(Refusal::Throttled(reason));
+            return Err(LoginRefused::Throttled(reason));
         }
         throttle.by_user.entry(key.clone()).or_default().in_flight += 1;
         throttle.by_address.entry(ip).or_default().in_flight += 1;
@@ -893,14 +868,14 @@ impl Authenticator {
         &self,
         hello: &Hello,
         transport: &Transport,
-    ) -> Result<Login, Refusal> {
+    ) -> Result<Login, LoginRefused> {
         let attempt = self.admit(transport.ip, claimed_user(hello))?;
         match self.check(hello, transport).await {
             Ok(login) => Ok(login),
-            Err(Refusal::Busy) => {
+            Err(LoginRefused::Busy) => {
                 // Not the peer's failure: nothing was checked.
                 self.throttled.fetch_add(1, Ordering::Relaxed);
-                Err(Refusal::Busy)
+                Err(LoginRefused::Busy)
             }
             Err(refusal) => {
                 attempt.failed();
@@ -909,7 +884,7 @@ impl Authenticator {
         }
     }
 
-    async fn check(&self, hello: &Hello, transport: &Transport) -> Result<Login, Refusal> {
+    async fn check(&self, hello: &Hello, transport: &Transport) -> Result<Login, LoginRefused> {
         let users = self.users.lock().clone();
         let option = |key: &str| {
             hello
@@ -926,9 +901,11 @@ impl Authenticator {
         let process = hello.process.as_str();
         let user = self.identify(&users, &presented, transport, false).await?;
         let (name, permissions) = permissions_of(&users, user.as_deref())?;
-        let grants = permissions.grants(name, process).map_err(Refusal::Failed)?;
+        let grants = permissions
+            .grants(name, process)
+            .map_err(LoginRefused::Failed)?;
         if hello.role == Role::Server && !grants.link {
-            return Err(Refusal::Failed(match &user {
+            return Err(LoginRefused::Failed(match &user {
                 Some(u) => format!("user {u:?} may not link as a hub"),
                 None => "an anonymous peer may not link as a hub".to_owned(),
             }));
@@ -950,7 +927,7 @@ impl Authenticator {
         presented: &Presented<'_>,
         transport: &Transport,
         cache: bool,
-    ) -> Result<Option<String>, Refusal> {
+    ) -> Result<Option<String>, LoginRefused> {
         if let Some(door) = &transport.door {
             return Ok(door.as_deref().map(str::to_owned));
         }
@@ -984,14 +961,14 @@ impl Authenticator {
             }
             return found
                 .map(Some)
-                .ok_or_else(|| Refusal::Failed("invalid token".to_owned()));
+                .ok_or_else(|| LoginRefused::Failed("invalid token".to_owned()));
         }
         let Some(name) = presented.user else {
             return Ok(None);
         };
         let password = presented.password.unwrap_or_default();
         if !transport.tls && !transport.local && !users.allow_plaintext_passwords {
-            return Err(Refusal::Failed(
+            return Err(LoginRefused::Failed(
                 "passwords are not accepted over plaintext TCP from another machine; \
                  connect with TLS"
                     .to_owned(),
@@ -1006,7 +983,7 @@ impl Authenticator {
             return Ok(Some(name.to_owned()));
         }
         if !self.verify(password.to_owned(), hash).await? {
-            return Err(Refusal::Failed(format!(
+            return Err(LoginRefused::Failed(format!(
                 "invalid user name or password (user {name:?})"
             )));
         }
@@ -1042,10 +1019,7 @@ impl Authenticator {
         };
         if credentials.is_none() {
             // Only a certificate or nothing: no secret to guess, nothing to throttle.
-            let user = self
-                .identify(&users, &presented, transport, true)
-                .await
-                .map_err(LoginRefused::from)?;
+            let user = self.identify(&users, &presented, transport, true).await?;
             return match permissions_of(&users, user.as_deref()) {
                 Ok(_) => Ok(user),
                 Err(_) => Err(LoginRefused::CredentialsRequired),
@@ -1059,7 +1033,7 @@ impl Authenticator {
             .map_or_else(|| "-".to_owned(), |ip| ip.to_string());
         let attempt = self.admit(transport.ip, user).map_err(|refusal| {
             tracing::warn!(user = ?user, address = %address, "HTTP login refused: {refusal}");
-            LoginRefused::from(refusal)
+            refusal
         })?;
         let checked = tokio::time::timeout(within, async {
             let user = self.identify(&users, &presented, transport, true).await?;
@@ -1067,13 +1041,13 @@ impl Authenticator {
             Ok(user)
         })
         .await
-        .unwrap_or(Err(Refusal::Busy));
+        .unwrap_or(Err(LoginRefused::Busy));
         let refusal = match checked {
             Ok(user) => return Ok(user),
             Err(refusal) => refusal,
         };
         tracing::warn!(user = ?user, address = %address, "HTTP login refused: {refusal}");
-        if refusal == Refusal::Busy {
+        if refusal == LoginRefused::Busy {
             // Not the client's failure: nothing was checked.
             self.throttled.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -1081,21 +1055,21 @@ impl Authenticator {
             // As a native login: a failure is answered after the penalty.
             tokio::time::sleep(self.penalty(transport.ip, user)).await;
         }
-        Err(LoginRefused::from(refusal))
+        Err(refusal)
     }
 
     /// Checks a password against a hash on the checking threads. An unknown user is
     /// checked against a dummy hash, so that it takes as long as a wrong password.
-    async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, Refusal> {
+    async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, LoginRefused> {
         let (answer, verified) = oneshot::channel();
         let job = CheckJob {
             password,
             hash,
             answer,
         };
-        self.checkers.submit(job).ok_or(Refusal::Busy)?;
+        self.checkers.submit(job).ok_or(LoginRefused::Busy)?;
         // Dropping `verified` (the login given up) tells the threads to skip the check.
-        verified.await.map_err(|_| Refusal::Busy)
+        verified.await.map_err(|_| LoginRefused::Busy)
     }
 }
 
@@ -1177,7 +1151,7 @@ mod tests {
         let auth = Authenticator::new(Users::default());
         let ip: IpAddr = [10, 0, 0, 1].into();
         fail(&auth, ip, Some("a"), 10);
-        let Err(Refusal::Throttled(why)) = auth.admit(Some(ip), Some("a")) else {
+        let Err(LoginRefused::Throttled(why)) = auth.admit(Some(ip), Some("a")) else {
             panic!("not throttled");
         };
         assert_eq!(
@@ -1191,7 +1165,7 @@ mod tests {
             fail(&auth, ip, Some(user), 9);
         }
         fail(&auth, ip, None, 2);
-        let Err(Refusal::Throttled(why)) = auth.admit(Some(ip), Some("d")) else {
+        let Err(LoginRefused::Throttled(why)) = auth.admit(Some(ip), Some("d")) else {
             panic!("not throttled");
         };
         assert!(
@@ -1209,7 +1183,7 @@ mod tests {
         let pending: Vec<_> = (0..6)
             .map(|_| auth.admit(Some(ip), Some("a")).expect("admitted"))
             .collect();
-        let Err(Refusal::Throttled(why)) = auth.admit(Some(ip), Some("a")) else {
+        let Err(LoginRefused::Throttled(why)) = auth.admit(Some(ip), Some("a")) else {
             panic!("not throttled");
         };
         assert!(why.contains("at once"), "{why}");

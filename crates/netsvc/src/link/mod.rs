@@ -37,7 +37,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use self::auth::{Login, Refusal, Transport};
+use self::auth::{Login, LoginRefused, Transport};
 use self::connector::{ConnectorStatus, LinkPhase};
 use self::error::LinkFailure;
 use self::events::{ConnectionEvent, ConnectionState};
@@ -437,7 +437,7 @@ async fn log_in(
     let transport = &endpoints.transport;
     let outcome = tokio::time::timeout_at(check_by, users.login(peer, transport))
         .await
-        .unwrap_or(Err(Refusal::Busy));
+        .unwrap_or(Err(LoginRefused::Busy));
     let refusal = match outcome {
         Ok(login) => return Ok(Some(login)),
         Err(refusal) => refusal,
@@ -450,7 +450,7 @@ async fn log_in(
         }
         None => tracing::warn!(address = %endpoints.peer, "login refused: {refusal}"),
     }
-    if let Refusal::Failed(_) = &refusal {
+    if let LoginRefused::Failed(_) | LoginRefused::CredentialsRequired = &refusal {
         let penalty = users.penalty(transport.ip, user);
         let until = (Instant::now() + penalty).min(answer_by);
         tokio::time::sleep_until(until).await;
