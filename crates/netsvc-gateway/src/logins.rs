@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -224,6 +225,8 @@ pub(crate) struct Logins {
     /// the token itself).
     sessions: Mutex<HashMap<[u8; 32], Session>>,
     random: ring::rand::SystemRandom,
+    /// Logins to a remote hub in progress (at most [`MAX_OPENING`]).
+    opening: AtomicUsize,
 }
 
 impl Logins {
@@ -233,6 +236,7 @@ impl Logins {
             doors: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             random: ring::rand::SystemRandom::new(),
+            opening: AtomicUsize::new(0),
         }
     }
 
@@ -247,6 +251,7 @@ impl Logins {
             doors: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             random,
+            opening: AtomicUsize::new(0),
         })
     }
 
@@ -357,6 +362,9 @@ impl Logins {
         key: DoorKey,
         credentials: Option<Credentials>,
     ) -> Result<Arc<Shared>, Response> {
+        if let DoorKey::Login(_) = key {
+            return self.remote_state(root, headers, key, credentials).await;
+        }
         let state = {
             let mut doors = lock(&self.doors);
             let now = Instant::now();
@@ -365,56 +373,79 @@ impl Logins {
                     *used = now;
                     state.clone()
                 }
-                // A session's link was closed (idle, or pushed out): its credentials are
-                // not kept, so the session is over.
-                None if matches!(key, DoorKey::Login(Some(_))) && credentials.is_none() => {
-                    return Err(session_over(headers));
-                }
                 None => {
-                    doors.retain(|_, (_, used)| now.duration_since(*used) < DOOR_IDLE);
-                    if doors.len() >= MAX_DOORS
-                        && let Some(oldest) = doors
-                            .iter()
-                            .min_by_key(|(_, (_, used))| *used)
-                            .map(|(k, _)| k.clone())
-                    {
-                        doors.remove(&oldest);
-                    }
-                    let door = self.open(&key, credentials).map_err(|e| {
-                        tracing::warn!(door = ?key, "HTTP: no door for the request: {e}");
-                        error(
-                            StatusCode::FORBIDDEN,
-                            "this user may not use the gateway now",
-                        )
-                    })?;
-                    let state = Arc::new(root.for_door(door));
+                    make_room(&mut doors, now);
+                    let state = Arc::new(
+                        root.for_door(
+                            self.open(&key, credentials)
+                                .map_err(|e| no_door(&key, &e))?,
+                        ),
+                    );
                     doors.insert(key.clone(), (state.clone(), now));
                     state
                 }
             }
         };
         // The first request of a user waits for its door's registry, as a client of the
-        // hub would; later ones find it synced at once. A remote hub that refuses the login
-        // ends the wait at once (the library does not retry a refused first login).
+        // hub would; later ones find it synced at once.
+        if let Some(door) = state.door()
+            && door.connector().synced_within(DOOR_READY).await.is_err()
+        {
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the gateway could not link for this user; try again",
+            ));
+        }
+        Ok(state)
+    }
+
+    /// The state of a remote hub's link for `key`: the one kept, else a new one, kept only
+    /// once the hub has taken its login and sent its registry. (So that credentials the
+    /// hub refuses never push a good link out of the table, nor are ever served.)
+    async fn remote_state(
+        &self,
+        root: &Shared,
+        headers: &HeaderMap,
+        key: DoorKey,
+        credentials: Option<Credentials>,
+    ) -> Result<Arc<Shared>, Response> {
+        if let Some((state, used)) = lock(&self.doors).get_mut(&key) {
+            *used = Instant::now();
+            return Ok(state.clone());
+        }
+        // A session's link was closed (idle, or pushed out): its credentials are not
+        // kept, so the session is over.
+        if matches!(key, DoorKey::Login(Some(_))) && credentials.is_none() {
+            return Err(session_over(headers));
+        }
+        // Each login in progress is a runtime and a connection to the hub: a bounded few.
+        let Some(_opening) = Opening::start(&self.opening) else {
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many logins in progress; try again",
+            ));
+        };
+        let state = Arc::new(
+            root.for_door(
+                self.open(&key, credentials)
+                    .map_err(|e| no_door(&key, &e))?,
+            ),
+        );
+        // A refused login ends the wait at once (the library does not retry a refused
+        // first login).
         if let Some(door) = state.door()
             && let Err(e) = door.connector().synced_within(DOOR_READY).await
         {
-            // A door that never linked serves nobody: the next request tries anew (with
-            // a wrong password, another refusal the hub counts and throttles).
-            {
-                let mut doors = lock(&self.doors);
-                if doors
-                    .get(&key)
-                    .is_some_and(|(kept, _)| Arc::ptr_eq(kept, &state))
-                {
-                    doors.remove(&key);
-                }
-            }
             return Err(match e.cause {
                 Some(LinkFailure::NotAuthorised(why)) => {
-                    // The hub's words (after the link's "peer closed: not authorised: "):
-                    // "too many ..." is its throttle.
-                    let refusal = if why.contains("too many") {
+                    // The hub's words, after the link's own: "too many ..." is its throttle.
+                    let why = why
+                        .strip_prefix("peer closed: ")
+                        .unwrap_or(&why)
+                        .strip_prefix("not authorised: ")
+                        .unwrap_or(&why)
+                        .to_owned();
+                    let refusal = if why.starts_with("too many") {
                         LoginRefused::Throttled(why)
                     } else {
                         LoginRefused::Failed(why)
@@ -423,10 +454,20 @@ impl Logins {
                 }
                 _ => error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "the gateway could not link for this user; try again",
+                    "the gateway could not link to the hub for this request; try again",
                 ),
             });
         }
+        let mut doors = lock(&self.doors);
+        let now = Instant::now();
+        // Requests with the same credentials at once each opened a link: the first kept
+        // stays, the others' go with their last request.
+        if let Some((kept, used)) = doors.get_mut(&key) {
+            *used = now;
+            return Ok(kept.clone());
+        }
+        make_room(&mut doors, now);
+        doors.insert(key, (state.clone(), now));
         Ok(state)
     }
 
@@ -568,6 +609,53 @@ impl Logins {
             ),
         );
         response
+    }
+}
+
+/// The answer when no door could be opened for `key` (a user the hub no longer has, or a
+/// runtime that could not be made).
+fn no_door(key: &DoorKey, e: &netsvc::ExchangeError) -> Response {
+    tracing::warn!(door = ?key, "HTTP: no door for the request: {e}");
+    error(
+        StatusCode::FORBIDDEN,
+        "this user may not use the gateway now",
+    )
+}
+
+/// Before a new door goes in: the idle ones go, then, at [`MAX_DOORS`], the least
+/// recently used.
+fn make_room(doors: &mut Doors, now: Instant) {
+    doors.retain(|_, (_, used)| now.duration_since(*used) < DOOR_IDLE);
+    if doors.len() >= MAX_DOORS
+        && let Some(oldest) = doors
+            .iter()
+            .min_by_key(|(_, (_, used))| *used)
+            .map(|(k, _)| k.clone())
+    {
+        doors.remove(&oldest);
+    }
+}
+
+/// Logins to a remote hub in progress at most; past it a request is answered 503.
+const MAX_OPENING: usize = 32;
+
+/// One login in progress, counted in [`Logins::opening`] until dropped.
+struct Opening<'a>(&'a AtomicUsize);
+
+impl<'a> Opening<'a> {
+    fn start(count: &'a AtomicUsize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_OPENING).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(count))
+    }
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -725,6 +813,43 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn each_credential_has_its_own_tag_and_no_other_key_makes_it() {
+        let random = ring::rand::SystemRandom::new();
+        let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &random).expect("a key");
+        let tagged = |c: Credentials| tag(&key, &c).expect("a known kind");
+        let right = tagged(Credentials::password("station", "pw"));
+        assert_eq!(right, tagged(Credentials::password("station", "pw")));
+        // A wrong password, another user, the same bytes split otherwise, a token with
+        // the same text: each another link.
+        for other in [
+            Credentials::password("station", "pw2"),
+            Credentials::password("admin", "pw"),
+            Credentials::password("stationp", "w"),
+            Credentials::token("stationpw"),
+            Credentials::token("pw"),
+        ] {
+            assert_ne!(right, tagged(other));
+        }
+        let another = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &random).expect("a key");
+        assert_ne!(
+            Some(right),
+            tag(&another, &Credentials::password("station", "pw"))
+        );
+    }
+
+    #[test]
+    fn logins_in_progress_are_bounded() {
+        let count = AtomicUsize::new(0);
+        let held: Vec<_> = (0..MAX_OPENING)
+            .map(|_| Opening::start(&count).expect("room"))
+            .collect();
+        assert!(Opening::start(&count).is_none());
+        drop(held);
+        assert_eq!(count.load(Ordering::Acquire), 0);
+        assert!(Opening::start(&count).is_some());
     }
 
     #[test]
