@@ -10,6 +10,7 @@ use crate::http_logins::{
     ADMIN_TOKEN, STATION_PASSWORD, STATION_TOKEN, basic, bearer, call, get, logins_hub,
     service_names, write_users,
 };
+use crate::security::certificates_and_client;
 use crate::util::*;
 
 /// `netsvc gateway --logins` in front of the hub at `address`, HTTP on loopback; returns
@@ -185,5 +186,46 @@ fn wrong_passwords_through_the_gateway_are_throttled_by_the_hub() {
     );
     // The token is another login: still good.
     assert_station(&http, &bearer(STATION_TOKEN));
+    gateway.assert_clean_stderr();
+}
+
+#[test]
+fn the_standalone_gateway_logs_in_to_a_tls_hub_with_its_own_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (users, token) = write_users(dir.path(), false);
+    let ((ca, cert, key), _client) = certificates_and_client(dir.path(), "client.example");
+    let [ca, cert, key] = [ca, cert, key].map(|p| p.to_str().expect("UTF-8").to_owned());
+    let (_hub, address) = hub_with(&["--tls-cert", &cert, "--tls-key", &key, "--users", &users]);
+    let as_admin = [
+        "--connect",
+        &address,
+        "--tls-ca",
+        &ca,
+        "--token-file",
+        &token,
+    ];
+    let mut demo = Proc::spawn(&[&["demo"][..], &as_admin].concat());
+    demo.wait_stderr("demo ready");
+    let mut secret =
+        Proc::spawn(&[&["serve"][..], &as_admin, &["secret", "run", "--", "cat"]].concat());
+    secret.wait_stderr("serving secret run");
+    let mut gateway = Proc::spawn(&[
+        "gateway",
+        "--logins",
+        "--connect",
+        &address,
+        "--tls-ca",
+        &ca,
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    let http = gateway.wait_http("http");
+    wait_admin_sees(&http, "secret");
+    wait_admin_sees(&http, "echo");
+    // A password crosses to the hub only because the link is TLS (the library refuses it
+    // in clear off loopback; here it is the gateway's --tls-ca that the link uses).
+    assert_station(&http, &basic("station", STATION_PASSWORD));
+    assert_station(&http, &bearer(STATION_TOKEN));
+    assert_eq!(call(&http, "echo", None).status, 401);
     gateway.assert_clean_stderr();
 }
