@@ -33,8 +33,9 @@ use serde_json::json;
 
 use crate::server::{Shared, reply};
 
-/// Doors kept at most, one per user (and one for anonymous); past it the least recently
-/// used goes (a request still using it keeps it open until it ends).
+/// Doors kept at most, one per user (and one for anonymous), or with a remote hub one per
+/// credential (and one without); past it the least recently used goes (a request still
+/// using it keeps it open until it ends).
 pub(crate) const MAX_DOORS: usize = 256;
 /// A door no request has used for this long is closed.
 pub(crate) const DOOR_IDLE: Duration = Duration::from_secs(300);
