@@ -227,8 +227,11 @@ Examples:
       http://127.0.0.1:8080/jsonrpc
   curl -sN http://127.0.0.1:8080/api/events        # the registry, then every change
 
-There is no login on the HTTP side: anyone who can reach the port may call every exposed
-service. It listens on loopback unless --http says otherwise (and then says so).";
+Without --logins there is no login on the HTTP side: anyone who can reach the port may
+call every exposed service, as the gateway's own login. It listens on loopback unless
+--http says otherwise (and then says so). With --logins each request logs in to the hub:
+  netsvc gateway --logins --connect hub:11111 --tls-ca ca.pem --http-tls-cert c.pem --http-tls-key k.pem
+  curl -s -H 'Authorization: Bearer TOKEN' https://127.0.0.1:8080/api/services";
 
 /// Settings of the HTTP gateway, for `netsvc gateway` and `netsvc exchange --http`.
 #[derive(Debug, Clone, Args)]
@@ -276,6 +279,16 @@ pub(crate) struct GatewayArgs {
     pub(crate) http: String,
     #[command(flatten)]
     pub(crate) options: HttpOptions,
+    /// Each HTTP request logs in to the hub with its own credentials (Basic, Bearer, or the
+    /// page's login), in a link of its own, and gets that user's permissions; a request
+    /// without any gets the hub's [anonymous] permissions, or 401. The gateway then has no
+    /// login of its own (--user and --token-file are not used).
+    #[arg(long)]
+    pub(crate) logins: bool,
+    /// With --logins, serve plain HTTP off loopback even though passwords then cross the
+    /// network in clear (refused otherwise: give --http-tls-cert, or use tokens).
+    #[arg(long, requires = "logins")]
+    pub(crate) http_plaintext_passwords: bool,
 }
 
 const SERVICES_EXAMPLES: &str = "\

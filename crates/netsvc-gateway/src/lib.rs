@@ -29,4 +29,6 @@ pub mod tls;
 mod withdrawals;
 
 #[cfg(feature = "server")]
+pub use logins::RemoteHub;
+#[cfg(feature = "server")]
 pub use server::{Exposure, Gateway, GatewayConfig, GatewayError, Serving};

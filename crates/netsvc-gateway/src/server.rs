@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use crate::codec::jsonrpc::{self, ServiceBody, V2Body, V2Entry};
 use crate::codec::{Fault, XmlLimits, netrpc, xmlrpc};
 use crate::limits::Limited;
-use crate::logins::{Asked, Logins, Peer, UserDoor};
+use crate::logins::{Asked, Logins, Peer, RemoteHub, UserDoor};
 use crate::tls::TlsListener;
 use crate::withdrawals::{Withdrawal, Withdrawals};
 use crate::{dashboard, introspect, reports};
@@ -174,6 +174,9 @@ pub enum GatewayError {
     /// A publisher service of the configuration could not be made.
     #[error("publisher {0:?}: {1}")]
     Publisher(String, netsvc::Error),
+    /// The system had no randomness for the logins' keys.
+    #[error("no randomness for the logins")]
+    Random,
 }
 
 /// An HTTP gateway in front of a runtime's services.
@@ -240,6 +243,28 @@ impl Gateway {
         Self {
             state: Arc::new(Shared::new(rt, config, Some(Logins::new(exchange)), None)),
         }
+    }
+
+    /// A gateway in a process of its own in front of the hub `hub`, with logins: each
+    /// request's credentials (`Authorization: Basic` or `Bearer`, or the session of
+    /// `POST /api/login`) log in a link of their own to the hub, which checks them and
+    /// applies that user's permissions to everything the request does; a request without
+    /// any gets a link without credentials (the hub's `[anonymous]` permissions, or 401).
+    /// Links are kept per credential (at most 256, idle ones closed after 5 minutes); `rt`
+    /// (the gateway's own runtime and login) serves no request.
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError::Random`] without randomness for the key that names the links.
+    pub fn with_remote_logins(
+        rt: Runtime,
+        hub: RemoteHub,
+        config: GatewayConfig,
+    ) -> Result<Self, GatewayError> {
+        let logins = Logins::remote(hub).map_err(|_| GatewayError::Random)?;
+        Ok(Self {
+            state: Arc::new(Shared::new(rt, config, Some(logins), None)),
+        })
     }
 
     /// The hub's users were reloaded: the dashboard's sessions end, and each user's door
@@ -565,7 +590,7 @@ impl Shared {
     /// that user may see and do, with this gateway's configuration.
     pub(crate) fn for_door(&self, door: UserDoor) -> Self {
         Self::new(
-            door.0.runtime().clone(),
+            door.runtime().clone(),
             self.config.clone(),
             None,
             Some(door),

@@ -233,9 +233,9 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
                 Some(path) => {
                     let https = tls.is_some() || http_options.http_tls_cert.is_some();
                     check_http_passwords(address, https, path).await?;
-                    Some(&exchange)
+                    super::gateway::Logins::InProcess(&exchange)
                 }
-                None => None,
+                None => super::gateway::Logins::None,
             };
             Some(super::gateway::start(&rt, address, &http_options, tls.as_ref(), logins).await?)
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use netsvc::Runtime;
-use netsvc_gateway::{Gateway, GatewayConfig};
+use netsvc_gateway::{Gateway, GatewayConfig, RemoteHub};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -81,6 +81,18 @@ impl HttpServer {
     }
 }
 
+/// Whom the HTTP requests log in to, if anyone.
+#[derive(Debug)]
+pub(crate) enum Logins<'a> {
+    /// Nobody: every request acts as the gateway's runtime.
+    None,
+    /// The users of the hub of this process (`netsvc exchange --users --http`).
+    InProcess(&'a netsvc::Exchange),
+    /// A hub of another process, each request in a link of its own (`netsvc gateway
+    /// --logins`).
+    Remote(RemoteHub),
+}
+
 /// Binds `address` and serves the gateway for `rt`'s services; says where on stderr. HTTPS
 /// with `--http-tls-cert`, else with `fallback_tls` (the hub's certificate) if there is one.
 pub(crate) async fn start(
@@ -88,7 +100,7 @@ pub(crate) async fn start(
     address: &str,
     options: &HttpOptions,
     fallback_tls: Option<&ServerTls>,
-    logins: Option<&netsvc::Exchange>,
+    logins: Logins<'_>,
 ) -> anyhow::Result<HttpServer> {
     let mut config = GatewayConfig::default()
         .with_exposure(options.expose.clone())
@@ -112,9 +124,11 @@ pub(crate) async fn start(
         .http_tls_cert
         .clone()
         .zip(options.http_tls_key.clone());
+    let with_logins = !matches!(logins, Logins::None);
     let gateway = match logins {
-        Some(exchange) => Gateway::with_logins(rt.clone(), exchange.clone(), config),
-        None => Gateway::new(rt.clone(), config),
+        Logins::InProcess(exchange) => Gateway::with_logins(rt.clone(), exchange.clone(), config),
+        Logins::Remote(hub) => Gateway::with_remote_logins(rt.clone(), hub, config)?,
+        Logins::None => Gateway::new(rt.clone(), config),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let (bound, serve) = gateway
@@ -124,7 +138,7 @@ pub(crate) async fn start(
         })
         .await
         .with_context(|| format!("cannot serve HTTP on {address}"))?;
-    say_where(bound, https, logins.is_some());
+    say_where(bound, https, with_logins);
     Ok(HttpServer {
         gateway,
         own_tls,
@@ -154,10 +168,13 @@ pub(crate) async fn run(args: GatewayArgs, signals: &mut Signals) -> anyhow::Res
     // SIGHUP reloads the HTTPS certificate rather than ending the process.
     signals.install_hangup()?;
     let rt = Runtime::with_config(netsvc::RuntimeConfig::default())?;
+    let target = Target::of(&args.connect, Wait(None));
+    if args.logins {
+        return run_with_logins(rt, args, target, signals).await;
+    }
     // The port first, so that a port in use fails at once; until the link is up every
     // service is unknown (404).
-    let server = start(&rt, &args.http, &args.options, None, None).await?;
-    let target = Target::of(&args.connect, Wait(None));
+    let server = start(&rt, &args.http, &args.options, None, Logins::None).await?;
     let exchange = client::client_exchange(&rt, &target)?;
     let conn = match client::link(rt, exchange, target, signals).await {
         Ok(conn) => conn,
@@ -180,4 +197,58 @@ pub(crate) async fn run(args: GatewayArgs, signals: &mut Signals) -> anyhow::Res
     drop(reporter);
     conn.close().await;
     Ok(exit::OK)
+}
+
+/// `netsvc gateway --logins`: no link of the gateway's own (it would serve nobody); each
+/// request logs in to the hub in a link of its own, with its own credentials.
+async fn run_with_logins(
+    rt: Runtime,
+    args: GatewayArgs,
+    target: Target,
+    signals: &mut Signals,
+) -> anyhow::Result<u8> {
+    let https = args.options.http_tls_cert.is_some();
+    if !https && !args.http_plaintext_passwords && !all_loopback(&args.http).await? {
+        anyhow::bail!(
+            "the HTTP gateway on {} would take passwords in clear from the network: give it \
+             HTTPS (--http-tls-cert and --http-tls-key), listen on a loopback address, or give \
+             --http-plaintext-passwords",
+            args.http
+        );
+    }
+    if target.security.user.is_some() || target.security.token_file.is_some() {
+        status("--logins: the gateway has no login of its own; --user/--token-file are not used");
+    }
+    let mut hub = RemoteHub::new(&target.address)
+        .group(&target.group)
+        .retry(target.retry)
+        .plaintext_passwords(args.http_plaintext_passwords);
+    if let Some(tls) = target.security.tls()? {
+        hub = hub.tls(tls);
+    }
+    let server = start(&rt, &args.http, &args.options, None, Logins::Remote(hub)).await?;
+    status(format_args!(
+        "gateway logs each HTTP request in to {}",
+        target.address
+    ));
+    let stop = loop {
+        match signals.recv_or_hangup().await {
+            Some(stop) => break stop,
+            None if server.own_tls.is_some() => server.reload_tls(None),
+            None => status("SIGHUP: no HTTPS certificate to reload"),
+        }
+    };
+    status(format_args!("{}: stopping the HTTP gateway", stop.name()));
+    server.stop().await;
+    rt.shutdown();
+    Ok(exit::OK)
+}
+
+/// Whether every address `address` resolves to is a loopback one.
+async fn all_loopback(address: &str) -> anyhow::Result<bool> {
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(address)
+        .await
+        .with_context(|| format!("cannot serve HTTP on {address}"))?
+        .collect();
+    Ok(resolved.iter().all(|a| a.ip().is_loopback()))
 }

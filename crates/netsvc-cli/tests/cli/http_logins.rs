@@ -14,16 +14,16 @@ use crate::gateway::{Reply, SseReader, connect, read_reply, request, send};
 use crate::security::passwd;
 use crate::util::*;
 
-const ADMIN_TOKEN: &str = "admin-token-5150";
-const STATION_TOKEN: &str = "station-token-7781";
-const STATION_PASSWORD: &str = "station-pw-7781";
+pub(crate) const ADMIN_TOKEN: &str = "admin-token-5150";
+pub(crate) const STATION_TOKEN: &str = "station-token-7781";
+pub(crate) const STATION_PASSWORD: &str = "station-pw-7781";
 
-fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &str) -> String {
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     format!("Basic {encoded}")
 }
 
-fn bearer(token: &str) -> String {
+pub(crate) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
@@ -31,7 +31,7 @@ fn bearer(token: &str) -> String {
 /// that a call of it reaches the hub, which refuses it) and the publisher `web`, not the
 /// demo's `clock`, and receive only `public.*`. With `anonymous`, peers without a login may
 /// call `echo` and see `echo` and `secret`.
-fn write_users(dir: &Path, anonymous: bool) -> (String, String) {
+pub(crate) fn write_users(dir: &Path, anonymous: bool) -> (String, String) {
     let users = dir.join("users.toml");
     let mut text = format!(
         r#"
@@ -69,7 +69,7 @@ see = { allow = ["echo", "secret"] }
 /// A hub with `users`, HTTP on loopback and a publisher service `web`; the demo (`echo`)
 /// and a service `secret`, both as admin. Returns (hub, exchange address, HTTP address, the
 /// services' processes).
-fn logins_hub(users: &str, token: &str) -> (Proc, String, String, Vec<Proc>) {
+pub(crate) fn logins_hub(users: &str, token: &str) -> (Proc, String, String, Vec<Proc>) {
     let mut hub = Proc::spawn(&[
         "exchange",
         "--listen",
@@ -111,7 +111,7 @@ fn logins_hub(users: &str, token: &str) -> (Proc, String, String, Vec<Proc>) {
     (hub, address, http, vec![demo, secret])
 }
 
-fn service_names(http: &str, authorization: &str) -> Vec<String> {
+pub(crate) fn service_names(http: &str, authorization: &str) -> Vec<String> {
     let reply = get(http, "/api/services", Some(authorization));
     assert_eq!(reply.status, 200, "{}", reply.body);
     let mut names: Vec<String> = reply
@@ -126,7 +126,7 @@ fn service_names(http: &str, authorization: &str) -> Vec<String> {
     names
 }
 
-fn get(http: &str, path: &str, authorization: Option<&str>) -> Reply {
+pub(crate) fn get(http: &str, path: &str, authorization: Option<&str>) -> Reply {
     let headers: Vec<(&str, &str)> = authorization
         .map(|a| ("Authorization", a))
         .into_iter()
@@ -135,7 +135,7 @@ fn get(http: &str, path: &str, authorization: Option<&str>) -> Reply {
 }
 
 /// Calls `service.echo("hi")` (JSON-RPC 2.0) as `authorization`.
-fn call(http: &str, service: &str, authorization: Option<&str>) -> Reply {
+pub(crate) fn call(http: &str, service: &str, authorization: Option<&str>) -> Reply {
     let mut headers = vec![("Content-Type", "application/json")];
     if let Some(a) = authorization {
         headers.push(("Authorization", a));

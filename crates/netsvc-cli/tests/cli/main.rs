@@ -11,6 +11,7 @@ mod dashboard;
 mod demo;
 mod exchange;
 mod gateway;
+mod gateway_logins;
 mod gateway_slow_head;
 mod help;
 mod http_logins;
