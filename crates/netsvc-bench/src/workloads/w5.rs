@@ -2,7 +2,8 @@
 //! the hub is killed with SIGKILL and restarted on the same port 1 s later. Per client: the
 //! time from the hub being back until it is reconnected, and until it is resynced.
 //!
-//! netsvc: each client is a `Runtime` + client `Exchange` with `Retry::backoff(50 ms, 1 s)`,
+//! netsvc: each client is a `Runtime` + client `Exchange` with the library's default
+//! reconnect policy (`Retry::default()`, as the NATS clients use async-nats's default),
 //! a service `w5-c-<n>` in group `w5`, and 5 monitors by name on the service `w5-pub`
 //! (subjects `t.0`..`t.4`, cached forever). While the hub is down the publisher caches a
 //! new version of all 5; a client is resynced once it has its `ConnectionState::Resynced`
@@ -233,7 +234,7 @@ async fn netsvc_publisher(addr: &str) -> Result<()> {
         let (rt, ex) = crate::adapters::netsvc::connect_client(
             addr,
             RuntimeConfig::default(),
-            Retry::backoff(Duration::from_millis(50), Duration::from_secs(1)),
+            Retry::default(),
             Duration::from_secs(30),
         )
         .await?;
@@ -376,10 +377,7 @@ async fn netsvc_client(
     let rt = Runtime::with_config(RuntimeConfig::default())?;
     let ex = Exchange::client(&rt).build()?;
     let mut links = ex.watch_connections();
-    ex.connect(
-        addr,
-        Retry::backoff(Duration::from_millis(50), Duration::from_secs(1)),
-    )?;
+    ex.connect(addr, Retry::default())?;
     let service = rt
         .service(&format!("w5-c-{index}"))
         .join_group(GROUP)
