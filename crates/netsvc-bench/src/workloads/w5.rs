@@ -16,7 +16,13 @@
 //! published after the kill has reached all 5 subscriptions. Core NATS keeps no values, so
 //! losses are the messages of the outage that never arrived.
 //!
-//! The clients run as tasks in 4 processes on CPU 1.
+//! The clients run as tasks in processes on CPU 1: 4, or one per 500 clients beyond 2,000, so
+//! that no process's single thread carries more than 500 links' registry floods. Each
+//! process starts its clients in waves of 100, a wave once the one before it is set up (or
+//! has had 10 s): a few thousand clients connecting at once, each told of every service and
+//! telling every other, is a storm of its own that the measure is not about. Before the
+//! kill, the hub's registry must hold every client that was set up (netsvc), so that the
+//! storm starts from a settled hub.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -44,14 +50,24 @@ use crate::stats::percentile;
 
 /// Subscriptions per client.
 const SUBSCRIPTIONS: usize = 5;
-/// Client processes.
-const PROCESSES: usize = 4;
+/// Client processes, for `clients` clients.
+fn processes(clients: usize) -> usize {
+    clients.div_ceil(500).max(4)
+}
+/// Clients a process starts at once (see the module's comment).
+const WAVE: usize = 100;
+/// How long a wave may take to be set up before the next one starts anyway.
+const WAVE_PATIENCE: Duration = Duration::from_secs(10);
+/// How long the hub's registry gets to hold every set-up client before the kill.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The publisher service (netsvc).
 const PUBLISHER: &str = "w5-pub";
 /// The group every client's service joins (netsvc).
 const GROUP: &str = "w5";
 /// How long the clients of one process get to connect, subscribe and receive their values.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the orchestrator waits for a client process's READY: its setup and a margin.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// `role w5-clients` arguments.
 #[derive(Debug, Clone, Args)]
@@ -122,14 +138,37 @@ pub(crate) async fn run(env: &Env, system: System, clients: usize) -> Result<Run
     publisher.expect("READY", Duration::from_secs(30)).await?;
     publisher.send("GO").await?;
 
-    let mut procs = super::spawn_clients(env, system, "w5-clients", &target, clients, PROCESSES)?;
+    let mut procs = super::spawn_clients(
+        env,
+        system,
+        "w5-clients",
+        &target,
+        clients,
+        processes(clients),
+    )?;
     let mut set_up = 0;
     for p in &mut procs {
-        let n: usize = p.expect("READY", Duration::from_secs(180)).await?.parse()?;
+        let n: usize = p.expect("READY", READY_TIMEOUT).await?.parse()?;
         set_up += n;
     }
     let registry_before = if system == System::Netsvc {
-        Some(hub_registry(hub.proc()?).await?)
+        // A client is set up when it has its values, which its link can deliver before
+        // the hub has (or after it has lost) the client's own service: wait until the hub
+        // holds them all, or say how many it holds.
+        let settle_by = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let registry = hub_registry(hub.proc()?).await?;
+            if registry.services >= set_up || tokio::time::Instant::now() >= settle_by {
+                if registry.services < set_up {
+                    eprintln!(
+                        "!! {system} W5: the hub holds {} of the {set_up} set-up clients' services after {SETTLE_TIMEOUT:?}",
+                        registry.services
+                    );
+                }
+                break Some(registry);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     } else {
         None
     };
@@ -299,9 +338,19 @@ pub(crate) async fn clients_role(args: ClientsArgs) -> Result<()> {
         done: done_count.clone(),
         kill_ns: kill_ns.clone(),
     };
+    let started = tokio::time::Instant::now();
     let clients = (args.first..args.first + args.count).map(|i| {
         let (addr, end, counters) = (&args.target.addr, end_rx.clone(), counters.clone());
+        let wave = (i - args.first) / WAVE;
+        let ready = ready_count.clone();
         async move {
+            // This client's wave starts once every earlier wave is set up, or after its
+            // share of patience (a wave that cannot be set up does not stop the others).
+            let patience = WAVE_PATIENCE.saturating_mul(u32::try_from(wave).unwrap_or(u32::MAX));
+            let give_up = started + patience.min(SETUP_TIMEOUT);
+            while ready.get() < wave * WAVE && tokio::time::Instant::now() < give_up {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             let outcome = match args.target.system {
                 System::Netsvc => netsvc_client(i, addr, end, counters).await,
                 System::Nats => nats_client(addr, end, counters).await,
@@ -541,4 +590,20 @@ async fn nats_client(
         }
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Up to 2,000 clients keep the 4 processes of the published runs; beyond, no process
+    /// carries more than 500.
+    #[test]
+    fn client_processes() {
+        assert_eq!(processes(200), 4);
+        assert_eq!(processes(1_000), 4);
+        assert_eq!(processes(2_000), 4);
+        assert_eq!(processes(2_001), 5);
+        assert_eq!(processes(4_000), 8);
+    }
 }
