@@ -75,6 +75,10 @@ build_secs=$(( $(date +%s) - build_start ))
 BIN=target/release/netsvc-bench
 
 # --- run -----------------------------------------------------------------------------------
+# W5 and the memory workload hold a descriptor per client in the hub and in the client
+# processes, which inherit this limit: raise the soft limit as far as the hard one allows
+# (the tool checks it, and forbids itself the unsafe code a setrlimit would need).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 PIN="taskset -c 1"
 if ! taskset -c 1 true 2>/dev/null; then
     PIN=""

@@ -122,6 +122,19 @@ pub(crate) async fn run(env: &Env, system: System, clients: usize) -> Result<Run
     if !matches!(system, System::Netsvc | System::Nats) {
         bail!("W5 runs netsvc and NATS only");
     }
+    // The hub holds a descriptor per client, and inherits this process's limit: a run
+    // that would hit it fails late and obscurely (accept errors, clients never set up).
+    // The workspace forbids unsafe code, so the limit is raised by whoever starts the tool
+    // (`bench/run.sh` raises the soft limit to the hard one), and checked here.
+    let needed = clients + FD_MARGIN;
+    if let Some(limit) = open_files_limit()
+        && limit < needed
+    {
+        bail!(
+            "W5 with {clients} clients needs about {needed} open files in the hub, and the \
+             limit is {limit}: raise it first (`ulimit -n {needed}`, up to `ulimit -Hn`)"
+        );
+    }
     let options = HubOptions {
         jetstream: false,
         addr: Some(crate::harness::free_addr()?),
@@ -257,6 +270,25 @@ async fn hub_registry(hub: &mut crate::proc::Proc) -> Result<Registry> {
     Ok(serde_json::from_str(
         &hub.expect("COUNT", Duration::from_secs(10)).await?,
     )?)
+}
+
+/// Descriptors beyond one per client: the hub's listener, runtime and log, with room.
+const FD_MARGIN: usize = 256;
+
+/// This process's soft limit of open files (`Max open files` in `/proc/self/limits`), if
+/// it can be read and is not unlimited.
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_files_limit(&limits)
+}
+
+fn parse_open_files_limit(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `role w5-pub`.
@@ -605,5 +637,17 @@ mod tests {
         assert_eq!(processes(2_000), 4);
         assert_eq!(processes(2_001), 5);
         assert_eq!(processes(4_000), 8);
+    }
+
+    #[test]
+    fn the_open_files_limit_is_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             95000                95000                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_open_files_limit(limits), Some(1024));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(parse_open_files_limit(unlimited), None);
+        assert_eq!(parse_open_files_limit(""), None);
     }
 }
