@@ -2,7 +2,8 @@
 //! the hub is killed with SIGKILL and restarted on the same port 1 s later. Per client: the
 //! time from the hub being back until it is reconnected, and until it is resynced.
 //!
-//! netsvc: each client is a `Runtime` + client `Exchange` with `Retry::backoff(50 ms, 1 s)`,
+//! netsvc: each client is a `Runtime` + client `Exchange` with the library's default
+//! reconnect policy (`Retry::default()`, as the NATS clients use async-nats's default),
 //! a service `w5-c-<n>` in group `w5`, and 5 monitors by name on the service `w5-pub`
 //! (subjects `t.0`..`t.4`, cached forever). While the hub is down the publisher caches a
 //! new version of all 5; a client is resynced once it has its `ConnectionState::Resynced`
@@ -15,7 +16,13 @@
 //! published after the kill has reached all 5 subscriptions. Core NATS keeps no values, so
 //! losses are the messages of the outage that never arrived.
 //!
-//! The clients run as tasks in 4 processes on CPU 1.
+//! The clients run as tasks in processes on CPU 1: 4, or one per 500 clients beyond 2,000, so
+//! that no process's single thread carries more than 500 links' registry floods. Each
+//! process starts its clients in waves of 100, a wave once the one before it is set up (or
+//! has had 10 s): a few thousand clients connecting at once, each told of every service and
+//! telling every other, is a storm of its own that the measure is not about. Before the
+//! kill, the hub's registry must hold every client that was set up (netsvc), so that the
+//! storm starts from a settled hub.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -43,14 +50,24 @@ use crate::stats::percentile;
 
 /// Subscriptions per client.
 const SUBSCRIPTIONS: usize = 5;
-/// Client processes.
-const PROCESSES: usize = 4;
+/// Client processes, for `clients` clients.
+fn processes(clients: usize) -> usize {
+    clients.div_ceil(500).max(4)
+}
+/// Clients a process starts at once (see the module's comment).
+const WAVE: usize = 100;
+/// How long a wave may take to be set up before the next one starts anyway.
+const WAVE_PATIENCE: Duration = Duration::from_secs(10);
+/// How long the hub's registry gets to hold every set-up client before the kill.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The publisher service (netsvc).
 const PUBLISHER: &str = "w5-pub";
 /// The group every client's service joins (netsvc).
 const GROUP: &str = "w5";
 /// How long the clients of one process get to connect, subscribe and receive their values.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the orchestrator waits for a client process's READY: its setup and a margin.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// `role w5-clients` arguments.
 #[derive(Debug, Clone, Args)]
@@ -105,6 +122,19 @@ pub(crate) async fn run(env: &Env, system: System, clients: usize) -> Result<Run
     if !matches!(system, System::Netsvc | System::Nats) {
         bail!("W5 runs netsvc and NATS only");
     }
+    // The hub holds a descriptor per client, and inherits this process's limit: a run
+    // that would hit it fails late and obscurely (accept errors, clients never set up).
+    // The workspace forbids unsafe code, so the limit is raised by whoever starts the tool
+    // (`bench/run.sh` raises the soft limit to the hard one), and checked here.
+    let needed = clients + FD_MARGIN;
+    if let Some(limit) = open_files_limit()
+        && limit < needed
+    {
+        bail!(
+            "W5 with {clients} clients needs about {needed} open files in the hub, and the \
+             limit is {limit}: raise it first (`ulimit -n {needed}`, up to `ulimit -Hn`)"
+        );
+    }
     let options = HubOptions {
         jetstream: false,
         addr: Some(crate::harness::free_addr()?),
@@ -121,14 +151,37 @@ pub(crate) async fn run(env: &Env, system: System, clients: usize) -> Result<Run
     publisher.expect("READY", Duration::from_secs(30)).await?;
     publisher.send("GO").await?;
 
-    let mut procs = super::spawn_clients(env, system, "w5-clients", &target, clients, PROCESSES)?;
+    let mut procs = super::spawn_clients(
+        env,
+        system,
+        "w5-clients",
+        &target,
+        clients,
+        processes(clients),
+    )?;
     let mut set_up = 0;
     for p in &mut procs {
-        let n: usize = p.expect("READY", Duration::from_secs(180)).await?.parse()?;
+        let n: usize = p.expect("READY", READY_TIMEOUT).await?.parse()?;
         set_up += n;
     }
     let registry_before = if system == System::Netsvc {
-        Some(hub_registry(hub.proc()?).await?)
+        // A client is set up when it has its values, which its link can deliver before
+        // the hub has (or after it has lost) the client's own service: wait until the hub
+        // holds them all, or say how many it holds.
+        let settle_by = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let registry = hub_registry(hub.proc()?).await?;
+            if registry.services >= set_up || tokio::time::Instant::now() >= settle_by {
+                if registry.services < set_up {
+                    eprintln!(
+                        "!! {system} W5: the hub holds {} of the {set_up} set-up clients' services after {SETTLE_TIMEOUT:?}",
+                        registry.services
+                    );
+                }
+                break Some(registry);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     } else {
         None
     };
@@ -219,6 +272,25 @@ async fn hub_registry(hub: &mut crate::proc::Proc) -> Result<Registry> {
     )?)
 }
 
+/// Descriptors beyond one per client: the hub's listener, runtime and log, with room.
+const FD_MARGIN: usize = 256;
+
+/// This process's soft limit of open files (`Max open files` in `/proc/self/limits`), if
+/// it can be read and is not unlimited.
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_files_limit(&limits)
+}
+
+fn parse_open_files_limit(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// `role w5-pub`.
 pub(crate) async fn pub_role(target: Target) -> Result<()> {
     match target.system {
@@ -233,7 +305,7 @@ async fn netsvc_publisher(addr: &str) -> Result<()> {
         let (rt, ex) = crate::adapters::netsvc::connect_client(
             addr,
             RuntimeConfig::default(),
-            Retry::backoff(Duration::from_millis(50), Duration::from_secs(1)),
+            Retry::default(),
             Duration::from_secs(30),
         )
         .await?;
@@ -298,9 +370,19 @@ pub(crate) async fn clients_role(args: ClientsArgs) -> Result<()> {
         done: done_count.clone(),
         kill_ns: kill_ns.clone(),
     };
+    let started = tokio::time::Instant::now();
     let clients = (args.first..args.first + args.count).map(|i| {
         let (addr, end, counters) = (&args.target.addr, end_rx.clone(), counters.clone());
+        let wave = (i - args.first) / WAVE;
+        let ready = ready_count.clone();
         async move {
+            // This client's wave starts once every earlier wave is set up, or after its
+            // share of patience (a wave that cannot be set up does not stop the others).
+            let patience = WAVE_PATIENCE.saturating_mul(u32::try_from(wave).unwrap_or(u32::MAX));
+            let give_up = started + patience.min(SETUP_TIMEOUT);
+            while ready.get() < wave * WAVE && tokio::time::Instant::now() < give_up {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             let outcome = match args.target.system {
                 System::Netsvc => netsvc_client(i, addr, end, counters).await,
                 System::Nats => nats_client(addr, end, counters).await,
@@ -376,10 +458,7 @@ async fn netsvc_client(
     let rt = Runtime::with_config(RuntimeConfig::default())?;
     let ex = Exchange::client(&rt).build()?;
     let mut links = ex.watch_connections();
-    ex.connect(
-        addr,
-        Retry::backoff(Duration::from_millis(50), Duration::from_secs(1)),
-    )?;
+    ex.connect(addr, Retry::default())?;
     let service = rt
         .service(&format!("w5-c-{index}"))
         .join_group(GROUP)
@@ -543,4 +622,32 @@ async fn nats_client(
         }
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Up to 2,000 clients keep the 4 processes of the published runs; beyond, no process
+    /// carries more than 500.
+    #[test]
+    fn client_processes() {
+        assert_eq!(processes(200), 4);
+        assert_eq!(processes(1_000), 4);
+        assert_eq!(processes(2_000), 4);
+        assert_eq!(processes(2_001), 5);
+        assert_eq!(processes(4_000), 8);
+    }
+
+    #[test]
+    fn the_open_files_limit_is_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             95000                95000                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_open_files_limit(limits), Some(1024));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(parse_open_files_limit(unlimited), None);
+        assert_eq!(parse_open_files_limit(""), None);
+    }
 }

@@ -265,10 +265,12 @@ pub(crate) async fn connect_loop(
         let delay = if login_refused {
             let backoff = LOGIN_RETRY_MIN.saturating_mul(1 << login_refusals.min(6));
             login_refusals = login_refusals.saturating_add(1);
-            retry.delay(failures).max(backoff.min(LOGIN_RETRY_MAX))
+            retry
+                .next_delay(failures, linked_once)
+                .max(backoff.min(LOGIN_RETRY_MAX))
         } else {
             login_refusals = 0;
-            retry.delay(failures)
+            retry.next_delay(failures, linked_once)
         };
         failures = failures.saturating_add(1);
         tokio::select! {

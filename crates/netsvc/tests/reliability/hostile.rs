@@ -334,6 +334,34 @@ async fn a_handshake_that_never_completes_times_out() {
     scene.unharmed().await;
 }
 
+/// A reconnection storm mixes fast and slow peers: the hub handshakes each connection in a
+/// task of its own, so peers that connect and never finish their handshake (64 silent ones
+/// and one that sent half a HELLO, each held for a 30 s handshake timeout) do not delay a
+/// client's handshake, which completes while they are all still waiting (within the 10 s
+/// deadline of `eventually`, well before theirs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_that_never_complete_do_not_hold_the_others() {
+    capture_logs();
+    let long = config().with_handshake_timeout(Duration::from_secs(30));
+    let (_hub_rt, hub, address) = hub_with(long, RuntimeConfig::default()).await;
+    let mut silent = Vec::new();
+    for _ in 0..64 {
+        silent.push(RawPeer::connect(address).await);
+    }
+    let mut half = RawPeer::connect(address).await;
+    let mut hello_bytes = BytesMut::new();
+    wire::encode(&Frame::Hello(hello("g", "half:1")), &mut hello_bytes);
+    half.send(&hello_bytes[..hello_bytes.len() / 2]).await;
+    let (good_rt, _good_ex) = client(address);
+    let good = good_rt.process_identity().to_owned();
+    eventually("the client linked past the stalled handshakes", || {
+        linked_peers(&hub) == [good.clone()]
+    })
+    .await;
+    // Held open until the client has linked.
+    drop((silent, half));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_claiming_another_identity_is_refused_and_the_real_one_keeps_its_link() {
     let scene = Scene::new().await;
