@@ -88,7 +88,7 @@ async fn run(command: cli::Command) -> u8 {
         cli::Command::Serve(args) => cmd::serve::run(args, &mut signals).await,
         cli::Command::Demo(args) => cmd::demo::run(args, &mut signals).await,
         cli::Command::Gateway(args) => cmd::gateway::run(args, &mut signals).await,
-        cli::Command::Passwd => cmd::passwd::run(),
+        cli::Command::Passwd => cmd::passwd::run(&mut signals).await,
     };
     match result {
         Ok(code) => code,

@@ -444,3 +444,68 @@ fn serve_and_publish_under_a_name_the_user_may_not_provide_say_so_and_fail() {
     let mut ok = Proc::spawn(&allowed);
     ok.wait_stderr("serving alice.echo run");
 }
+
+/// Runs `netsvc passwd` on a pseudo-terminal (Python's `pty`, a real terminal as far as the
+/// command can tell), types `first` and `second` at its prompts, and returns (exit status,
+/// everything the terminal showed).
+fn passwd_on_a_terminal(first: &str, second: &str) -> (i32, String) {
+    const SCRIPT: &str = r#"
+import os, pty, select, sys, time
+binary, first, second = sys.argv[1], sys.argv[2].encode(), sys.argv[3].encode()
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(binary, [binary, "passwd"])
+seen = b""
+def read(until=None, limit=15.0):
+    global seen
+    end = time.time() + limit
+    while time.time() < end and (until is None or until not in seen):
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            seen += chunk
+read(b"Password: ")
+os.write(fd, first + b"\n")
+read(b"Again: ")
+os.write(fd, second + b"\n")
+read(limit=15.0)
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(seen.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let output = std::process::Command::new("python3")
+        .args(["-c", SCRIPT, BIN, first, second])
+        .output()
+        .expect("python3");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn passwd_on_a_terminal_asks_twice_and_shows_nothing_typed() {
+    let (code, shown) = passwd_on_a_terminal("s3cret-pw-5150", "s3cret-pw-5150");
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        shown.contains("Password: ") && shown.contains("Again: "),
+        "{shown}"
+    );
+    assert!(shown.contains("$argon2id$"), "{shown}");
+    assert!(
+        !shown.contains("s3cret-pw"),
+        "the password was echoed: {shown}"
+    );
+
+    let (code, shown) = passwd_on_a_terminal("s3cret-pw-5150", "s3cret-pw-5151");
+    assert_eq!(code, 2, "{shown}");
+    assert!(
+        shown.contains("differ") && !shown.contains("$argon2id$"),
+        "{shown}"
+    );
+}
