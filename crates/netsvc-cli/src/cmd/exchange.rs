@@ -198,8 +198,8 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
             path.display()
         ));
     }
-    // With users, the OSE peers and the HTTP clients act as a user of the users file,
-    // through a door: a runtime of their own, linked to the hub like any logged-in peer.
+    // With users, the OSE peers act as a user of the users file, through a door: a runtime
+    // of their own, linked to the hub like any logged-in peer.
     let ose_door = open_door(&exchange, ose_door, "the OSE peers").await?;
     // Kept for as long as the hub runs: dropping them stops accepting and joining; the OSE
     // connections already up end with the process.
