@@ -384,3 +384,35 @@ pub(crate) fn describe_client_error(error: &std::io::Error) -> String {
         format!("TLS handshake failed: {text}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A certificate for localhost and its key, in PEM.
+    fn certificate() -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_named_in_words() {
+        let (cert, _) = certificate();
+        let (_, other_key) = certificate();
+        let error = ServerTls::from_pem(cert.as_bytes(), other_key.as_bytes())
+            .expect_err("the key is not the certificate's");
+        assert_eq!(error.kind(), TlsErrorKind::KeyMismatch);
+        let text = error.to_string();
+        assert!(text.contains("not this certificate's key"), "{text}");
+        assert!(
+            !text.contains("KeyMismatch") && !text.contains("peer"),
+            "{text}"
+        );
+        let (cert, key) = certificate();
+        assert!(ServerTls::from_pem(cert.as_bytes(), key.as_bytes()).is_ok());
+    }
+}
