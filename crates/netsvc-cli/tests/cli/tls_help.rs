@@ -286,3 +286,32 @@ fn netsvc_cert_refuses_to_overwrite_a_file_it_did_not_make() {
     assert!(forced.status.success(), "{}", stderr(&forced));
     hub_and_client_link(dir.path(), "localhost");
 }
+
+#[test]
+fn the_gateway_checks_its_own_https_certificate_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    rcgen_certificate(dir.path(), |params| {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 3, 4);
+    });
+    let (cert, key) = (dir.path().join("hub.pem"), dir.path().join("hub.key"));
+    let hub = format!("127.0.0.1:{}", closed_port());
+    let output = run(&[
+        "gateway",
+        "--http",
+        "127.0.0.1:0",
+        "--http-tls-cert",
+        cert.to_str().unwrap_or_default(),
+        "--http-tls-key",
+        key.to_str().unwrap_or_default(),
+        "--connect",
+        &hub,
+    ]);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("hub.pem") && text.contains("expired on 2021-03-04"),
+        "{text}"
+    );
+    assert!(!text.contains("HTTP gateway on"), "{text}");
+}
