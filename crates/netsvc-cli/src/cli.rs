@@ -83,6 +83,31 @@ pub(crate) enum Command {
     /// Print the argon2 hash of a password read from stdin, for a users file.
     #[command(after_help = PASSWD_EXAMPLES)]
     Passwd,
+    /// Make a development CA and a hub certificate for the given names (as mkcert does):
+    /// ca.pem and ca.key once, reused on later runs, then NAME.pem and NAME.key.
+    #[command(after_help = CERT_EXAMPLES)]
+    Cert(CertArgs),
+}
+
+const CERT_EXAMPLES: &str = "\
+Examples:
+  netsvc cert --out certs localhost 127.0.0.1      # a hub on this machine
+  netsvc cert --out certs hub.example 10.0.0.5     # another certificate, same CA
+Clients trust certs/ca.pem (--tls-ca); keep certs/ca.key secret. For development only:
+production certificates come from your CA (docs/SECURITY.md, *A certificate that works*).";
+
+/// `netsvc cert`'s arguments.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CertArgs {
+    /// The directory of the CA and the certificates (made if missing).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub(crate) out: PathBuf,
+    /// Replace NAME.pem and NAME.key even if this command did not make them.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// The DNS names and IP addresses the certificate covers; the first names its files.
+    #[arg(value_name = "NAME", required = true)]
+    pub(crate) names: Vec<String>,
 }
 
 const PASSWD_EXAMPLES: &str = "\

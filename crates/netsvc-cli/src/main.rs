@@ -89,6 +89,7 @@ async fn run(command: cli::Command) -> u8 {
         cli::Command::Demo(args) => cmd::demo::run(args, &mut signals).await,
         cli::Command::Gateway(args) => cmd::gateway::run(args, &mut signals).await,
         cli::Command::Passwd => cmd::passwd::run(&mut signals).await,
+        cli::Command::Cert(args) => cmd::cert::run(&args),
     };
     match result {
         Ok(code) => code,

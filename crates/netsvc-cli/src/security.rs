@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use netsvc::security::{ClientTls, Credentials, ServerTls, Users};
+use netsvc::security::{ClientTls, Credentials, ServerTls, TlsErrorKind, Users};
 
 /// How a client command (or a hub's `--connect`) proves who it is and checks the server.
 #[derive(Debug, Clone, Default, Args)]
@@ -102,18 +102,129 @@ fn first_line(path: &Path) -> anyhow::Result<String> {
     Ok(line)
 }
 
-/// The hub's TLS certificate and key, and the CA of client certificates.
+/// Where a certificate that works comes from, after words about one that does not.
+const MAKE_ONE: &str = "make one with `netsvc cert --out DIR NAME...` or see docs/SECURITY.md, \
+                        *A certificate that works*";
+
+/// A certificate that expires sooner than this is worth a warning at every start.
+const EXPIRY_WARNING_DAYS: i64 = 14;
+
+/// The hub's TLS certificate and key, and the CA of client certificates. The certificate
+/// is checked as clients will check it (names, validity), so that a hub does not start
+/// with one that every client refuses without saying so.
 pub(crate) fn server_tls(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
     require_client_cert: bool,
 ) -> anyhow::Result<ServerTls> {
-    let tls = ServerTls::from_pem_files(cert, key)?;
+    let tls = ServerTls::from_pem_files(cert, key).map_err(|e| match e.kind() {
+        TlsErrorKind::CertificateVersion1 => anyhow::anyhow!("{e}; or run `netsvc cert`"),
+        _ => anyhow::Error::new(e),
+    })?;
+    check_own_certificate(cert, unix_now())?;
     Ok(match client_ca {
         Some(ca) => tls.with_client_ca_file(ca, require_client_cert)?,
         None => tls,
     })
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A certificate time as people read it, in UTC: `2027-01-06 19:40 UTC`.
+fn date(time: &x509_parser::time::ASN1Time) -> String {
+    let t = time.to_datetime();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+/// The hub's own certificate (the first in `path`, which the TLS library has accepted),
+/// checked at `now` (UNIX seconds): refuses one that has expired or is not valid yet, warns
+/// of one that expires soon or names no host, and says which names it covers.
+fn check_own_certificate(path: &Path, now: i64) -> anyhow::Result<()> {
+    let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // rustls has read this file already; a certificate x509-parser cannot read is not worth
+    // refusing for (rustls decides what clients get), only the checks are skipped.
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(&pem) else {
+        return Ok(());
+    };
+    let Ok(cert) = pem.parse_x509() else {
+        return Ok(());
+    };
+    let validity = cert.validity();
+    let (from, until) = (date(&validity.not_before), date(&validity.not_after));
+    if validity.not_after.timestamp() < now {
+        bail!(
+            "{}: the certificate expired on {until} (it was valid from {from}); {MAKE_ONE}",
+            path.display()
+        );
+    }
+    if validity.not_before.timestamp() > now {
+        bail!(
+            "{}: the certificate is not valid yet: valid from {from} until {until}; check \
+             this machine's clock, or {MAKE_ONE}",
+            path.display()
+        );
+    }
+    let days_left = (validity.not_after.timestamp() - now) / 86_400;
+    if days_left < EXPIRY_WARNING_DAYS {
+        // Not a status line: `-q` does not hide what will stop every client soon.
+        eprintln!(
+            "warning: {}: the certificate expires on {until}, in {days_left} days: renew it",
+            path.display()
+        );
+    }
+    let names = certificate_hosts(&cert);
+    if names.is_empty() {
+        eprintln!(
+            "warning: {}: the certificate names no host (no subjectAltName DNS or IP \
+             entry): every client will refuse it; {MAKE_ONE}",
+            path.display()
+        );
+    } else {
+        crate::output::status(format_args!(
+            "TLS certificate for {}, valid until {until} ({})",
+            names.join(", "),
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The DNS names and IP addresses of a certificate's subjectAltName: what clients match the
+/// host they connect to against (the subject's common name counts for none of them).
+fn certificate_hosts(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+            GeneralName::IPAddress(ip) => match ip.len() {
+                4 => <[u8; 4]>::try_from(*ip)
+                    .ok()
+                    .map(|a| std::net::IpAddr::from(a).to_string()),
+                16 => <[u8; 16]>::try_from(*ip)
+                    .ok()
+                    .map(|a| std::net::IpAddr::from(a).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// Reads and checks a users file (TOML; the format is docs/SECURITY.md's).

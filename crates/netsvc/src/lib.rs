@@ -171,7 +171,7 @@ pub mod security {
     pub use crate::link::auth::{
         Credentials, LoginRefused, LoginStats, Permissions, RuleSpec, User, Users, hash_password,
     };
-    pub use crate::link::tls::{ClientTls, ServerTls, TlsError, certificate_names};
+    pub use crate::link::tls::{ClientTls, ServerTls, TlsError, TlsErrorKind, certificate_names};
 }
 
 #[cfg(doctest)]

@@ -2,6 +2,7 @@
 //! bad input fails fast and nothing is left half-done.
 
 pub(crate) mod call;
+pub(crate) mod cert;
 pub(crate) mod demo;
 pub(crate) mod exchange;
 pub(crate) mod gateway;

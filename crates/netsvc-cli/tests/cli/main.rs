@@ -23,3 +23,4 @@ mod refusals;
 mod security;
 mod serve;
 mod services;
+mod tls_help;

@@ -15,12 +15,99 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 /// A TLS setting could not be used: a file missing or unreadable, no certificate in a PEM
 /// file, a key that does not fit the certificate, ...
 #[derive(Debug, thiserror::Error)]
-#[error("TLS: {0}")]
-pub struct TlsError(String);
+#[error("TLS: {message}")]
+pub struct TlsError {
+    kind: TlsErrorKind,
+    message: String,
+}
+
+/// What was wrong with a TLS setting, for a caller that adds its own advice (a command
+/// that can make a certificate, say) to the words of [`TlsError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsErrorKind {
+    /// The server's own certificate is X.509 version 1 (what `openssl x509 -req` makes
+    /// without an extensions file): it has no subjectAltName, and webpki refuses it.
+    CertificateVersion1,
+    /// The private key is not the key of the certificate.
+    KeyMismatch,
+    /// The certificate is not a well-formed X.509 certificate, or one that cannot be used.
+    BadCertificate,
+    /// The private key cannot be used (malformed, or of a kind the provider lacks).
+    BadKey,
+    /// Anything else: a file that cannot be read, an empty PEM file, ...
+    Other,
+}
 
 impl TlsError {
     fn new(what: impl Into<String>) -> Self {
-        Self(what.into())
+        Self::of(TlsErrorKind::Other, what)
+    }
+
+    fn of(kind: TlsErrorKind, what: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: what.into(),
+        }
+    }
+
+    /// What was wrong.
+    pub fn kind(&self) -> TlsErrorKind {
+        self.kind
+    }
+
+    /// The same error with `path: ` before its words, once the file it is about is known.
+    fn in_file(self, path: &Path) -> Self {
+        Self {
+            kind: self.kind,
+            message: format!("{}: {}", path.display(), self.message),
+        }
+    }
+}
+
+/// Words for rustls's refusal of a server's own certificate and key. rustls words these as
+/// a peer's (`invalid peer certificate: Other(OtherError(UnsupportedCertVersion))`), since
+/// it checks them with the code that checks peers; here they are the server's own, and the
+/// operator needs to know what to change.
+fn own_certificate_error(error: &rustls::Error) -> TlsError {
+    use rustls::{CertificateError as C, Error as E, InconsistentKeys as K};
+    match error {
+        E::InconsistentKeys(K::KeyMismatch) => TlsError::of(
+            TlsErrorKind::KeyMismatch,
+            "the private key is not this certificate's key (its public key differs from \
+             the certificate's): give the key that was made with the certificate",
+        ),
+        E::InvalidCertificate(C::Other(other))
+            if other.0.downcast_ref::<webpki::Error>()
+                == Some(&webpki::Error::UnsupportedCertVersion) =>
+        {
+            TlsError::of(
+                TlsErrorKind::CertificateVersion1,
+                "the certificate is X.509 version 1 (what plain `openssl x509 -req` makes); \
+                 TLS needs version 3 with a subjectAltName naming the server's hosts: see \
+                 docs/SECURITY.md, *A certificate that works*",
+            )
+        }
+        E::InvalidCertificate(C::BadEncoding) => TlsError::of(
+            TlsErrorKind::BadCertificate,
+            "the certificate is not a well-formed X.509 certificate",
+        ),
+        E::InvalidCertificate(C::Other(other)) => TlsError::of(
+            TlsErrorKind::BadCertificate,
+            format!("the certificate cannot be used: {other}"),
+        ),
+        E::InvalidCertificate(other) => TlsError::of(
+            TlsErrorKind::BadCertificate,
+            format!("the certificate cannot be used: {other:?}"),
+        ),
+        E::General(text) if text.contains("private key") => TlsError::of(
+            TlsErrorKind::BadKey,
+            format!(
+                "the private key cannot be used ({text}): give an RSA, ECDSA or Ed25519 key \
+                 in PEM (PKCS#8, PKCS#1 or SEC1)"
+            ),
+        ),
+        other => TlsError::new(format!("certificate and key: {other}")),
     }
 }
 
@@ -86,9 +173,22 @@ impl ServerTls {
         Ok(tls)
     }
 
-    /// The certificate chain and private key, from PEM files.
+    /// The certificate chain and private key, from PEM files. An error names the file it
+    /// is about (the key's for a key that does not fit, the certificate's otherwise).
     pub fn from_pem_files(cert_chain: &Path, key: &Path) -> Result<Self, TlsError> {
-        Self::from_pem(&read(cert_chain)?, &read(key)?)
+        let key_pem = read(key)?;
+        let cert_chain_der =
+            certificates(&read(cert_chain)?, "certificate").map_err(|e| e.in_file(cert_chain))?;
+        let tls = Self {
+            cert_chain: cert_chain_der,
+            key: Arc::new(private_key(&key_pem, "private key").map_err(|e| e.in_file(key))?),
+            client_ca: None,
+        };
+        tls.config().map_err(|e| match e.kind {
+            TlsErrorKind::KeyMismatch | TlsErrorKind::BadKey => e.in_file(key),
+            _ => e.in_file(cert_chain),
+        })?;
+        Ok(tls)
     }
 
     /// Verifies client certificates against the CA certificates in `ca` (PEM): a client's
@@ -138,7 +238,7 @@ impl ServerTls {
         };
         let config = builder
             .with_single_cert(self.cert_chain.clone(), self.key.clone_key())
-            .map_err(|e| TlsError::new(format!("certificate and key: {e}")))?;
+            .map_err(|e| own_certificate_error(&e))?;
         Ok(Arc::new(config))
     }
 }
@@ -282,5 +382,37 @@ pub(crate) fn describe_client_error(error: &std::io::Error) -> String {
         format!("the server's certificate is not trusted: {text}")
     } else {
         format!("TLS handshake failed: {text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A certificate for localhost and its key, in PEM.
+    fn certificate() -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_named_in_words() {
+        let (cert, _) = certificate();
+        let (_, other_key) = certificate();
+        let error = ServerTls::from_pem(cert.as_bytes(), other_key.as_bytes())
+            .expect_err("the key is not the certificate's");
+        assert_eq!(error.kind(), TlsErrorKind::KeyMismatch);
+        let text = error.to_string();
+        assert!(text.contains("not this certificate's key"), "{text}");
+        assert!(
+            !text.contains("KeyMismatch") && !text.contains("peer"),
+            "{text}"
+        );
+        let (cert, key) = certificate();
+        assert!(ServerTls::from_pem(cert.as_bytes(), key.as_bytes()).is_ok());
     }
 }
