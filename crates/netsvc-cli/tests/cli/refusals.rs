@@ -138,16 +138,22 @@ fn a_client_refused_after_a_reload_keeps_trying_and_says_why_once() {
     demo.assert_clean_stderr();
 }
 
-/// A CA, and a server certificate for 127.0.0.1 that it signed and that expired in 2021,
-/// written into `dir`: returns (ca, cert, key) paths.
-fn expired_certificate(dir: &Path) -> (String, String, String) {
+/// How long the certificate of [`expiring_certificate`] has left.
+const EXPIRES_IN: Duration = Duration::from_secs(3);
+
+/// A CA, and a server certificate for 127.0.0.1 that it signed and that expires
+/// `EXPIRES_IN` from now (a hub checks its certificate at start, and refuses an expired
+/// one; this one expires while the hub runs), written into `dir`: returns (ca, cert, key)
+/// paths.
+fn expiring_certificate(dir: &Path) -> (String, String, String) {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
     let key = KeyPair::generate().expect("key");
     let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::try_from(EXPIRES_IN).expect("a short duration");
     let cert = params.signed_by(&key, &ca).expect("cert");
     let paths = [
         (dir.join("ca.pem"), ca.pem()),
@@ -164,8 +170,9 @@ fn expired_certificate(dir: &Path) -> (String, String, String) {
 #[test]
 fn a_long_running_client_says_once_why_a_certificate_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ca, cert, key) = expired_certificate(dir.path());
+    let (ca, cert, key) = expiring_certificate(dir.path());
     let (_hub, address) = hub_with(&["--tls-cert", &cert, "--tls-key", &key]);
+    std::thread::sleep(EXPIRES_IN + Duration::from_millis(500));
 
     // The certificate check fails on every attempt, with the time of the check in its
     // words; the client keeps trying (it may be mended on the hub) and says so once.
