@@ -37,6 +37,17 @@ pub(crate) struct HttpServer {
 impl HttpServer {
     /// On SIGHUP: an HTTPS server reads its own certificate files again, or takes the
     /// hub's `reloaded` certificate if it serves that one. Says what it did.
+    /// Serves until SIGINT or SIGTERM, reloading its own HTTPS certificate at each SIGHUP.
+    async fn serve_until_stopped(&self, signals: &mut Signals) -> crate::signals::Stop {
+        loop {
+            match signals.recv_or_hangup().await {
+                Some(stop) => return stop,
+                None if self.own_tls.is_some() => self.reload_tls(None),
+                None => status("SIGHUP: no HTTPS certificate to reload"),
+            }
+        }
+    }
+
     pub(crate) fn reload_tls(&self, reloaded: Option<&ServerTls>) {
         let tls = match &self.own_tls {
             Some((cert, key)) => match security::server_tls(cert, key, None, false) {
@@ -185,13 +196,7 @@ pub(crate) async fn run(args: GatewayArgs, signals: &mut Signals) -> anyhow::Res
     };
     let reporter = client::report_link_changes(&conn);
     status(format_args!("gateway linked to {}", conn.address()));
-    let stop = loop {
-        match signals.recv_or_hangup().await {
-            Some(stop) => break stop,
-            None if server.own_tls.is_some() => server.reload_tls(None),
-            None => status("SIGHUP: no HTTPS certificate to reload"),
-        }
-    };
+    let stop = server.serve_until_stopped(signals).await;
     status(format_args!("{}: stopping the HTTP gateway", stop.name()));
     server.stop().await;
     drop(reporter);
@@ -231,13 +236,7 @@ async fn run_with_logins(
         "gateway logs each HTTP request in to {}",
         target.address
     ));
-    let stop = loop {
-        match signals.recv_or_hangup().await {
-            Some(stop) => break stop,
-            None if server.own_tls.is_some() => server.reload_tls(None),
-            None => status("SIGHUP: no HTTPS certificate to reload"),
-        }
-    };
+    let stop = server.serve_until_stopped(signals).await;
     status(format_args!("{}: stopping the HTTP gateway", stop.name()));
     server.stop().await;
     rt.shutdown();
