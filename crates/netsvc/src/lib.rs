@@ -168,10 +168,9 @@ pub mod stats {
 /// # Ok::<(), String>(())
 /// ```
 pub mod security {
-    pub use crate::link::auth::{
-        Credentials, LoginRefused, LoginStats, Permissions, RuleSpec, User, Users, hash_password,
-    };
+    pub use crate::link::auth::{LoginRefused, LoginStats};
     pub use crate::link::tls::{ClientTls, ServerTls, TlsError, TlsErrorKind, certificate_names};
+    pub use crate::link::users::{Credentials, Permissions, RuleSpec, User, Users, hash_password};
 }
 
 #[cfg(doctest)]

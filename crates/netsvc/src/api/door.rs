@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use super::exchange::{Connector, Exchange};
 use super::runtime::Runtime;
-use crate::link::auth::{Credentials, LoginRefused, Transport};
+use crate::link::auth::{LoginRefused, Transport};
 use crate::link::config::Retry;
 use crate::link::dial::DialAddress;
 use crate::link::door::DoorTarget;
 use crate::link::error::ExchangeError;
+use crate::link::users::Credentials;
 use netsvc_proto::wire::Role;
 
 /// How soon a door's link is opened again after it ended (a reload that changed its

@@ -46,7 +46,7 @@ use super::runtime::Runtime;
 use super::service::Service;
 use crate::core::queue::{EventReceiver, RecvError};
 use crate::core::shared::RuntimeShared;
-use crate::link::auth::{Authenticator, Credentials, LoginStats, Users};
+use crate::link::auth::{Authenticator, LoginStats};
 use crate::link::config::{ExchangeConfig, Retry};
 use crate::link::connector::{ConnectError, ConnectorStatus, LinkPhase};
 use crate::link::dial::{self, DialAddress};
@@ -55,6 +55,7 @@ use crate::link::events::ConnectionEvent;
 use crate::link::listen::{self, OwnSocket};
 use crate::link::shared::{Authorise, ExchangeShared, PeerAddr, Security, TlsSlot};
 use crate::link::tls::{ClientTls, ServerTls};
+use crate::link::users::{Credentials, Users};
 
 /// A watch on an exchange's links: the active links first, then every change.
 ///

@@ -15,6 +15,7 @@
 //! - `events.rs`, `connector.rs`, `error.rs`: what the exchange reports about its links.
 
 pub(crate) mod auth;
+pub(crate) mod checkers;
 pub(crate) mod config;
 pub(crate) mod connector;
 pub(crate) mod dial;
@@ -24,6 +25,7 @@ pub(crate) mod events;
 pub(crate) mod listen;
 pub(crate) mod shared;
 pub(crate) mod tls;
+pub(crate) mod users;
 
 use std::collections::VecDeque;
 use std::sync::Arc;

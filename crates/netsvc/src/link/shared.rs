@@ -10,9 +10,10 @@ use netsvc_proto::wire::Role;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, Semaphore, watch};
 
-use super::auth::{Authenticator, Credentials};
+use super::auth::Authenticator;
 use super::config::ExchangeConfig;
 use super::events::{ConnectionEvent, ConnectionState};
+use super::users::Credentials;
 use crate::core::queue::{EventReceiver, EventSender, event_queue};
 use crate::core::shared::RuntimeShared;
 use crate::model::collections::FastMap;
