@@ -27,7 +27,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use base64::Engine as _;
-use netsvc::security::{ClientTls, Credentials, LoginRefused};
+use netsvc::security::{ClientTls, Credentials, LoginRefused, SecretTags};
 use netsvc::{Connector, Door, Exchange, ExchangeConfig, LinkFailure, Retry, Runtime};
 use serde_json::json;
 
@@ -194,9 +194,9 @@ impl RemoteHub {
 enum Hub {
     /// The server exchange of this process, with its users.
     InProcess(Exchange),
-    /// A hub of another process, and the key of the HMAC that names each credential's link.
+    /// A hub of another process, and the tags that name each credential's link.
     /// (Boxed: the key is large, and there is one `Hub` per gateway.)
-    Remote(Box<(RemoteHub, ring::hmac::Key)>),
+    Remote(Box<(RemoteHub, SecretTags)>),
 }
 
 /// What a door is kept for: a user of the in-process hub (`None`: anonymous), or, remote,
@@ -241,17 +241,16 @@ impl Logins {
         }
     }
 
-    /// Logins forwarded to `hub`. Fails only without randomness for the HMAC's key.
-    pub(crate) fn remote(hub: RemoteHub) -> Result<Self, ring::error::Unspecified> {
-        let random = ring::rand::SystemRandom::new();
+    /// Logins forwarded to `hub`. `None` only without randomness for the tags' key.
+    pub(crate) fn remote(hub: RemoteHub) -> Option<Self> {
         // A key of this process only: the table's keys say nothing of a credential to
         // anyone who does not have it, and nothing at all after a restart.
-        let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &random)?;
-        Ok(Self {
-            hub: Hub::Remote(Box::new((hub, key))),
+        let tags = SecretTags::new()?;
+        Some(Self {
+            hub: Hub::Remote(Box::new((hub, tags))),
             doors: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
-            random,
+            random: ring::rand::SystemRandom::new(),
             opening: AtomicUsize::new(0),
         })
     }
@@ -671,28 +670,17 @@ fn digest(token: &str) -> [u8; 32] {
     key
 }
 
-/// The HMAC of `credentials` under this process's `key`: what names their link. The kind
-/// and the user's name are in it too, so that no two credentials share a tag.
-/// `None` for a kind of credentials this gateway does not know (it never parses one).
-fn tag(key: &ring::hmac::Key, credentials: &Credentials) -> Option<[u8; 32]> {
-    let mut context = ring::hmac::Context::with_key(key);
-    match credentials {
+/// The tag of `credentials`: what names their link. The kind and the user's name are in
+/// it too, so that no two credentials share a tag. `None` for a kind of credentials this
+/// gateway does not know (it never parses one).
+fn tag(tags: &SecretTags, credentials: &Credentials) -> Option<[u8; 32]> {
+    Some(match credentials {
         Credentials::Password { user, password } => {
-            context.update(b"P");
-            // Length-prefixed, so that ("ab", "c") and ("a", "bc") differ.
-            context.update(&(user.len() as u64).to_be_bytes());
-            context.update(user.as_bytes());
-            context.update(password.as_bytes());
+            tags.tag(&[b"P", user.as_bytes(), password.as_bytes()])
         }
-        Credentials::Token(token) => {
-            context.update(b"T");
-            context.update(token.as_bytes());
-        }
+        Credentials::Token(token) => tags.tag(&[b"T", token.as_bytes()]),
         _ => return None,
-    }
-    let mut tag = [0u8; 32];
-    tag.copy_from_slice(context.sign().as_ref());
-    Some(tag)
+    })
 }
 
 /// The refusal of a session that is over (expired, logged out, or its link closed).
@@ -818,8 +806,7 @@ mod tests {
 
     #[test]
     fn each_credential_has_its_own_tag_and_no_other_key_makes_it() {
-        let random = ring::rand::SystemRandom::new();
-        let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &random).expect("a key");
+        let key = SecretTags::new().expect("a key");
         let tagged = |c: Credentials| tag(&key, &c).expect("a known kind");
         let right = tagged(Credentials::password("station", "pw"));
         assert_eq!(right, tagged(Credentials::password("station", "pw")));
@@ -834,7 +821,7 @@ mod tests {
         ] {
             assert_ne!(right, tagged(other));
         }
-        let another = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &random).expect("a key");
+        let another = SecretTags::new().expect("a key");
         assert_ne!(
             Some(right),
             tag(&another, &Credentials::password("station", "pw"))

@@ -261,7 +261,7 @@ impl Gateway {
         hub: RemoteHub,
         config: GatewayConfig,
     ) -> Result<Self, GatewayError> {
-        let logins = Logins::remote(hub).map_err(|_| GatewayError::Random)?;
+        let logins = Logins::remote(hub).ok_or(GatewayError::Random)?;
         Ok(Self {
             state: Arc::new(Shared::new(rt, config, Some(logins), None)),
         })

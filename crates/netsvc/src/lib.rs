@@ -169,6 +169,7 @@ pub mod stats {
 /// ```
 pub mod security {
     pub use crate::link::auth::{LoginRefused, LoginStats};
+    pub use crate::link::secret_tags::SecretTags;
     pub use crate::link::tls::{ClientTls, ServerTls, TlsError, TlsErrorKind, certificate_names};
     pub use crate::link::users::{Credentials, Permissions, RuleSpec, User, Users, hash_password};
 }

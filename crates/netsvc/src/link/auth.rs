@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::checkers::{CheckJob, Checkers};
+use super::secret_tags::SecretTags;
 use super::users::{Credentials, PASSWORD_OPTION, Permissions, TOKEN_OPTION, USER_OPTION, Users};
 use crate::model::collections::FastMap;
 use crate::model::grant::Grants;
@@ -116,14 +117,14 @@ fn permissions_of<'u>(
 
 /// Passwords verified for HTTP requests lately, so that a client sending Basic credentials
 /// with every request costs one argon2 check (~19 MiB, tens of ms) per [`VERIFIED_FOR`],
-/// not one per request. Each entry is an HMAC-SHA256, under a random key of this process,
-/// of the user name, the password and the user's stored hash: never the password itself,
+/// not one per request. Each entry is the [`SecretTags`] tag of the user name, the
+/// password and the user's stored hash: never the password itself,
 /// and a changed hash no longer matches. At most [`MAX_VERIFIED`] entries (then the
 /// expired go, and if none has, the oldest); emptied when the users are replaced.
 #[derive(Debug)]
 struct Verified {
     /// `None` if the system gave no randomness: then nothing is cached.
-    key: Option<ring::hmac::Key>,
+    tags: Option<SecretTags>,
     entries: Mutex<FastMap<[u8; 32], Instant>>,
 }
 
@@ -135,11 +136,8 @@ const VERIFIED_FOR: Duration = Duration::from_secs(300);
 
 impl Default for Verified {
     fn default() -> Self {
-        let key =
-            ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
-                .ok();
         Self {
-            key,
+            tags: SecretTags::new(),
             entries: Mutex::new(FastMap::default()),
         }
     }
@@ -147,14 +145,8 @@ impl Default for Verified {
 
 impl Verified {
     fn key(&self, user: &str, password: &str, hash: &str) -> Option<[u8; 32]> {
-        let key = self.key.as_ref()?;
-        let mut context = ring::hmac::Context::with_key(key);
-        // Lengths first, so that no two different triples give the same input.
-        for part in [user, password, hash] {
-            context.update(&(part.len() as u64).to_le_bytes());
-            context.update(part.as_bytes());
-        }
-        context.sign().as_ref().try_into().ok()
+        let tags = self.tags.as_ref()?;
+        Some(tags.tag(&[user.as_bytes(), password.as_bytes(), hash.as_bytes()]))
     }
 
     fn contains(&self, key: &[u8; 32]) -> bool {
@@ -379,11 +371,8 @@ impl Authenticator {
     /// still may link at all: a reload compares it with what a link was given.
     pub(crate) fn current_grants(&self, user: Option<&str>, process: &str) -> Option<Grants> {
         let users = self.users.lock().clone();
-        let permissions = match user {
-            Some(name) => &users.users.get(name)?.permissions,
-            None => users.anonymous.as_ref()?,
-        };
-        permissions.grants(user.unwrap_or(""), process).ok()
+        let (name, permissions) = permissions_of(&users, user).ok()?;
+        permissions.grants(name, process).ok()
     }
 
     /// How long to wait before answering a failed login of `user` from `ip`: doubling with

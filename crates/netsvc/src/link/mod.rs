@@ -23,6 +23,7 @@ pub(crate) mod door;
 pub(crate) mod error;
 pub(crate) mod events;
 pub(crate) mod listen;
+pub(crate) mod secret_tags;
 pub(crate) mod shared;
 pub(crate) mod tls;
 pub(crate) mod users;
