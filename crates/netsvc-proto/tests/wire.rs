@@ -128,6 +128,21 @@ fn vectors() -> Vec<(&'static str, &'static str, Frame)> {
             }),
         ),
         (
+            "interest",
+            "INTEREST on an interest-scoped link: the services named \"echo\" and \"clock\", \
+             now and later.",
+            Frame::Interest(frame::Interest {
+                seq: 1,
+                all: false,
+                names: vec![t("echo"), t("clock")],
+            }),
+        ),
+        (
+            "interested",
+            "INTERESTED: every SERVICE that INTEREST 1 admitted has been sent.",
+            Frame::Interested(frame::Interested { seq: 1 }),
+        ),
+        (
             "request-echo",
             "REQUEST calling echo(\"hi\") with a 5 s timeout; the caller is not a service.",
             Frame::Request(frame::Request {
@@ -337,6 +352,12 @@ fn frame_json(frame: &Frame) -> String {
             fields.extend([("code", Json::from(code.code())), ("reason", text(reason))]);
         }
         Frame::Heartbeat | Frame::Synced => {}
+        Frame::Interest(frame::Interest { seq, all, names }) => fields.extend([
+            ("seq", Json::from(*seq)),
+            ("all", Json::from(*all)),
+            ("names", texts(names)),
+        ]),
+        Frame::Interested(frame::Interested { seq }) => fields.push(("seq", Json::from(*seq))),
         Frame::Service(frame::Service {
             address,
             name,
@@ -542,7 +563,7 @@ fn vectors_are_current_and_decode_and_encode_byte_for_byte() {
     let mut kinds: Vec<u8> = expected.iter().map(|(_, _, f)| f.kind()).collect();
     kinds.sort_unstable();
     kinds.dedup();
-    assert_eq!(kinds.len(), 16);
+    assert_eq!(kinds.len(), 18);
 }
 
 #[test]
@@ -637,6 +658,10 @@ fn frame() -> impl Strategy<Value = Frame> {
         ),
         (text(), any::<u8>())
             .prop_map(|(address, reason)| Frame::Withdraw(frame::Withdraw { address, reason })),
+        (uint(), any::<bool>(), texts()).prop_map(|(seq, all, names)| Frame::Interest(
+            frame::Interest { seq, all, names }
+        )),
+        uint().prop_map(|seq| Frame::Interested(frame::Interested { seq })),
         (
             uint(),
             text(),

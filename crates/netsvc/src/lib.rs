@@ -86,7 +86,7 @@ pub use crate::model::announcement::{
     Announcement, AnnouncementKind, ServiceStatus, WithdrawReason,
 };
 pub use crate::model::binding::{Audience, Binding, Location, Visibility};
-pub use crate::model::config::RuntimeConfig;
+pub use crate::model::config::{RegistrySync, RuntimeConfig};
 pub use crate::model::error::Error;
 pub use crate::model::failure::{Failure, FailureKind, MethodResult};
 pub use crate::model::payload::Payload;

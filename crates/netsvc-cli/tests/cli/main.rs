@@ -20,6 +20,7 @@ mod monitor;
 mod ose;
 mod publish;
 mod refusals;
+mod scoped_registry;
 mod security;
 mod serve;
 mod services;

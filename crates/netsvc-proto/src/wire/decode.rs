@@ -132,6 +132,12 @@ fn parse(data: &Bytes, start: usize) -> Result<Frame, WireError> {
             address: f.text("address")?,
             reason: f.int("reason")?,
         }),
+        kind::INTEREST => Frame::Interest(frame::Interest {
+            seq: f.int("seq")?,
+            all: f.bool("all")?,
+            names: f.texts("names")?,
+        }),
+        kind::INTERESTED => Frame::Interested(frame::Interested { seq: f.int("seq")? }),
         kind::REQUEST => Frame::Request(frame::Request {
             conv: f.int("conv")?,
             to: f.text("to")?,

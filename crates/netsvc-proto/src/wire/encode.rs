@@ -51,6 +51,16 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) -> usize {
             w.text(address);
             w.uint(u64::from(*reason));
         }
+        Frame::Interest(frame::Interest { seq, all, names }) => {
+            w.header(frame.kind(), 3);
+            w.uint(*seq);
+            w.bool(*all);
+            w.texts(names);
+        }
+        Frame::Interested(frame::Interested { seq }) => {
+            w.header(frame.kind(), 1);
+            w.uint(*seq);
+        }
         Frame::Request(frame::Request {
             conv,
             to,
@@ -224,6 +234,7 @@ fn estimate(frame: &Frame) -> usize {
             Frame::Close(frame::Close { reason, .. }) => reason.len(),
             Frame::Heartbeat
             | Frame::Synced
+            | Frame::Interested(frame::Interested { .. })
             | Frame::Cancel(frame::Cancel { .. })
             | Frame::Subscribed(frame::Subscribed { .. })
             | Frame::Unsubscribe(frame::Unsubscribe { .. }) => 0,
@@ -236,6 +247,7 @@ fn estimate(frame: &Frame) -> usize {
                 ..
             }) => address.len() + name.len() + audience.len() + texts(groups) + texts(path),
             Frame::Withdraw(frame::Withdraw { address, .. }) => address.len(),
+            Frame::Interest(frame::Interest { names, .. }) => texts(names),
             Frame::Request(frame::Request {
                 to,
                 from,

@@ -24,6 +24,10 @@ pub mod kind {
     pub const SERVICE: u8 = 0x10;
     /// [`Frame::Withdraw`](super::Frame::Withdraw).
     pub const WITHDRAW: u8 = 0x11;
+    /// [`Frame::Interest`](super::Frame::Interest).
+    pub const INTEREST: u8 = 0x12;
+    /// [`Frame::Interested`](super::Frame::Interested).
+    pub const INTERESTED: u8 = 0x13;
     /// [`Frame::Request`](super::Frame::Request).
     pub const REQUEST: u8 = 0x20;
     /// [`Frame::Response`](super::Frame::Response).
@@ -258,6 +262,11 @@ pub enum Frame {
     Service(Service),
     /// The sender no longer has a route to the service (kind 0x11).
     Withdraw(Withdraw),
+    /// On a link whose HELLOs agreed on an interest-scoped registry: the services the
+    /// sender wants to be told of, in addition to those it asked for before (kind 0x12).
+    Interest(Interest),
+    /// Every service an INTEREST of that sequence number admitted has been sent (kind 0x13).
+    Interested(Interested),
     /// Calls a method of a service (kind 0x20).
     Request(Request),
     /// The successful result of a request (kind 0x21).
@@ -317,6 +326,26 @@ pub struct Withdraw {
     pub address: Text,
     /// 0: withdrawn by its owner, 1: the owning process exited, 2: connection lost.
     pub reason: u8,
+}
+
+/// The services a process on an interest-scoped link wants to be told of, in addition to
+/// those it asked for before (kind 0x12; PROTOCOL.md §8.2). Interest only grows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interest {
+    /// Chosen by the sender, increasing; the answer's [`Interested`] carries it back.
+    pub seq: u64,
+    /// Every service, now and later: the link becomes a full one.
+    pub all: bool,
+    /// Service names: every service of each name, now and later.
+    pub names: Vec<Text>,
+}
+
+/// Every SERVICE that the INTEREST with this sequence number admitted has been sent before
+/// this frame (kind 0x13).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interested {
+    /// The INTEREST's sequence number.
+    pub seq: u64,
 }
 
 /// Calls a method of a service (kind 0x20).
@@ -462,6 +491,8 @@ impl Frame {
             Self::Synced => kind::SYNCED,
             Self::Service(_) => kind::SERVICE,
             Self::Withdraw(_) => kind::WITHDRAW,
+            Self::Interest(_) => kind::INTEREST,
+            Self::Interested(_) => kind::INTERESTED,
             Self::Request(_) => kind::REQUEST,
             Self::Response(_) => kind::RESPONSE,
             Self::Failure(_) => kind::FAILURE,
@@ -491,6 +522,8 @@ pub(super) fn kind_name(kind: u8) -> Option<&'static str> {
         kind::SYNCED => "SYNCED",
         kind::SERVICE => "SERVICE",
         kind::WITHDRAW => "WITHDRAW",
+        kind::INTEREST => "INTEREST",
+        kind::INTERESTED => "INTERESTED",
         kind::REQUEST => "REQUEST",
         kind::RESPONSE => "RESPONSE",
         kind::FAILURE => "FAILURE",

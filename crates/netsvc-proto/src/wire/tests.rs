@@ -66,6 +66,17 @@ fn samples() -> Vec<Frame> {
             address: t("x"),
             reason: 255,
         }),
+        Frame::Interest(frame::Interest {
+            seq: 0,
+            all: false,
+            names: vec![t("echo"), t(""), t("ünïcödé")],
+        }),
+        Frame::Interest(frame::Interest {
+            seq: u64::MAX,
+            all: true,
+            names: vec![],
+        }),
+        Frame::Interested(frame::Interested { seq: 1 << 40 }),
         Frame::Request(frame::Request {
             conv: 1,
             to: t("echo"),

@@ -85,6 +85,11 @@ impl Endpoint {
         sender: Option<Binding>,
     ) -> Self {
         let timeout = runtime.config.request_timeout;
+        // In a scoped registry, the hub is asked for the services of the name now, so that
+        // the first call finds them known.
+        if let Target::Name(name) = &target {
+            runtime.core.lock().want_name(name);
+        }
         Self {
             runtime,
             target,
@@ -172,6 +177,18 @@ impl Endpoint {
         for arg in &args {
             check_depth(arg, limits.max_depth)
                 .map_err(|e| Failure::netsvc(codes::REQUEST_ENCODING_ERROR, e.to_string()))?;
+        }
+        if let Target::Name(name) = &self.target {
+            // In a scoped registry, a name the hub has not answered for yet is waited for
+            // (within the call's timeout; a link that goes answers at once).
+            let unanswered = {
+                let mut core = rt.core.lock();
+                let seq = core.want_name(name);
+                core.interest_answered(seq)
+            };
+            if let Some(answered) = unanswered {
+                let _ = answered.await;
+            }
         }
         let (address, route) = {
             let mut core = rt.core.lock();

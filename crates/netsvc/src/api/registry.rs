@@ -15,6 +15,14 @@ use crate::model::ids::WatchId;
 /// Lookups answer at once from the current state; watches deliver the current matches and
 /// then every change.
 ///
+/// With a scoped registry ([`RegistrySync::Scoped`](crate::RegistrySync::Scoped)), this
+/// process is told only of the services of the names it uses. A lookup or watch of a name
+/// asks the hub for that name's services and answers from what is known at once: services
+/// the hub then tells of arrive as changes for a watch and are found by later lookups;
+/// [`find_name`](Self::find_name) waits for the hub's answer instead. Listing the
+/// registry, watching all of it or a group, or looking up a group widens the scope to every
+/// service.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,30 +42,57 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Every visible service, oldest first.
+    /// Every visible service, oldest first (in a scoped registry, from now on every service
+    /// of the exchange: the scope widens to the whole registry).
     pub fn services(&self) -> Vec<Binding> {
-        let core = self.runtime.core.lock();
+        let mut core = self.runtime.core.lock();
+        core.want_all();
         core.registry.entries().map(|e| e.binding.clone()).collect()
     }
 
     /// The services with this name, oldest first.
     pub fn lookup_name(&self, name: &str) -> Vec<Binding> {
+        let mut core = self.runtime.core.lock();
+        core.want_name(name);
+        core.registry.lookup_name(name)
+    }
+
+    /// The services with this name, oldest first, once the hubs of a scoped registry have
+    /// told of them (at once otherwise): the first lookup of a name in a scoped registry
+    /// waits for a round trip to the hub.
+    pub async fn find_name(&self, name: &str) -> Vec<Binding> {
+        let unanswered = {
+            let mut core = self.runtime.core.lock();
+            let seq = core.want_name(name);
+            core.interest_answered(seq)
+        };
+        if let Some(answered) = unanswered {
+            // An error means the link went: what is known then is the answer.
+            let _ = answered.await;
+        }
         self.runtime.core.lock().registry.lookup_name(name)
     }
 
-    /// The members of a group, in the order they joined.
+    /// The members of a group, in the order they joined (in a scoped registry, the scope
+    /// widens to the whole registry: members can have any name).
     pub fn lookup_group(&self, group: &str) -> Vec<Binding> {
-        self.runtime.core.lock().registry.lookup_group(group)
+        let mut core = self.runtime.core.lock();
+        core.want_all();
+        core.registry.lookup_group(group)
     }
 
     /// The service at this address, if visible.
     pub fn lookup_address(&self, address: &str) -> Option<Binding> {
-        self.runtime.core.lock().registry.lookup_address(address)
+        let mut core = self.runtime.core.lock();
+        core.want_address(address);
+        core.registry.lookup_address(address)
     }
 
-    /// Every group that has at least one member, sorted.
+    /// Every group that has at least one member, sorted (in a scoped registry, the scope
+    /// widens to the whole registry).
     pub fn groups(&self) -> Vec<String> {
-        let core = self.runtime.core.lock();
+        let mut core = self.runtime.core.lock();
+        core.want_all();
         core.registry
             .groups()
             .iter()
@@ -67,7 +102,8 @@ impl Registry {
 
     /// The groups of the service at this address, in the order it joined them.
     pub fn groups_of(&self, address: &str) -> Vec<String> {
-        let core = self.runtime.core.lock();
+        let mut core = self.runtime.core.lock();
+        core.want_address(address);
         core.registry
             .groups_of(address)
             .iter()

@@ -383,6 +383,8 @@ impl Core {
         scope: RegistryScope,
         capacity: usize,
     ) -> (WatchId, EventReceiver<Announcement>, bool) {
+        // In a scoped registry, what the hub then tells of arrives as changes.
+        self.want_scope(&scope);
         let snapshot = self.registry.snapshot(&scope);
         let empty = snapshot.is_empty();
         let id = self.ids.watches.next();

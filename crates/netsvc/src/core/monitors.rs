@@ -194,12 +194,21 @@ impl Core {
     /// Registers a report monitor and subscribes it to every matching visible publisher.
     pub(crate) fn add_monitor(&mut self, monitor: Monitor, now: Instant) -> MonitorId {
         let id = self.ids.monitors.next();
+        // In a scoped registry, publishers the hub then tells of are subscribed to as they
+        // arrive, like those that appear later.
         let publishers: Vec<Binding> = match &monitor.target {
-            MonitorTarget::Name(name) => self.registry.lookup_name(name),
+            MonitorTarget::Name(name) => {
+                self.want_name(name);
+                self.registry.lookup_name(name)
+            }
             MonitorTarget::Address(address) => {
+                self.want_address(address);
                 self.registry.lookup_address(address).into_iter().collect()
             }
-            MonitorTarget::Every => self.registry.entries().map(|e| e.binding.clone()).collect(),
+            MonitorTarget::Every => {
+                self.want_all();
+                self.registry.entries().map(|e| e.binding.clone()).collect()
+            }
         };
         self.monitors.insert(id, monitor);
         for publisher in publishers {

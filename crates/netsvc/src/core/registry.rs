@@ -147,6 +147,11 @@ impl RegistryState {
         self.by_name.get(name)?.first().cloned()
     }
 
+    /// The addresses of the services with this name, oldest first.
+    pub(crate) fn named(&self, name: &str) -> impl Iterator<Item = &Arc<str>> {
+        self.by_name.get(name).into_iter().flat_map(|a| a.iter())
+    }
+
     pub(crate) fn lookup_name(&self, name: &str) -> Vec<Binding> {
         self.bindings(self.by_name.get(name).into_iter().flat_map(|a| a.iter()))
     }

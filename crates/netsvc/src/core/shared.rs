@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use super::Core;
 use super::meters::Meters;
-use crate::model::config::RuntimeConfig;
+use crate::model::config::{RegistrySync, RuntimeConfig};
 use crate::model::identity;
 use crate::model::stats::Stats;
 
@@ -49,7 +49,10 @@ impl RuntimeShared {
     /// A runtime on the tokio runtime behind `handle`, with its expiry sweeper started.
     pub(crate) fn start(config: RuntimeConfig, handle: Handle) -> Arc<Self> {
         let identity = identity::new_process_identity();
-        let core = Core::new(identity.clone(), config.value_limits);
+        let mut core = Core::new(identity.clone(), config.value_limits);
+        if config.registry_sync == RegistrySync::Scoped {
+            core.scope_registry();
+        }
         let shared = Arc::new(Self {
             meters: core.meters.clone(),
             core: Mutex::new(core),

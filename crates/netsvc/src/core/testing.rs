@@ -89,6 +89,8 @@ pub(super) struct Network {
     /// What each node's link tasks would have done after its core's lock: the resync
     /// notices, by node.
     pub(super) resynced: Vec<usize>,
+    /// The nodes whose registry is scoped (`RegistrySync::Scoped`): their HELLOs ask for it.
+    scoped: Vec<bool>,
 }
 
 impl Network {
@@ -103,7 +105,15 @@ impl Network {
             agents: 0,
             attempts: 0,
             resynced: Vec::new(),
+            scoped: vec![false; names.len()],
         }
+    }
+
+    /// Scopes `node`'s registry (before it links): the nodes it links to then tell it only
+    /// of what it wants.
+    pub(super) fn scope(&mut self, node: usize) {
+        self.nodes[node].scope_registry();
+        self.scoped[node] = true;
     }
 
     pub(super) fn core(&mut self, node: usize) -> &mut Core {
@@ -122,6 +132,8 @@ impl Network {
         };
         self.attempts += 1;
         let attempt = Some(self.attempts);
+        // The accepting side always offers the scope; the connecting side asks when scoped.
+        let scoped_registry = self.scoped[from];
         let info = |peer: usize, initiated_here: bool, nodes: &[Core]| LinkInfo {
             group: Arc::from(""),
             peer: nodes[peer].identity.clone(),
@@ -132,6 +144,7 @@ impl Network {
             tls: false,
             user: None,
             since: std::time::Instant::now(),
+            scoped_registry,
         };
         let (qa, qb) = (queue(), queue());
         let ia = info(to, true, &self.nodes);
@@ -300,6 +313,17 @@ impl Network {
     /// Calls `echo` with `args` from `node` on the service at `address` (the request goes
     /// out at once; its outcome is there once the network has settled).
     pub(super) fn call(&mut self, node: usize, address: &str, args: Vec<Value>) -> PendingCall {
+        self.call_from(node, None, address, args)
+    }
+
+    /// As [`call`](Self::call), with the request sent by the service `from` of `node`.
+    pub(super) fn call_from(
+        &mut self,
+        node: usize,
+        from: Option<&Binding>,
+        address: &str,
+        args: Vec<Value>,
+    ) -> PendingCall {
         let (tx, rx) = oneshot::channel();
         let core = &mut self.nodes[node];
         match core.route(address) {
@@ -313,7 +337,7 @@ impl Network {
                     id,
                     method: Arc::from("echo"),
                     args,
-                    sender: None,
+                    sender: from.cloned(),
                     user: None,
                     grants: None,
                 };
@@ -326,7 +350,7 @@ impl Network {
                     Frame::Request(frame::Request {
                         conv: conv.raw(),
                         to: Text::from(address),
-                        from: None,
+                        from: from.map(|b| Text::from(b.address())),
                         method: Text::from("echo"),
                         timeout_ms: 0,
                         args: encoded.into(),
@@ -382,7 +406,16 @@ impl Network {
 
     /// A registry watch of everything on `node`.
     pub(super) fn watch(&mut self, node: usize) -> EventReceiver<Announcement> {
-        self.nodes[node].watch(RegistryScope::All, 1024).1
+        self.watch_scope(node, RegistryScope::All)
+    }
+
+    /// A registry watch of `scope` on `node`.
+    pub(super) fn watch_scope(
+        &mut self,
+        node: usize,
+        scope: RegistryScope,
+    ) -> EventReceiver<Announcement> {
+        self.nodes[node].watch(scope, 1024).1
     }
 }
 

@@ -57,6 +57,10 @@ const FLUSH_ON_CLOSE: Duration = Duration::from_millis(200);
 /// The HELLO option in which the connecting side numbers its connections (PROTOCOL.md §4.1).
 const ATTEMPT_OPTION: &str = "attempt";
 
+/// The HELLO option of an interest-scoped registry (PROTOCOL.md §8.1): from the connecting
+/// side, a request; from the accepting side, an offer. The link is scoped when both say it.
+const REGISTRY_OPTION: (&str, &str) = ("registry", "scoped");
+
 /// The read buffer's size bounds: it starts small and doubles while reads fill it.
 const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 64 * 1024;
@@ -209,7 +213,10 @@ where
     let initiated_here = endpoints.initiated_here();
     let mut rbuf = BytesMut::with_capacity(READ_MIN);
     let attempt = initiated_here.then(|| rt.next_attempt());
-    let options = match hello_options(exchange, &endpoints, attempt) {
+    // An accepting side always offers the scope; a connecting side asks for it when its
+    // runtime is scoped.
+    let scope_asked_or_offered = !initiated_here || rt.core.lock().asks_scoped_registry();
+    let options = match hello_options(exchange, &endpoints, attempt, scope_asked_or_offered) {
         Ok(options) => options,
         Err(reason) => {
             let failure = LinkFailure::NotAuthorised(reason.clone());
@@ -319,6 +326,11 @@ where
         tls: endpoints.transport.tls,
         user: user.as_deref().map(Arc::from),
         since: std::time::Instant::now(),
+        scoped_registry: scope_asked_or_offered
+            && peer
+                .options
+                .iter()
+                .any(|(k, v)| (k.as_str(), v.as_str()) == REGISTRY_OPTION),
     };
     if !initiated_here {
         // Our HELLO must precede everything `link_up` queues.
@@ -388,16 +400,22 @@ where
 }
 
 /// The options of our HELLO: the connection's number and the credentials, on a connection
-/// this process makes. Refuses to send a password in clear to another machine.
+/// this process makes, and the registry scope. Refuses to send a password in clear to
+/// another machine.
 fn hello_options(
     exchange: &ExchangeShared,
     endpoints: &Endpoints,
     attempt: Option<u64>,
+    scoped_registry: bool,
 ) -> Result<Vec<(Text, Text)>, String> {
     let mut options: Vec<(Text, Text)> = attempt
         .map(|n| (Text::from(ATTEMPT_OPTION), Text::from(n.to_string())))
         .into_iter()
         .collect();
+    if scoped_registry {
+        let (key, value) = REGISTRY_OPTION;
+        options.push((Text::from(key), Text::from(value)));
+    }
     if let (Some(credentials), true) = (&exchange.security.credentials, endpoints.initiated_here())
     {
         let transport = &endpoints.transport;

@@ -23,6 +23,32 @@ pub struct RuntimeConfig {
     pub max_requests_in_progress: usize,
     /// Limits on values carried in messages (default: nesting depth 64, 16 MiB encoded).
     pub value_limits: Limits,
+    /// Which services a hub tells this process of (default [`RegistrySync::Whole`]).
+    pub registry_sync: RegistrySync,
+}
+
+/// Which services the hubs this process connects to tell it of (docs/PROTOCOL.md §8.1).
+///
+/// ```
+/// use netsvc::{RegistrySync, Runtime, RuntimeConfig};
+/// // A small client that calls `echo` and never lists the registry: the hub tells it of
+/// // the `echo` services only, not of every service of the exchange.
+/// let rt = Runtime::with_config(RuntimeConfig::default().with_registry_sync(RegistrySync::Scoped));
+/// # drop(rt);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistrySync {
+    /// Every service of the exchange, as the original did: the registry lists everything,
+    /// at the cost of every process hearing of every service.
+    #[default]
+    Whole,
+    /// Only the services whose names this process uses: looks up, watches, calls or
+    /// monitors (plus those that call or subscribe to its own services). Asking for the
+    /// whole registry (listing it, watching all of it or a group) widens it to every
+    /// service for the rest of the process's life. A hub that does not offer it tells the
+    /// process of everything, as with `Whole`.
+    Scoped,
 }
 
 /// Builder-style setters, so that a configuration reads as one expression:
@@ -56,6 +82,13 @@ impl RuntimeConfig {
         self
     }
 
+    /// Sets [`registry_sync`](Self::registry_sync).
+    #[must_use]
+    pub fn with_registry_sync(mut self, registry_sync: RegistrySync) -> Self {
+        self.registry_sync = registry_sync;
+        self
+    }
+
     /// Sets [`value_limits`](Self::value_limits).
     #[must_use]
     pub fn with_value_limits(mut self, value_limits: Limits) -> Self {
@@ -72,6 +105,7 @@ impl Default for RuntimeConfig {
             report_capacity: 1024,
             max_requests_in_progress: 10_000,
             value_limits: Limits::default(),
+            registry_sync: RegistrySync::Whole,
         }
     }
 }

@@ -98,6 +98,11 @@ impl Core {
         }
         let mut exported = false;
         for (&id, link) in &self.mesh.links {
+            // Interest only grows, and a service is sent to a link the moment its interest
+            // admits it: admitted now means told, if the old state was exported there.
+            if !link.admits(address) {
+                continue;
+            }
             let was = old
                 .as_ref()
                 .is_some_and(|o| o.exports_to(id, &link.info, address));
@@ -175,10 +180,57 @@ impl Core {
         let Some(info) = self.mesh.link(id).map(|l| l.info.clone()) else {
             return;
         };
+        let Some(link) = self.mesh.link(id) else {
+            return;
+        };
+        // On an interest-scoped link this is empty until the peer says what it wants; then
+        // `send_services` sends what it asked for.
+        let admitted: Vec<Arc<str>> = self
+            .registry
+            .addresses()
+            .filter(|a| link.admits(a))
+            .cloned()
+            .collect();
+        let mut batch = self.encode_ads(id, &info, admitted.iter());
+        wire::encode(&Frame::Synced, &mut batch);
+        if let Some(link) = self.mesh.links.get(&id) {
+            link.queue.push_frames(&batch);
+        }
+    }
+
+    /// Sends link `id` the SERVICE frames of `addresses` (those it may be told of), then
+    /// `then`, as one queued item.
+    pub(super) fn send_services<'a>(
+        &mut self,
+        id: LinkId,
+        addresses: impl Iterator<Item = &'a Arc<str>>,
+        then: Option<Frame>,
+    ) {
+        let Some(info) = self.mesh.link(id).map(|l| l.info.clone()) else {
+            return;
+        };
+        let mut batch = self.encode_ads(id, &info, addresses);
+        if let Some(frame) = then {
+            wire::encode(&frame, &mut batch);
+        }
+        if let Some(link) = self.mesh.links.get(&id) {
+            link.queue.push_frames(&batch);
+        }
+    }
+
+    /// The SERVICE frames of those of `addresses` that may be exported on link `id`, one
+    /// after the other; an ad encoded for the first time is kept for the next links.
+    fn encode_ads<'a>(
+        &mut self,
+        id: LinkId,
+        info: &LinkInfo,
+        addresses: impl Iterator<Item = &'a Arc<str>>,
+    ) -> BytesMut {
         // SERVICE frames are some 100 bytes: one allocation, nearly always.
-        let mut batch = BytesMut::with_capacity((self.registry.len() * 128).min(1 << 22));
+        let (low, _) = addresses.size_hint();
+        let mut batch = BytesMut::with_capacity((low * 128).min(1 << 22));
         let mut fresh = Vec::new();
-        for address in self.registry.addresses() {
+        for address in addresses {
             let made;
             let ad = match self.mesh.ads.get(address) {
                 Some(ad) => ad,
@@ -190,7 +242,7 @@ impl Core {
                     None => continue,
                 },
             };
-            if !ad.exports_to(id, &info, address) {
+            if !ad.exports_to(id, info, address) {
                 continue;
             }
             let raw = match &ad.raw {
@@ -219,10 +271,7 @@ impl Core {
         for (address, ad) in fresh {
             self.mesh.ads.insert(address, ad);
         }
-        wire::encode(&Frame::Synced, &mut batch);
-        if let Some(link) = self.mesh.links.get(&id) {
-            link.queue.push_frames(&batch);
-        }
+        batch
     }
 
     /// Sends WITHDRAW for a service to every link it was announced on.
@@ -232,12 +281,13 @@ impl Core {
         }
     }
 
-    fn withdraw_ad(&self, address: &str, ad: &ServiceAd, reason: WithdrawReason) {
+    fn withdraw_ad(&mut self, address: &str, ad: &ServiceAd, reason: WithdrawReason) {
         for (&id, link) in &self.mesh.links {
-            if ad.exports_to(id, &link.info, address) {
+            if link.admits(address) && ad.exports_to(id, &link.info, address) {
                 link.queue.push(withdraw_frame(address, reason));
             }
         }
+        self.forget_admitted(address);
     }
 
     /// Declares the link resynced once the peer's registry has arrived and none of our

@@ -56,6 +56,8 @@ impl Core {
                 self.remove_route(&withdraw.address, link, reason);
             }
             Frame::Synced => self.on_synced(link),
+            Frame::Interest(interest) => self.on_interest(link, interest),
+            Frame::Interested(answer) => self.on_interested(link, answer.seq),
             Frame::Request(request) => self.on_request(link, request, actions),
             Frame::Response(response) => self.on_response(link, response),
             Frame::Failure(failure) => self.on_failure(link, failure),
@@ -175,7 +177,11 @@ impl Core {
     /// A SYNCED: the peer has sent its whole registry.
     fn on_synced(&mut self, link: LinkId) {
         if let Some(link) = self.mesh.links.get_mut(&link) {
-            link.peer_synced = true;
+            // Where we asked for an interest scope, the peer's SYNCED comes before it has
+            // heard what we want: the answer to our first INTERESTs stands for it.
+            if !matches!(link.scope, Some(super::Scope::Asked { .. })) {
+                link.peer_synced = true;
+            }
         }
     }
 

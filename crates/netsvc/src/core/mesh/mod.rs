@@ -11,6 +11,8 @@
 //!   kind handed to the part below that owns it;
 //! - `routes.rs`: remote services and the routes to them;
 //! - `ads.rs`: what each link has been told of our registry, and telling it of changes;
+//! - `interest.rs`: the interest-scoped registry, where a client is told only of the
+//!   services it asked for;
 //! - `relay.rs`: requests that cross links, ours and relayed;
 //! - `subs.rs`: subscriptions toward remote publishers, ours and relayed, and those that
 //!   links hold on our publishers;
@@ -18,9 +20,12 @@
 
 mod ads;
 mod inbound;
+mod interest;
 mod relay;
 mod reports;
 mod routes;
+#[cfg(test)]
+mod scoped_tests;
 mod subs;
 #[cfg(test)]
 mod tests;
@@ -28,6 +33,7 @@ mod tests;
 use std::sync::Arc;
 
 use self::ads::ServiceAd;
+use self::interest::{Interest, Scope, Wanted};
 use self::relay::Pending;
 use self::routes::RemoteService;
 use self::subs::{RemotePublisher, RemoteSubs, Served};
@@ -65,6 +71,9 @@ pub(crate) struct LinkInfo {
     pub(crate) tls: bool,
     /// The user the peer logged in as.
     pub(crate) user: Option<Arc<str>>,
+    /// Both HELLOs agreed on an interest-scoped registry (PROTOCOL.md §8.1): the side that
+    /// initiated the link is told only of the services it asks for.
+    pub(crate) scoped_registry: bool,
     /// When the link came up.
     pub(crate) since: std::time::Instant,
 }
@@ -106,6 +115,16 @@ struct LinkState {
     peer_synced: bool,
     awaiting_acks: FastSet<Sid>,
     resynced: bool,
+    /// On an interest-scoped link, which end asked and what the peer wants.
+    scope: Option<Scope>,
+}
+
+impl LinkState {
+    /// Whether the service at `address` is announced on this link, as far as the peer's
+    /// interest goes (`ServiceAd::exports_to` says the rest).
+    fn admits(&self, address: &str) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.admits(address))
+    }
 }
 
 /// The exchange half of the core's state.
@@ -120,6 +139,8 @@ pub(super) struct Mesh {
     publishers: FastMap<Arc<str>, RemotePublisher>,
     /// Encoded SERVICE frames, by address, until the service's state changes.
     ads: FastMap<Arc<str>, ServiceAd>,
+    /// What this process wants on its interest-scoped links.
+    wanted: Wanted,
 }
 
 impl Mesh {
@@ -191,6 +212,17 @@ impl Core {
             self.link_down(other);
             queue
         });
+        // A process that others link to answers for the whole registry: it wants it all.
+        if !info.initiated_here {
+            self.want_all();
+        }
+        let scope = info.scoped_registry.then(|| match info.initiated_here {
+            true => Scope::Asked {
+                initial: u64::MAX,
+                answered: 0,
+            },
+            false => Scope::Serving(Interest::default()),
+        });
         let id = self.ids.links.next();
         self.mesh.links.insert(
             id,
@@ -205,9 +237,11 @@ impl Core {
                 peer_synced: false,
                 awaiting_acks: FastSet::default(),
                 resynced: false,
+                scope,
             },
         );
         self.send_registry(id);
+        self.send_wanted(id);
         Ok((id, replaced))
     }
 
@@ -368,6 +402,8 @@ impl Core {
         for publisher in link.out_subs {
             self.reroute_subscriptions(&publisher);
         }
+        // Callers waiting for this link's answer to an INTEREST wait no longer.
+        self.wake_interest_waiters();
     }
 
     /// Closes every link `doomed` picks (the users changed, and their rights with them);

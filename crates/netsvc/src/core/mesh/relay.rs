@@ -131,6 +131,10 @@ impl Core {
             return;
         }
         let meter = self.relay_meter(request.to.as_str());
+        // A service is told who calls it: on an interest-scoped link, the caller first.
+        if let (Some(next), Some(from)) = (self.best_link(request.to.as_str()), &request.from) {
+            self.admit(next, from);
+        }
         let Some((next, next_link)) = self
             .best_link(request.to.as_str())
             .and_then(|next| Some((next, self.mesh.links.get_mut(&next)?)))

@@ -238,6 +238,9 @@ impl Core {
             .or_default();
         p.sids.insert(sid);
         let first = p.add_link(link);
+        // A publisher serves only subscribers it can see: on an interest-scoped link, the
+        // subscriber goes first.
+        self.admit(link, subscriber.address());
         if let Some(l) = self.mesh.links.get_mut(&link) {
             if first {
                 l.out_subs.insert(publisher.address_arc().clone());
