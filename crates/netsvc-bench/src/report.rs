@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::System;
+use crate::adapters::netsvc::RegistryMode;
+use crate::suite::label;
 use crate::workloads::{gateway, memory, ose, w1, w2, w4, w5};
 
 /// Everything one run measured.
@@ -230,8 +232,34 @@ impl Results {
             }),
         });
         let n5 = self.w5.iter().find(|r| r.system == System::Netsvc);
+        let scoped5 = self
+            .w5
+            .iter()
+            .find(|r| r.registry == Some(RegistryMode::Scoped));
+        let nats5 = self.w5.iter().find(|r| r.system == System::Nats);
         checks.push(Check {
-            target: "W5 netsvc: 100% resynced within 3 s of the hub being back".to_owned(),
+            target: "W5 netsvc, scoped registry: 100% resynced ≤ 1.0 s, 99% ≤ 0.7 s after the hub is back"
+                .to_owned(),
+            figure: scoped5.map_or("n/a".to_owned(), |r| {
+                format!("99% at {} ms, 100% at {} ms", ms(r.resynced_ms[1]), ms(r.resynced_ms[2]))
+            }),
+            met: scoped5.map(|r| {
+                r.not_resynced == 0 && r.resynced_ms[2] <= 1_000.0 && r.resynced_ms[1] <= 700.0
+            }),
+        });
+        checks.push(Check {
+            target: "W5 netsvc, scoped registry: 100% resynced ≤ 2x nats-server's".to_owned(),
+            figure: match (scoped5, nats5) {
+                (Some(n), Some(p)) => ratio(Some(n.resynced_ms[2]), Some(p.resynced_ms[2])),
+                _ => "n/a".to_owned(),
+            },
+            met: scoped5
+                .zip(nats5)
+                .map(|(n, p)| n.not_resynced == 0 && n.resynced_ms[2] <= 2.0 * p.resynced_ms[2]),
+        });
+        checks.push(Check {
+            target: "W5 netsvc, whole registry: 100% resynced within 3 s of the hub being back"
+                .to_owned(),
             figure: n5.map_or("n/a".to_owned(), |r| {
                 format!(
                     "100% at {} ms ({:.1}% within 3 s)",
@@ -291,6 +319,17 @@ impl Results {
                 figure(m.per_connection_b, m.verdict_per_connection_b())
             }),
             met: nm.map(|m| m.verdict_per_connection_b() <= 16.0 * 1024.0),
+        });
+        let scoped_memory = self
+            .memory
+            .iter()
+            .find(|r| r.registry == Some(RegistryMode::Scoped));
+        checks.push(Check {
+            target: "Memory: ≤ 600 B hub memory per service, scoped registry".to_owned(),
+            figure: scoped_memory.map_or("n/a".to_owned(), |m| {
+                figure(m.per_service_b, m.verdict_per_service_b())
+            }),
+            met: scoped_memory.map(|m| m.verdict_per_service_b() <= 600.0),
         });
         checks.push(Check {
             target: "Memory: ≤ 300 B hub memory per subscription".to_owned(),
@@ -627,7 +666,7 @@ impl Results {
         if self.w5.is_empty() {
             return;
         }
-        md.push_str("\n## W5 reconnect storm: hub SIGKILLed, restarted on the same port after 1 s\n\nTimes in ms from the hub accepting connections again. netsvc resynced = `Resynced` event and the version cached during the outage received on all 5 subscriptions; NATS resynced = a message published after the kill received on all 5 subscriptions (core NATS caches nothing). Lost: netsvc, cached versions never delivered; NATS, outage messages missing from the sequence.\n\n| system | clients | set up before the kill | outage ms | reconnected p50 / p99 / 100% | resynced p50 / p99 / 100% | resynced ≤ 3 s | not resynced | duplicates | lost | hub registry before → after |\n|---|---:|---:|---:|---|---|---:|---:|---:|---:|---|\n");
+        md.push_str("\n## W5 reconnect storm: hub SIGKILLed, restarted on the same port after 1 s\n\nTimes in ms from the hub accepting connections again. netsvc resynced = `Resynced` event and the version cached during the outage received on all 5 subscriptions; NATS resynced = a message published after the kill received on all 5 subscriptions (core NATS caches nothing). Lost: netsvc, cached versions never delivered; NATS, outage messages missing from the sequence.\n\nnetsvc runs with each client's registry whole (told of every service, the default) and scoped (`RegistrySync::Scoped`: told of the names it uses). Hub bytes out: what the hub sent on each link after its restart, on average (the registry sync and the cached reports).\n\n| system | clients | set up before the kill | outage ms | reconnected p50 / p99 / 100% | resynced p50 / p99 / 100% | resynced ≤ 3 s | not resynced | duplicates | lost | hub registry before → after | hub bytes out per client |\n|---|---:|---:|---:|---|---|---:|---:|---:|---:|---|---:|\n");
         for r in &self.w5 {
             let reg = match (r.registry_before, r.registry_after) {
                 (Some(b), Some(a)) => format!(
@@ -642,10 +681,13 @@ impl Results {
                 _ => "n/a (no registry)".to_owned(),
             };
             let three = |v: [f64; 3]| format!("{} / {} / {}", ms(v[0]), ms(v[1]), ms(v[2]));
+            let bytes_out = r
+                .registry_after
+                .map_or("n/a".to_owned(), |a| thousands(a.bytes_out_per_link as f64));
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {:.0} | {} | {} | {:.1}% | {} | {} | {} | {} |",
-                r.system.label(),
+                "| {} | {} | {} | {:.0} | {} | {} | {:.1}% | {} | {} | {} | {} | {} |",
+                label(r.system, r.registry.unwrap_or_default()),
                 r.clients,
                 r.set_up,
                 r.outage_ms,
@@ -655,15 +697,17 @@ impl Results {
                 r.not_resynced,
                 r.duplicates,
                 r.lost,
-                reg
+                reg,
+                bytes_out
             );
         }
-        let n = self.w5.iter().find(|r| r.system == System::Netsvc);
         let p = self.w5.iter().find(|r| r.system == System::Nats);
-        if let (Some(n), Some(p)) = (n, p) {
+        for n in self.w5.iter().filter(|r| r.system == System::Netsvc) {
+            let Some(p) = p else { break };
             let _ = writeln!(
                 md,
-                "| netsvc / nats-server (time, < 1 favours netsvc) | | | | {} / {} / {} | {} / {} / {} | | | | | |",
+                "| {} / nats-server (time, < 1 favours netsvc) | | | | {} / {} / {} | {} / {} / {} | | | | | | |",
+                label(n.system, n.registry.unwrap_or_default()),
                 ratio(Some(n.reconnected_ms[0]), Some(p.reconnected_ms[0])),
                 ratio(Some(n.reconnected_ms[1]), Some(p.reconnected_ms[1])),
                 ratio(Some(n.reconnected_ms[2]), Some(p.reconnected_ms[2])),
@@ -680,14 +724,14 @@ impl Results {
         }
         let _ = write!(
             md,
-            "\n## Hub memory (VmRSS)\n\nRSS with no clients, then with idle connections, then (netsvc only) with one subscriber service per connection, then with {} subscriptions per connection on distinct subjects. netsvc announces every service to every connected process, so the per-service figure includes that replication (it grows with the number of connections). For bytes a ratio < 1 favours netsvc.\n\n| system | connections | subscriptions | RSS empty KiB | RSS idle KiB | RSS with services KiB | RSS subscribed KiB | B per idle connection | B per service | B per subscription |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "\n## Hub memory (VmRSS)\n\nRSS with no clients, then with idle connections, then (netsvc only) with one subscriber service per connection, then with {} subscriptions per connection on distinct subjects. With the whole registry netsvc announces every service to every connected process, so the per-service figure includes that replication (it grows with the number of connections); with a scoped registry each client is told only of the names it uses (here the publisher), so a service costs the hub its own entry. For bytes a ratio < 1 favours netsvc.\n\n| system | connections | subscriptions | RSS empty KiB | RSS idle KiB | RSS with services KiB | RSS subscribed KiB | B per idle connection | B per service | B per subscription |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
             memory::SUBS_PER_CONNECTION
         );
         for r in &self.memory {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                r.system.label(),
+                label(r.system, r.registry.unwrap_or_default()),
                 thousands(r.connections as f64),
                 thousands(r.subscriptions as f64),
                 thousands(r.rss0_kib as f64),

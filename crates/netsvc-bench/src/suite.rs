@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 
 use crate::adapters::System;
+use crate::adapters::netsvc::RegistryMode;
 use crate::harness::{Env, PeerServer};
 use crate::report::Results;
 use crate::workloads::{gateway, memory, ose, record, w1, w2, w4, w5};
@@ -76,6 +77,16 @@ pub(crate) struct RunArgs {
     /// W5 clients and memory connections (default 1,000; 200 with --quick).
     #[arg(long)]
     clients: Option<usize>,
+    /// The registries of netsvc's clients in W5 and the memory workload, each run in turn:
+    /// `whole` (every client told of every service, the default) and `scoped`
+    /// (`RegistrySync::Scoped`).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "whole,scoped"
+    )]
+    registry: Vec<RegistryMode>,
     /// Write the tables here (Markdown).
     #[arg(long)]
     markdown: Option<PathBuf>,
@@ -100,6 +111,26 @@ pub(crate) struct RunArgs {
     /// and a hub certificate for 127.0.0.1.
     #[arg(long)]
     tls: bool,
+}
+
+/// `systems` with netsvc once per registry mode (the others once, with a mode that they
+/// ignore).
+fn netsvc_twice(modes: &[RegistryMode], systems: &[System]) -> Vec<(System, RegistryMode)> {
+    systems
+        .iter()
+        .flat_map(|&s| match s {
+            System::Netsvc => modes.iter().map(|&m| (s, m)).collect::<Vec<_>>(),
+            _ => vec![(s, RegistryMode::Whole)],
+        })
+        .collect()
+}
+
+/// How a run is named: netsvc with its registry mode.
+pub(crate) fn label(system: System, registry: RegistryMode) -> String {
+    match system {
+        System::Netsvc => format!("{} ({} registry)", system.label(), registry.name()),
+        _ => system.label().to_owned(),
+    }
 }
 
 fn parse_case(text: &str) -> Result<w1::Case, String> {
@@ -244,15 +275,14 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
                 let _ = std::fs::remove_dir_all(workdir.join("jetstream"));
             }
             Workload::W5 => {
-                for s in [System::Netsvc, System::Nats] {
+                for (s, registry) in netsvc_twice(&args.registry, &[System::Netsvc, System::Nats]) {
                     if !has(s) {
                         continue;
                     }
-                    let what = format!("W5 {} ({clients} clients)", s.label());
+                    let what = format!("W5 {} ({clients} clients)", label(s, registry));
                     eprintln!("== {what}");
-                    if let Some(r) =
-                        record(&what, w5::run(&env, s, clients).await, &mut results.notes)
-                    {
+                    let outcome = w5::run(&env, s, clients, registry).await;
+                    if let Some(r) = record(&what, outcome, &mut results.notes) {
                         eprintln!(
                             "   resynced p50 {:.0} ms, 100% {:.0} ms, not resynced {}",
                             r.resynced_ms[0], r.resynced_ms[2], r.not_resynced
@@ -353,17 +383,15 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
                 }
             }
             Workload::Memory => {
-                for s in [System::Netsvc, System::Nats, System::Mqtt] {
+                let systems = [System::Netsvc, System::Nats, System::Mqtt];
+                for (s, registry) in netsvc_twice(&args.registry, &systems) {
                     if !has(s) {
                         continue;
                     }
-                    let what = format!("memory {} ({clients} connections)", s.label());
+                    let what = format!("memory {} ({clients} connections)", label(s, registry));
                     eprintln!("== {what}");
-                    if let Some(r) = record(
-                        &what,
-                        memory::run(&env, s, clients).await,
-                        &mut results.notes,
-                    ) {
+                    let outcome = memory::run(&env, s, clients, registry).await;
+                    if let Some(r) = record(&what, outcome, &mut results.notes) {
                         eprintln!(
                             "   {:.0} B per idle connection, {:.0} B per subscription",
                             r.per_connection_b, r.per_subscription_b

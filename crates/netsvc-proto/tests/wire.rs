@@ -658,9 +658,8 @@ fn frame() -> impl Strategy<Value = Frame> {
         ),
         (text(), any::<u8>())
             .prop_map(|(address, reason)| Frame::Withdraw(frame::Withdraw { address, reason })),
-        (uint(), any::<bool>(), texts()).prop_map(|(seq, all, names)| Frame::Interest(
-            frame::Interest { seq, all, names }
-        )),
+        (uint(), any::<bool>(), texts())
+            .prop_map(|(seq, all, names)| Frame::Interest(frame::Interest { seq, all, names })),
         uint().prop_map(|seq| Frame::Interested(frame::Interested { seq })),
         (
             uint(),

@@ -1,12 +1,13 @@
 //! netsvc: a client `Runtime` + `Exchange` connected to a `role netsvc-hub` process.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use netsvc::{
-    Endpoint, Exchange, Lifetime, ReportEvent, ReportMonitor, Retry, Runtime, RuntimeConfig,
-    Service, SubscriptionStatus, SubscriptionWatch, Value,
+    Endpoint, Exchange, Lifetime, RegistrySync, ReportEvent, ReportMonitor, Retry, Runtime,
+    RuntimeConfig, Service, SubscriptionStatus, SubscriptionWatch, Value,
 };
 
 use netsvc::security::{ClientTls, ServerTls};
@@ -19,10 +20,57 @@ pub(crate) const PUBLISHER: &str = "bench-pub";
 /// The echo service of W2 (method `echo`).
 pub(crate) const ECHO_SERVICE: &str = SUBJECT;
 
+/// Which services a netsvc client is told of (`RegistrySync`), as the bench names it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RegistryMode {
+    /// Every service of the exchange (the library's default).
+    #[default]
+    Whole,
+    /// Only the services of the names the client uses.
+    Scoped,
+}
+
+impl RegistryMode {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Whole => "whole",
+            Self::Scoped => "scoped",
+        }
+    }
+
+    pub(crate) fn sync(self) -> RegistrySync {
+        match self {
+            Self::Whole => RegistrySync::Whole,
+            Self::Scoped => RegistrySync::Scoped,
+        }
+    }
+}
+
+/// The registry of this role process's clients made through the [`Adapter`] (whose
+/// `connect` takes an address only): set once by the role from its arguments.
+static ADAPTER_REGISTRY: OnceLock<RegistryMode> = OnceLock::new();
+
+/// Makes the clients this process connects through the adapter use `mode`.
+pub(crate) fn use_registry(mode: RegistryMode) {
+    let _ = ADAPTER_REGISTRY.set(mode);
+}
+
 /// A client runtime with queues deep enough that workloads measure links, not the
 /// slow-consumer policy.
 pub(crate) fn client_config() -> RuntimeConfig {
     RuntimeConfig::default()
+        .with_registry_sync(ADAPTER_REGISTRY.get().copied().unwrap_or_default().sync())
         .with_report_capacity(1 << 22)
         .with_announcement_capacity(1 << 20)
 }
@@ -61,6 +109,9 @@ pub(crate) struct Registry {
     pub(crate) distinct: usize,
     /// Members of the group asked for.
     pub(crate) group_members: usize,
+    /// Bytes the hub has sent on each of its links since it came up, on average.
+    #[serde(default)]
+    pub(crate) bytes_out_per_link: u64,
 }
 
 fn count_registry(rt: &Runtime, prefix: &str, group: &str) -> Registry {
@@ -72,10 +123,13 @@ fn count_registry(rt: &Runtime, prefix: &str, group: &str) -> Registry {
         .filter(|n| n.starts_with(prefix))
         .collect();
     let distinct = names.iter().collect::<std::collections::HashSet<_>>().len();
+    let links = rt.stats().links;
+    let bytes_out: u64 = links.iter().map(|l| l.bytes_out).sum();
     Registry {
         services: names.len(),
         distinct,
         group_members: rt.registry().lookup_group(group).len(),
+        bytes_out_per_link: bytes_out / (links.len().max(1) as u64),
     }
 }
 

@@ -31,7 +31,7 @@ use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
 
 use super::{Target, dispatch};
-use crate::adapters::netsvc::Netsvc;
+use crate::adapters::netsvc::{self as netsvc_adapter, Netsvc, RegistryMode};
 use crate::adapters::{Adapter, System};
 use crate::harness::{Env, Heap, HubOptions};
 use crate::proc::{Commands, Cpu, Proc, ready, wait_quiet};
@@ -65,6 +65,9 @@ pub(crate) struct ClientsArgs {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Run {
     pub(crate) system: System,
+    /// netsvc: which services each client was told of.
+    #[serde(default)]
+    pub(crate) registry: Option<RegistryMode>,
     pub(crate) connections: usize,
     pub(crate) subscriptions: usize,
     /// Hub RSS with no clients, KiB.
@@ -115,6 +118,14 @@ impl Run {
         })
     }
 
+    /// Bytes per service for the verdict: RSS, or the heap with overhead if larger.
+    pub(crate) fn verdict_per_service_b(&self) -> f64 {
+        let heap = self.heap_per(1, 2, self.connections);
+        heap.map_or(self.per_service_b, |h| {
+            h.with_overhead.max(self.per_service_b)
+        })
+    }
+
     /// Bytes per subscription for the verdict: RSS, or the heap with overhead if larger
     /// (RSS that grew less than the live heap was reusing freed memory).
     pub(crate) fn verdict_per_subscription_b(&self) -> f64 {
@@ -125,8 +136,13 @@ impl Run {
     }
 }
 
-/// Runs the memory workload against one system.
-pub(crate) async fn run(env: &Env, system: System, connections: usize) -> Result<Run> {
+/// Runs the memory workload against one system (netsvc: its clients with `registry`).
+pub(crate) async fn run(
+    env: &Env,
+    system: System,
+    connections: usize,
+    registry: RegistryMode,
+) -> Result<Run> {
     if matches!(system, System::Tcp | System::TcpDirect) {
         bail!("no memory workload for raw TCP");
     }
@@ -153,8 +169,15 @@ pub(crate) async fn run(env: &Env, system: System, connections: usize) -> Result
         heap[0] = hub.heap().await?;
     }
 
-    let mut procs =
-        super::spawn_clients(env, system, "mem-clients", &target, connections, PROCESSES)?;
+    let client_target = Target::args_with(system, &hub.addr, registry);
+    let mut procs = super::spawn_clients(
+        env,
+        system,
+        "mem-clients",
+        &client_target,
+        connections,
+        PROCESSES,
+    )?;
     for p in &mut procs {
         p.expect("READY", Duration::from_secs(120)).await?;
     }
@@ -228,6 +251,7 @@ pub(crate) async fn run(env: &Env, system: System, connections: usize) -> Result
     hub.stop().await;
     Ok(Run {
         system,
+        registry: (system == System::Netsvc).then_some(registry),
         connections,
         subscriptions,
         rss0_kib: rss0,
@@ -261,6 +285,7 @@ pub(crate) async fn pub_role(target: Target) -> Result<()> {
 
 /// `role mem-clients`.
 pub(crate) async fn clients_role(args: ClientsArgs) -> Result<()> {
+    netsvc_adapter::use_registry(args.target.registry);
     dispatch!(args.target.system, clients(&args))
 }
 

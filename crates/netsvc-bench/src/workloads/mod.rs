@@ -13,6 +13,7 @@ pub(crate) mod w5;
 use clap::Args;
 
 use crate::adapters::System;
+use crate::adapters::netsvc::RegistryMode;
 use crate::harness::Env;
 use crate::proc::{Cpu, Proc};
 
@@ -25,9 +26,19 @@ pub(crate) struct Target {
     /// The hub's `HOST:PORT`.
     #[arg(long)]
     pub(crate) addr: String,
+    /// netsvc clients: which services the hub tells them of.
+    #[arg(long, value_enum, default_value_t = RegistryMode::Whole)]
+    pub(crate) registry: RegistryMode,
 }
 
 impl Target {
+    /// The arguments that give this target to a role whose netsvc clients use `registry`.
+    pub(crate) fn args_with(system: System, addr: &str, registry: RegistryMode) -> Vec<String> {
+        let mut args = Self::args(system, addr);
+        args.extend(["--registry".to_owned(), registry.name().to_owned()]);
+        args
+    }
+
     /// The arguments that give this target to a role.
     pub(crate) fn args(system: System, addr: &str) -> Vec<String> {
         vec![

@@ -4,6 +4,8 @@
 //!
 //! netsvc: each client is a `Runtime` + client `Exchange` with the library's default
 //! reconnect policy (`Retry::default()`, as the NATS clients use async-nats's default),
+//! run once with the whole registry (every client told of every service) and once scoped
+//! (`RegistrySync::Scoped`: each client told of `w5-pub`, the only name it uses),
 //! a service `w5-c-<n>` in group `w5`, and 5 monitors by name on the service `w5-pub`
 //! (subjects `t.0`..`t.4`, cached forever). While the hub is down the publisher caches a
 //! new version of all 5; a client is resynced once it has its `ConnectionState::Resynced`
@@ -42,7 +44,7 @@ use tokio::sync::watch;
 use super::Target;
 use crate::adapters::System;
 use crate::adapters::nats as nats_adapter;
-use crate::adapters::netsvc::Registry;
+use crate::adapters::netsvc::{Registry, RegistryMode};
 use crate::harness::{Env, HubOptions};
 use crate::payload::{self, now_ns};
 use crate::proc::{Commands, Cpu, emit, ready};
@@ -97,6 +99,9 @@ struct Outcome {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Run {
     pub(crate) system: System,
+    /// netsvc: which services each client was told of.
+    #[serde(default)]
+    pub(crate) registry: Option<RegistryMode>,
     pub(crate) clients: usize,
     /// Clients that had connected, subscribed and received their values before the kill.
     pub(crate) set_up: usize,
@@ -117,8 +122,13 @@ pub(crate) struct Run {
     pub(crate) registry_after: Option<Registry>,
 }
 
-/// Runs W5 against netsvc or NATS.
-pub(crate) async fn run(env: &Env, system: System, clients: usize) -> Result<Run> {
+/// Runs W5 against netsvc (its clients with `registry`) or NATS.
+pub(crate) async fn run(
+    env: &Env,
+    system: System,
+    clients: usize,
+    registry: RegistryMode,
+) -> Result<Run> {
     if !matches!(system, System::Netsvc | System::Nats) {
         bail!("W5 runs netsvc and NATS only");
     }
@@ -155,7 +165,7 @@ pub(crate) async fn run(env: &Env, system: System, clients: usize) -> Result<Run
         env,
         system,
         "w5-clients",
-        &target,
+        &Target::args_with(system, &hub.addr, registry),
         clients,
         processes(clients),
     )?;
@@ -251,6 +261,7 @@ pub(crate) async fn run(env: &Env, system: System, clients: usize) -> Result<Run
     };
     Ok(Run {
         system,
+        registry: (system == System::Netsvc).then_some(registry),
         clients: n,
         set_up,
         outage_ms: back_ns.saturating_sub(kill_ns) as f64 / 1e6,
@@ -384,7 +395,7 @@ pub(crate) async fn clients_role(args: ClientsArgs) -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             let outcome = match args.target.system {
-                System::Netsvc => netsvc_client(i, addr, end, counters).await,
+                System::Netsvc => netsvc_client(i, addr, args.target.registry, end, counters).await,
                 System::Nats => nats_client(addr, end, counters).await,
                 other => Err(anyhow::anyhow!("no W5 for {other}")),
             };
@@ -452,10 +463,11 @@ fn bump(c: &Cell<usize>) {
 async fn netsvc_client(
     index: usize,
     addr: &str,
+    registry: RegistryMode,
     mut end: watch::Receiver<bool>,
     counters: Counters,
 ) -> Result<Outcome> {
-    let rt = Runtime::with_config(RuntimeConfig::default())?;
+    let rt = Runtime::with_config(RuntimeConfig::default().with_registry_sync(registry.sync()))?;
     let ex = Exchange::client(&rt).build()?;
     let mut links = ex.watch_connections();
     ex.connect(addr, Retry::default())?;
