@@ -20,7 +20,10 @@
 //!
 //! netsvc: each connection is a client `Runtime` + `Exchange`; its subscriptions are report
 //! monitors on a publisher service `bench-pub` in another process (connected before the
-//! baseline), so the hub holds them as relayed subscriptions. The clients run as tasks in 4
+//! baseline), so the hub holds them as relayed subscriptions. Run with the whole registry
+//! (every process, the publisher's too, told of every service) and with the scoped one
+//! (every process, the publisher's too, told of the names it uses: the subscribers are
+//! told of `bench-pub`, and the publisher of each subscriber when it subscribes). The clients run as tasks in 4
 //! processes on CPU 1.
 
 use std::time::Duration;
@@ -154,11 +157,12 @@ pub(crate) async fn run(
     };
     let counted = system == System::Netsvc;
     let mut heap = [Heap::default(); 4];
-    let target = Target::args(system, &hub.addr);
     let mut publisher = None;
     if system == System::Netsvc {
+        // The publisher's process is one of the fleet: its registry is scoped too when
+        // the clients' are.
         let mut args = vec!["mem-pub".to_owned()];
-        args.extend(target.iter().cloned());
+        args.extend(Target::args_with(system, &hub.addr, registry));
         let mut p = env.role(Cpu::Load, "netsvc-mem-pub", &args)?;
         p.expect("READY", Duration::from_secs(30)).await?;
         publisher = Some(p);
@@ -271,6 +275,7 @@ pub(crate) async fn pub_role(target: Target) -> Result<()> {
     if target.system != System::Netsvc {
         bail!("mem-pub is for netsvc");
     }
+    netsvc_adapter::use_registry(target.registry);
     let conn = Netsvc::connect(&target.addr).await?;
     let mut p = conn.publisher().await?;
     let mut commands = Commands::new();

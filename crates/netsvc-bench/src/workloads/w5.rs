@@ -14,9 +14,15 @@
 //! `w5-c-<n>` per client.
 //!
 //! NATS: 1,000 `async-nats` connections with 5 subscriptions each; a publisher sends on the
-//! 5 subjects every 20 ms. Reconnected: the client's `Connected` event; resynced: a message
-//! published after the kill has reached all 5 subscriptions. Core NATS keeps no values, so
-//! losses are the messages of the outage that never arrived.
+//! 5 subjects every 20 ms from the kill on (every 200 ms before, enough for each client to
+//! see its subscriptions work). Reconnected: the client's `Connected` event; resynced: a
+//! message published after the kill has reached all 5 subscriptions. Core NATS keeps no
+//! values, so losses are the messages of the outage that never arrived. Beyond 1,000
+//! clients the interval grows with the clients (40 ms at 2,000, 83 ms at 4,000), so that
+//! the load processes receive at most 250,000 messages a second, as at 1,000: a publisher
+//! fanning out to every client every 20 ms was a storm of its own that kept later clients
+//! from being set up, which is the tool's cost, not the server's. The resync times then
+//! carry up to one interval of resolution.
 //!
 //! The clients run as tasks in processes on CPU 1: 4, or one per 500 clients beyond 2,000, so
 //! that no process's single thread carries more than 500 links' registry floods. Each
@@ -52,6 +58,19 @@ use crate::stats::percentile;
 
 /// Subscriptions per client.
 const SUBSCRIPTIONS: usize = 5;
+/// How long before the kill its moment is announced to the client processes.
+const KILL_NOTICE: Duration = Duration::from_millis(200);
+/// NATS: the publisher's interval before the kill.
+const NATS_SETUP_TICK: Duration = Duration::from_millis(200);
+/// NATS: the most messages a second the publisher makes the load processes receive.
+const NATS_MAX_DELIVERIES: usize = 250_000;
+
+/// NATS: the publisher's interval from the kill on: 20 ms, longer beyond 1,000 clients (see
+/// the module's comment).
+fn nats_tick(clients: usize) -> Duration {
+    let per_second = NATS_MAX_DELIVERIES / (clients * SUBSCRIPTIONS).max(1);
+    Duration::from_millis((1000 / per_second.max(1)).max(20) as u64)
+}
 /// Client processes, for `clients` clients.
 fn processes(clients: usize) -> usize {
     clients.div_ceil(500).max(4)
@@ -159,7 +178,14 @@ pub(crate) async fn run(
     args.extend(target.iter().cloned());
     let mut publisher = env.role(Cpu::Load, &format!("{system}-w5-pub"), &args)?;
     publisher.expect("READY", Duration::from_secs(30)).await?;
-    publisher.send("GO").await?;
+    let storm_tick = nats_tick(clients);
+    publisher
+        .send(&format!(
+            "GO {} {}",
+            NATS_SETUP_TICK.as_millis(),
+            storm_tick.as_millis()
+        ))
+        .await?;
 
     let mut procs = super::spawn_clients(
         env,
@@ -196,10 +222,17 @@ pub(crate) async fn run(
         None
     };
 
-    let kill_ns = now_ns();
+    // Every client process knows the moment of the kill before it happens: a link lost
+    // before its process has read it would not count as the storm's, and that client as
+    // never reconnected.
+    let kill_ns = now_ns() + KILL_NOTICE.as_nanos() as u64;
     for p in &mut procs {
         p.send(&format!("KILL {kill_ns}")).await?;
     }
+    for p in &mut procs {
+        p.expect("ARMED", Duration::from_secs(10)).await?;
+    }
+    tokio::time::sleep(Duration::from_nanos(kill_ns.saturating_sub(now_ns()))).await;
     hub.kill().await;
     publisher.send("PUBLISH").await?;
     publisher.expect("DONE", Duration::from_secs(10)).await?;
@@ -336,6 +369,7 @@ async fn netsvc_publisher(addr: &str) -> Result<()> {
     publish_all(1)?;
     let mut commands = Commands::new();
     ready("publisher");
+    // The intervals of `GO` are NATS's.
     commands.expect("GO").await?;
     commands.expect("PUBLISH").await?;
     // The hub is down: this lands in the publisher's cache, to be delivered on resync.
@@ -348,8 +382,14 @@ async fn nats_publisher(addr: &str) -> Result<()> {
     let client = nats_adapter::options().connect(addr).await?;
     let mut commands = Commands::new();
     ready("publisher");
-    commands.expect("GO").await?;
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    // `GO <setup ms> <storm ms>`: the intervals before and from the kill.
+    let line = commands.expect("GO").await?;
+    let mut ticks = line
+        .split_whitespace()
+        .map(|ms| ms.parse::<u64>().map(Duration::from_millis));
+    let setup = ticks.next().context("GO <setup ms> <storm ms>")??;
+    let storm = ticks.next().context("GO <setup ms> <storm ms>")??;
+    let mut tick = tokio::time::interval(setup);
     let mut seq = 0u64;
     loop {
         tokio::select! {
@@ -361,7 +401,10 @@ async fn nats_publisher(addr: &str) -> Result<()> {
                 seq += 1;
             }
             line = commands.next() => match line? {
-                Some(l) if l == "PUBLISH" => println!("DONE"),
+                Some(l) if l == "PUBLISH" => {
+                    tick = tokio::time::interval(storm);
+                    println!("DONE");
+                }
                 _ => return Ok(()),
             },
         }
@@ -427,6 +470,7 @@ pub(crate) async fn clients_role(args: ClientsArgs) -> Result<()> {
         ready(ready_count.get());
         let line = commands.expect("KILL").await?;
         kill_ns.set(line.parse().context("KILL <ns>")?);
+        println!("ARMED");
         let all_done = async {
             while done_count.get() < args.count {
                 tokio::time::sleep(tick).await;
@@ -649,6 +693,15 @@ mod tests {
         assert_eq!(processes(2_000), 4);
         assert_eq!(processes(2_001), 5);
         assert_eq!(processes(4_000), 8);
+    }
+
+    /// The NATS publisher keeps the load processes under 250,000 messages a second.
+    #[test]
+    fn nats_intervals() {
+        assert_eq!(nats_tick(200), Duration::from_millis(20));
+        assert_eq!(nats_tick(1_000), Duration::from_millis(20));
+        assert_eq!(nats_tick(2_000), Duration::from_millis(40));
+        assert_eq!(nats_tick(4_000), Duration::from_millis(83));
     }
 
     #[test]

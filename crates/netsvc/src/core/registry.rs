@@ -102,6 +102,13 @@ impl RegistryState {
         self.entries.get(address)
     }
 
+    /// The registry's own copy of a service name, if a service has it: shared instead of
+    /// allocated again (many services share a name, and a registry sync makes a binding per
+    /// service in the network).
+    pub(crate) fn service_name(&self, name: &str) -> Option<Arc<str>> {
+        self.by_name.get_key_value(name).map(|(n, _)| n.clone())
+    }
+
     /// The registry's own copy of a group name, if the group has members: a name known to
     /// be valid, shared instead of allocated again.
     pub(crate) fn group_name(&self, group: &str) -> Option<Arc<str>> {

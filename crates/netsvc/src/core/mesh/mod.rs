@@ -117,6 +117,8 @@ struct LinkState {
     resynced: bool,
     /// On an interest-scoped link, which end asked and what the peer wants.
     scope: Option<Scope>,
+    /// The path of a route straight from the peer (`[peer]`), shared by every such route.
+    direct_path: Arc<[Arc<str>]>,
 }
 
 impl LinkState {
@@ -224,9 +226,11 @@ impl Core {
             false => Scope::Serving(Interest::default()),
         });
         let id = self.ids.links.next();
+        let direct_path = Arc::from([info.peer.clone()]);
         self.mesh.links.insert(
             id,
             LinkState {
+                direct_path,
                 info,
                 queue,
                 convs: Ids::default(),

@@ -112,17 +112,21 @@ impl Core {
         {
             return; // it went around a loop back to us
         }
-        let Some(info) = self.mesh.link(link).map(|l| &l.info) else {
+        let Some(state) = self.mesh.link(link) else {
             return;
         };
-        let (link_group, peer) = (info.group.clone(), info.peer.clone());
-        let route_path: Arc<[Arc<str>]> = path
-            .iter()
-            .map(|p| match p.as_bytes() == peer.as_bytes() {
-                true => peer.clone(),
-                false => Arc::from(p.as_str()),
-            })
-            .collect();
+        let (link_group, peer) = (state.info.group.clone(), state.info.peer.clone());
+        // Most services come straight from the peer: their routes share one path.
+        let route_path: Arc<[Arc<str>]> = match &path[..] {
+            [only] if only.as_bytes() == peer.as_bytes() => state.direct_path.clone(),
+            _ => path
+                .iter()
+                .map(|p| match p.as_bytes() == peer.as_bytes() {
+                    true => peer.clone(),
+                    false => Arc::from(p.as_str()),
+                })
+                .collect(),
+        };
         let origin = route_path[0].clone();
         let route_groups: Few<Arc<str>> = service
             .groups
@@ -159,9 +163,11 @@ impl Core {
                 return;
             }
         };
+        let name = (self.registry.service_name(&service.name))
+            .unwrap_or_else(|| Arc::from(service.name.as_str()));
         let binding = Binding::with_address(
             Arc::from(address),
-            Arc::from(service.name.as_str()),
+            name,
             audience,
             origin,
             Location::Remote,
