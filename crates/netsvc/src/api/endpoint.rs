@@ -8,11 +8,11 @@ use netsvc_proto::value::{self, Value};
 use netsvc_proto::wire::{Frame, Text, frame};
 use tokio::sync::oneshot;
 
-use crate::core::Route;
 use crate::core::local::{Call, argument_list_limits};
 use crate::core::meters::Metered;
 use crate::core::reply::{Reply, Responder};
 use crate::core::shared::RuntimeShared;
+use crate::core::{INTEREST_PATIENCE, Route};
 use crate::model::binding::Binding;
 use crate::model::failure::{Failure, codes};
 use crate::model::ids::{Conv, Id as _, LinkId};
@@ -180,14 +180,15 @@ impl Endpoint {
         }
         if let Target::Name(name) = &self.target {
             // In a scoped registry, a name the hub has not answered for yet is waited for
-            // (within the call's timeout; a link that goes answers at once).
+            // (within the call's timeout and `INTEREST_PATIENCE`; a link that goes answers
+            // at once).
             let unanswered = {
                 let mut core = rt.core.lock();
                 let seq = core.want_name(name);
                 core.interest_answered(seq)
             };
             if let Some(answered) = unanswered {
-                let _ = answered.await;
+                let _ = tokio::time::timeout(INTEREST_PATIENCE, answered).await;
             }
         }
         let (address, route) = {

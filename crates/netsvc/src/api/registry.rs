@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
+use crate::core::INTEREST_PATIENCE;
 use crate::core::queue::{EventReceiver, RecvError};
 use crate::core::shared::RuntimeShared;
 use crate::model::announcement::{Announcement, RegistryScope, ServiceStatus};
@@ -59,7 +60,7 @@ impl Registry {
 
     /// The services with this name, oldest first, once the hubs of a scoped registry have
     /// told of them (at once otherwise): the first lookup of a name in a scoped registry
-    /// waits for a round trip to the hub.
+    /// waits for a round trip to the hub (at most 10 s, for a hub that never answers).
     pub async fn find_name(&self, name: &str) -> Vec<Binding> {
         let unanswered = {
             let mut core = self.runtime.core.lock();
@@ -67,8 +68,9 @@ impl Registry {
             core.interest_answered(seq)
         };
         if let Some(answered) = unanswered {
-            // An error means the link went: what is known then is the answer.
-            let _ = answered.await;
+            // An error means the link went, a timeout that the hub does not answer: what is
+            // known then is the answer.
+            let _ = tokio::time::timeout(INTEREST_PATIENCE, answered).await;
         }
         self.runtime.core.lock().registry.lookup_name(name)
     }

@@ -54,7 +54,7 @@ use crate::model::ids::{Ids, LinkId, MonitorId, RequestId, SubKey, WatchId};
 use crate::model::report::SubscriptionEvent;
 use crate::model::stats::{ReportStats, RequestRole, Stats};
 
-pub(crate) use self::mesh::{Action, LinkInfo, LinkRefused};
+pub(crate) use self::mesh::{Action, INTEREST_PATIENCE, LinkInfo, LinkRefused};
 pub(crate) use self::monitors::{Monitor, MonitorTarget};
 pub(crate) use self::publisher::{Publication, Published, PublisherState};
 pub(crate) use self::registry::RegistryState;

@@ -3,11 +3,15 @@
 
 use std::time::Duration;
 
-use netsvc::{AnnouncementKind, ExchangeConfig, Lifetime, RuntimeConfig, Value, WithdrawReason};
-use netsvc_proto::wire::{self, CloseCode, Frame, Text, frame};
+use netsvc::failure::codes;
+use netsvc::{
+    AnnouncementKind, ExchangeConfig, Lifetime, RegistrySync, RuntimeConfig, Value, WithdrawReason,
+};
+use netsvc_proto::wire::{self, CloseCode, Frame, Role, Text, frame};
 
 use crate::util::{
-    RawPeer, client, config, eventually, hello, hub, hub_with, linked_peers, visible, within,
+    RawPeer, client, client_with, config, eventually, hello, hub, hub_with, linked_peers, visible,
+    within,
 };
 
 /// A raw client that opens a link in group `g` announcing `max_frame`, then announces one
@@ -87,20 +91,12 @@ async fn nothing_larger_than_the_peers_frame_limit_is_sent_to_it() {
     let direct = hrt.endpoint(&small);
     let call = direct.call("echo", vec![Value::from(big.clone())]);
     let f = within("the direct call", call).await.unwrap_err();
-    assert_eq!(
-        f.error,
-        netsvc::failure::codes::REQUEST_ENCODING_ERROR,
-        "{f}"
-    );
+    assert_eq!(f.error, codes::REQUEST_ENCODING_ERROR, "{f}");
     assert!(f.details.contains("frame limit"), "{f}");
     let relayed = crt.endpoint("small");
     let call = relayed.call("echo", vec![Value::from(big.clone())]);
     let f = within("the relayed call", call).await.unwrap_err();
-    assert_eq!(
-        f.error,
-        netsvc::failure::codes::REQUEST_ENCODING_ERROR,
-        "{f}"
-    );
+    assert_eq!(f.error, codes::REQUEST_ENCODING_ERROR, "{f}");
 
     // A response too large for the peer becomes a failure.
     peer.send_frame(&Frame::Request(frame::Request {
@@ -140,11 +136,7 @@ async fn nothing_larger_than_the_peers_frame_limit_is_sent_to_it() {
         }
     }
     let (error, details) = failure.unwrap();
-    assert_eq!(
-        error,
-        netsvc::failure::codes::RESPONSE_ENCODING_ERROR,
-        "{details}"
-    );
+    assert_eq!(error, codes::RESPONSE_ENCODING_ERROR, "{details}");
     assert!(details.contains("frame limit"), "{details}");
     publisher
         .publish("big", Value::from(big.clone()), Lifetime::None)
@@ -208,4 +200,68 @@ async fn connections_still_in_the_handshake_count_against_the_limit() {
         linked_peers(&hex) == [late.clone()]
     })
     .await;
+}
+
+/// A scoped client asks for the scope in its HELLO and says what it wants with INTEREST; a
+/// hub that offers the scope and then never answers holds a call by name no longer than
+/// the library's patience (10 s), even a call without a timeout: it then fails with 46.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_that_never_answers_an_interest_holds_no_call() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let scoped = RuntimeConfig::default().with_registry_sync(RegistrySync::Scoped);
+    let (rt, _ex) = client_with(address, scoped);
+    let (stream, _) = within("the client's connection", listener.accept())
+        .await
+        .unwrap();
+    let mut hub = RawPeer::from_stream(stream);
+    let Some(Frame::Hello(asked)) = hub.next_frame().await else {
+        panic!("expected the client's HELLO");
+    };
+    let scope = (Text::from("registry"), Text::from("scoped"));
+    assert!(asked.options.contains(&scope), "{:?}", asked.options);
+    let mut answer = hello("g", "silent:1");
+    answer.role = Role::Server;
+    answer.options.push(scope);
+    // Patient with the client's silence far beyond the 10 s: the link stays up, so only the
+    // patience can end the wait.
+    answer.heartbeat_ms = 10_000;
+    hub.send_frame(&Frame::Hello(answer)).await;
+    hub.send_frame(&Frame::Synced).await;
+    // The client's registry and SYNCED, then what it wants so far: nothing.
+    loop {
+        match hub.next_frame().await {
+            Some(Frame::Interest(i)) => {
+                assert!(!i.all && i.names.is_empty(), "{i:?}");
+                break;
+            }
+            Some(Frame::Service(_) | Frame::Synced | Frame::Heartbeat) => {}
+            other => panic!("expected INTEREST, got {other:?}"),
+        }
+    }
+    let caller = rt.clone();
+    let call = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let outcome = caller
+            .endpoint("x")
+            .with_timeout(None)
+            .call("echo", vec![])
+            .await;
+        (outcome, started.elapsed())
+    });
+    loop {
+        match hub.next_frame().await {
+            Some(Frame::Interest(i)) if i.names.iter().any(|n| n.as_str() == "x") => break,
+            Some(Frame::Interest(i)) => panic!("INTEREST without x: {i:?}"),
+            Some(_) => {}
+            None => panic!("the client closed the link"),
+        }
+    }
+    let (outcome, waited) = tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .expect("the call ends")
+        .unwrap();
+    let failure = outcome.expect_err("no service x");
+    assert_eq!(failure.error, codes::SERVICE_UNAVAILABLE, "{failure}");
+    assert!(waited >= Duration::from_secs(9), "waited only {waited:?}");
 }

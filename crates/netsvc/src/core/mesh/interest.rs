@@ -1,4 +1,4 @@
-//! Interest-scoped registry sync (PROTOCOL.md §8.2): a client that asked for it at the
+//! Interest-scoped registry sync (PROTOCOL.md §8.1): a client that asked for it at the
 //! handshake is told only of the services it has shown an interest in, instead of every
 //! service of the exchange.
 //!
@@ -34,6 +34,10 @@ const MAX_NAME_BYTES: usize = 1 << 20;
 /// Names per INTEREST frame when a client sends all it wants on a new link, so that the
 /// frame stays far below any peer's `max_frame`.
 const NAMES_PER_FRAME: usize = 4096;
+
+/// How long a caller waits for the answer to an INTEREST before it goes on with what it
+/// knows: a hub that never answers must not hold a call (or a lookup) for ever.
+pub(crate) const INTEREST_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What one interest-scoped link has asked to be told of (kept by the hub).
 #[derive(Debug, Default)]
@@ -173,7 +177,10 @@ impl Core {
             return None;
         }
         let (tx, rx) = oneshot::channel();
-        self.mesh.wanted.waiters.push((seq, tx));
+        let waiters = &mut self.mesh.wanted.waiters;
+        // Callers that stopped waiting (timed out, cancelled) leave no trace.
+        waiters.retain(|(_, tx)| !tx.is_closed());
+        waiters.push((seq, tx));
         Some(rx)
     }
 

@@ -52,6 +52,7 @@ use crate::model::ids::{Conv, Id as _, Ids, LinkId, Sid};
 use crate::model::stats::{LinkStats, SubscriptionRole, SubscriptionStats, Subscriptions};
 use netsvc_proto::Pattern;
 
+pub(crate) use self::interest::INTEREST_PATIENCE;
 pub(crate) use self::subs::SubOrigin;
 
 /// What a link is, as the state owner needs to know it.
