@@ -6,7 +6,8 @@
 #
 # Each point is one `netsvc-bench run --workloads w5` under `timeout 180`, so a hang costs
 # minutes; a point that fails or times out is shown as such. Expects what bench/run.sh
-# installs and builds (nats-server, target/release/netsvc-bench). About 15 minutes.
+# installs and builds (nats-server, target/release/netsvc-bench). About 5 to 15 minutes.
+# The raw figures of every point go to bench/W5-SCALE.json.
 # Not a test: it never fails on a number.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -79,10 +80,15 @@ for n in (250, 500, 1000, 2000, 4000):
         r = run(label)
         ratio = ""
         if not isinstance(r, str) and not isinstance(nats, str) and label != f"nats-{n}":
+            # JSON has no infinity: a 100% never reached is null.
             a, b = r["resynced_ms"][2], nats["resynced_ms"][2]
-            if a < 1e12 and 0 < b < 1e12:
+            if a is not None and b is not None and a < 1e12 and 0 < b < 1e12:
                 ratio = f"{a / b:.2f}x"
         lines.append(f"| {n:,} | {name} | " + " | ".join(cells(r)) + f" | {ratio} |")
 open(out, "w").write("\n".join(lines) + "\n")
+# The raw figures of every point beside the table.
+raw = {label[:-5]: json.load(open(f"{d}/{label}"))["w5"] for label in sorted(os.listdir(d))
+       if label.endswith(".json")}
+json.dump(raw, open(out.replace(".md", ".json"), "w"), indent=1)
 print(f"w5-scale.sh: wrote {out}", file=sys.stderr)
 PY

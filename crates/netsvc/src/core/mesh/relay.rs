@@ -131,13 +131,13 @@ impl Core {
             return;
         }
         let meter = self.relay_meter(request.to.as_str());
+        let next = self.best_link(request.to.as_str());
         // A service is told who calls it: on an interest-scoped link, the caller first.
-        if let (Some(next), Some(from)) = (self.best_link(request.to.as_str()), &request.from) {
+        if let (Some(next), Some(from)) = (next, &request.from) {
             self.admit(next, from);
         }
-        let Some((next, next_link)) = self
-            .best_link(request.to.as_str())
-            .and_then(|next| Some((next, self.mesh.links.get_mut(&next)?)))
+        let Some((next, next_link)) =
+            next.and_then(|next| Some((next, self.mesh.links.get_mut(&next)?)))
         else {
             meter.record(Some(codes::SERVICE_UNAVAILABLE), std::time::Duration::ZERO);
             let missing = format!("No service at address {:?}.", request.to.as_str());
