@@ -18,7 +18,8 @@ use crate::model::ids::LinkId;
 ///
 /// Every change of a service's state is announced to every link (`reannounce`), and a new
 /// link gets every service as it stands (`link_up`), so a link has been told of a service
-/// exactly when `exports_to` says so. That answers "was it announced there?" (for a
+/// exactly when `exports_to` says so (and, on an interest-scoped link, its interest admits
+/// the service: interest only grows, and a service is sent the moment it is admitted). That answers "was it announced there?" (for a
 /// withdrawal) without a set per link of every service announced on it: at a hub, one
 /// entry per service and client.
 #[derive(Clone)]
@@ -174,8 +175,9 @@ impl Core {
         Some(buf.freeze())
     }
 
-    /// Sends a new link every service it may see, oldest first, then SYNCED: as one queued
-    /// item, since a hub taking back a thousand clients queues a thousand services on each.
+    /// Sends a new link every service it may see (on an interest-scoped link, those its
+    /// interest admits: none yet), oldest first, then SYNCED: as one queued item, since a
+    /// hub taking back a thousand clients queues a thousand services on each.
     pub(super) fn send_registry(&mut self, id: LinkId) {
         let Some(info) = self.mesh.link(id).map(|l| l.info.clone()) else {
             return;

@@ -4,8 +4,9 @@
 
 use netsvc_proto::value::Value;
 
+use crate::core::queue::EventReceiver;
 use crate::core::testing::{Network, announcements};
-use crate::model::announcement::{AnnouncementKind, RegistryScope, WithdrawReason};
+use crate::model::announcement::{Announcement, AnnouncementKind, RegistryScope, WithdrawReason};
 use crate::model::report::Lifetime;
 
 /// (name, process) pairs, as [`Network::seen`] gives them.
@@ -14,6 +15,11 @@ fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
         .iter()
         .map(|(n, p)| ((*n).to_owned(), (*p).to_owned()))
         .collect()
+}
+
+/// What a watch has received since it was last read, kind by kind.
+fn kinds(watch: &mut EventReceiver<Announcement>) -> Vec<AnnouncementKind> {
+    announcements(watch).into_iter().map(|a| a.kind).collect()
 }
 
 /// A hub `h` (node 0), a scoped client `s` (node 1) and a whole-registry client `w` (node
@@ -71,12 +77,8 @@ fn a_name_looked_up_late_is_told_with_its_changes_and_its_withdrawal() {
     assert_eq!(net.seen(1), pairs(&[("late", "w"), ("own", "s")]));
     net.withdraw(2, &late);
     net.settle();
-    let kinds: Vec<AnnouncementKind> = announcements(&mut watch)
-        .into_iter()
-        .map(|a| a.kind)
-        .collect();
     assert_eq!(
-        kinds,
+        kinds(&mut watch),
         [
             AnnouncementKind::Available,
             AnnouncementKind::Withdrawn(WithdrawReason::Owner)
@@ -131,12 +133,8 @@ fn a_hub_restart_brings_back_each_scoped_and_whole_client_its_own_view() {
     assert_eq!(net.seen(1), pairs(&[("own", "s"), ("x", "w")]));
     assert_eq!(net.seen(2), pairs(&[("own", "s"), ("x", "w"), ("y", "w")]));
     // Withdrawn with the lost connection, available again: once each, nothing else.
-    let kinds: Vec<AnnouncementKind> = announcements(&mut watch)
-        .into_iter()
-        .map(|a| a.kind)
-        .collect();
     assert_eq!(
-        kinds,
+        kinds(&mut watch),
         [
             AnnouncementKind::Withdrawn(WithdrawReason::ConnectionLost),
             AnnouncementKind::Available,
