@@ -213,6 +213,13 @@ impl ServerTls {
     pub fn rustls_config(&self, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
         let mut config = (*self.config()?).clone();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        // HTTP makes many short connections, for which resuming a session saves a full
+        // handshake each; unless a client certificate logs a user in, which must be
+        // checked at every connection like the exchange's (see `config`).
+        if self.client_ca.is_none() {
+            config.session_storage = rustls::server::ServerSessionMemoryCache::new(256);
+            config.send_tls13_tickets = 2;
+        }
         Ok(Arc::new(config))
     }
 
@@ -236,9 +243,15 @@ impl ServerTls {
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let config = builder
+        let mut config = builder
             .with_single_cert(self.cert_chain.clone(), self.key.clone_key())
             .map_err(|e| own_certificate_error(&e))?;
+        // No session resumption: a resumed session skips the certificate checks, so a
+        // client certificate that expired (or a CA rotated away) since the session began
+        // would still log its user in. Links live long; a full handshake per link costs
+        // nothing that matters.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
         Ok(Arc::new(config))
     }
 }
@@ -312,12 +325,15 @@ impl ClientTls {
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::new(e.to_string()))?
             .with_root_certificates(self.roots.clone());
-        let config = match &self.identity {
+        let mut config = match &self.identity {
             None => builder.with_no_client_auth(),
             Some((chain, key)) => builder
                 .with_client_auth_cert(chain.clone(), key.clone_key())
                 .map_err(|e| TlsError::new(format!("client certificate and key: {e}")))?,
         };
+        // No session resumption: every (re)connection checks the hub's certificate again,
+        // so one that expired or was replaced since the last link is noticed at once.
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(Arc::new(config))
     }
 

@@ -1419,3 +1419,49 @@ async fn an_anonymous_door_acts_with_the_anonymous_rights() {
             .is_ok_and(|user| user.is_none())
     );
 }
+
+/// A hub certificate that expires while a client is linked: when the link is redone (here
+/// because the hub's users changed), the client checks the certificate again and refuses
+/// it. Exchange links resume no TLS session, which would skip that check (a certificate
+/// made to expire while the hub ran was accepted at times before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_certificate_that_expired_since_the_link_began_is_refused_on_relinking() {
+    let (pki, ca) = Pki::new();
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    let expiry = now + time::Duration::seconds(2);
+    params.not_after = expiry;
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let tls = ServerTls::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap();
+    let (_hub_rt, hub, address) = secure_hub(open_users(), Some(&tls)).await;
+    let (_rt, _ex, link) = client(address, |b| b.tls(pki.client()));
+    synced(&link).await;
+    // Past the expiry (and rcgen's whole second), the hub drops the link: its users'
+    // rights changed.
+    let left = expiry - time::OffsetDateTime::now_utc() + time::Duration::milliseconds(1500);
+    tokio::time::sleep(Duration::try_from(left).unwrap_or_default()).await;
+    let changed = Users {
+        anonymous: Some(Permissions::default()),
+        ..Users::default()
+    };
+    assert_eq!(hub.set_users(changed).unwrap(), 1, "the link is closed");
+    let mut link = link.clone();
+    let failure = within("the relink refused", async {
+        loop {
+            link.changed().await;
+            if let Some(failure) = link.status().last_failure
+                && matches!(failure, LinkFailure::Tls(_))
+            {
+                return failure;
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(&failure, LinkFailure::Tls(why) if why.contains("expired")),
+        "{failure}"
+    );
+}
