@@ -178,29 +178,43 @@ impl Endpoint {
             check_depth(arg, limits.max_depth)
                 .map_err(|e| Failure::netsvc(codes::REQUEST_ENCODING_ERROR, e.to_string()))?;
         }
-        if let Target::Name(name) = &self.target {
-            // In a scoped registry, a name the hub has not answered for yet is waited for
-            // (within the call's timeout and `INTEREST_PATIENCE`; a link that goes answers
-            // at once).
-            let unanswered = {
+        let unavailable = |name: &str| {
+            Failure::service_unavailable(format!("No service named {name:?} is available."))
+        };
+        let (address, route) = match &self.target {
+            Target::Binding(b) => {
                 let mut core = rt.core.lock();
-                let seq = core.want_name(name);
-                core.interest_answered(seq)
-            };
-            if let Some(answered) = unanswered {
-                let _ = tokio::time::timeout(INTEREST_PATIENCE, answered).await;
+                (b.address_arc().clone(), core.route(b.address()))
             }
-        }
-        let (address, route) = {
-            let mut core = rt.core.lock();
-            let address = match &self.target {
-                Target::Name(name) => core.first_named(name).ok_or_else(|| {
-                    Failure::service_unavailable(format!("No service named {name:?} is available."))
-                })?,
-                Target::Binding(b) => b.address_arc().clone(),
-            };
-            let route = core.route(&address);
-            (address, route)
+            Target::Name(name) => {
+                let known = {
+                    let mut core = rt.core.lock();
+                    match core.first_named(name) {
+                        Some(address) => {
+                            let route = core.route(&address);
+                            Ok((address, route))
+                        }
+                        None => {
+                            let seq = core.want_name(name);
+                            Err(core.interest_answered(seq))
+                        }
+                    }
+                };
+                match known {
+                    Ok(found) => found,
+                    Err(None) => return Err(unavailable(name)),
+                    // In a scoped registry, a name the hub has not answered for yet is
+                    // waited for (within the call's timeout and `INTEREST_PATIENCE`; a
+                    // link that goes answers at once).
+                    Err(Some(answered)) => {
+                        let _ = tokio::time::timeout(INTEREST_PATIENCE, answered).await;
+                        let mut core = rt.core.lock();
+                        let address = core.first_named(name).ok_or_else(|| unavailable(name))?;
+                        let route = core.route(&address);
+                        (address, route)
+                    }
+                }
+            }
         };
         match route {
             None => Err(Failure::withdrawn()),

@@ -179,28 +179,11 @@ impl Core {
     /// interest admits: none yet), oldest first, then SYNCED: as one queued item, since a
     /// hub taking back a thousand clients queues a thousand services on each.
     pub(super) fn send_registry(&mut self, id: LinkId) {
-        let Some(info) = self.mesh.link(id).map(|l| l.info.clone()) else {
-            return;
-        };
-        let Some(link) = self.mesh.link(id) else {
-            return;
-        };
-        // On an interest-scoped link this is empty until the peer says what it wants; then
-        // `send_services` sends what it asked for.
-        let admitted: Vec<Arc<str>> = self
-            .registry
-            .addresses()
-            .filter(|a| link.admits(a))
-            .cloned()
-            .collect();
-        let mut batch = self.encode_ads(id, &info, admitted.iter());
-        wire::encode(&Frame::Synced, &mut batch);
-        if let Some(link) = self.mesh.links.get(&id) {
-            link.queue.push_frames(&batch);
-        }
+        let fresh = self.queue_services(id, self.registry.addresses(), Some(Frame::Synced));
+        self.keep_ads(fresh);
     }
 
-    /// Sends link `id` the SERVICE frames of `addresses` (those it may be told of), then
+    /// Sends link `id` the SERVICE frames of those of `addresses` it may be told of, then
     /// `then`, as one queued item.
     pub(super) fn send_services<'a>(
         &mut self,
@@ -208,31 +191,26 @@ impl Core {
         addresses: impl Iterator<Item = &'a Arc<str>>,
         then: Option<Frame>,
     ) {
-        let Some(info) = self.mesh.link(id).map(|l| l.info.clone()) else {
-            return;
-        };
-        let mut batch = self.encode_ads(id, &info, addresses);
-        if let Some(frame) = then {
-            wire::encode(&frame, &mut batch);
-        }
-        if let Some(link) = self.mesh.links.get(&id) {
-            link.queue.push_frames(&batch);
-        }
+        let fresh = self.queue_services(id, addresses, then);
+        self.keep_ads(fresh);
     }
 
-    /// The SERVICE frames of those of `addresses` that may be exported on link `id`, one
-    /// after the other; an ad encoded for the first time is kept for the next links.
-    fn encode_ads<'a>(
-        &mut self,
+    /// [`send_services`](Self::send_services) but for keeping the ads it encoded for the
+    /// first time, which it returns.
+    fn queue_services<'a>(
+        &self,
         id: LinkId,
-        info: &LinkInfo,
         addresses: impl Iterator<Item = &'a Arc<str>>,
-    ) -> BytesMut {
+        then: Option<Frame>,
+    ) -> Vec<(Arc<str>, ServiceAd)> {
+        let Some(link) = self.mesh.link(id) else {
+            return Vec::new();
+        };
         // SERVICE frames are some 100 bytes: one allocation, nearly always.
         let (low, _) = addresses.size_hint();
         let mut batch = BytesMut::with_capacity((low * 128).min(1 << 22));
         let mut fresh = Vec::new();
-        for address in addresses {
+        for address in addresses.filter(|a| link.admits(a)) {
             let made;
             let ad = match self.mesh.ads.get(address) {
                 Some(ad) => ad,
@@ -244,7 +222,7 @@ impl Core {
                     None => continue,
                 },
             };
-            if !ad.exports_to(id, info, address) {
+            if !ad.exports_to(id, &link.info, address) {
                 continue;
             }
             let raw = match &ad.raw {
@@ -263,17 +241,24 @@ impl Core {
                     raw
                 }
             };
-            if self.mesh.link(id).is_some_and(|l| l.queue.fits(raw.len())) {
+            if link.queue.fits(raw.len()) {
                 batch.extend_from_slice(&raw);
             } else {
-                tracing::warn!(%address, peer = %info.peer, "SERVICE over the peer's frame limit not sent");
+                tracing::warn!(%address, peer = %link.info.peer, "SERVICE over the peer's frame limit not sent");
             }
         }
-        // Announced now, or encoded for the first time: kept for the next links.
+        if let Some(frame) = then {
+            wire::encode(&frame, &mut batch);
+        }
+        link.queue.push_frames(&batch);
+        fresh
+    }
+
+    /// Keeps ads announced now, or encoded for the first time, for the next links.
+    fn keep_ads(&mut self, fresh: Vec<(Arc<str>, ServiceAd)>) {
         for (address, ad) in fresh {
             self.mesh.ads.insert(address, ad);
         }
-        batch
     }
 
     /// Sends WITHDRAW for a service to every link it was announced on.

@@ -173,7 +173,8 @@ impl Core {
     /// A receiver that completes once every interest-scoped link has answered INTEREST
     /// `seq` (or has gone); `None` if they all have already.
     pub(crate) fn interest_answered(&mut self, seq: u64) -> Option<oneshot::Receiver<()>> {
-        if self.lowest_answer().is_none_or(|lowest| lowest >= seq) {
+        // 0: nothing was ever asked (a whole registry), and the links need no look.
+        if seq == 0 || self.lowest_answer().is_none_or(|lowest| lowest >= seq) {
             return None;
         }
         let (tx, rx) = oneshot::channel();
