@@ -352,7 +352,7 @@ impl Gateway {
         address: &str,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(SocketAddr, Serving), GatewayError> {
-        let listener = TcpListener::bind(address).await?;
+        let listener = netsvc::exchange::bind_tcp(address).await?;
         let bound = listener.local_addr()?;
         Ok((bound, Box::pin(self.serve(listener, shutdown))))
     }

@@ -111,6 +111,7 @@ pub mod exchange {
     pub use crate::link::connector::{ConnectError, ConnectorStatus, LinkPhase};
     pub use crate::link::error::{ExchangeError, LinkFailure};
     pub use crate::link::events::{ConnectionEvent, ConnectionState};
+    pub use crate::link::listen::bind_tcp;
     pub use crate::link::shared::PeerAddr;
     pub use netsvc_proto::wire::Role;
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use netsvc::{Retry, Runtime};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -66,7 +66,7 @@ impl OseBridge {
     /// Accepts OSE peers (clients, or servers linking as peers) on `address`. Stops when
     /// the returned listener is dropped; the connections it accepted stay up.
     pub async fn listen(&self, address: &str) -> io::Result<OseListener> {
-        let listener = TcpListener::bind(address).await?;
+        let listener = netsvc::exchange::bind_tcp(address).await?;
         let local = listener.local_addr()?;
         if !local.ip().is_loopback() {
             tracing::warn!(%local, "the OSE listener is reachable beyond this machine: the OSE protocol has no TLS and no logins");

@@ -38,7 +38,6 @@ use std::time::Duration;
 
 use netsvc_proto::names;
 use netsvc_proto::wire::{CloseCode, Role};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::introspect;
@@ -314,7 +313,7 @@ impl Exchange {
             address: address.to_owned(),
             source,
         };
-        let listener = TcpListener::bind(address).await.map_err(failed)?;
+        let listener = listen::bind_tcp(address).await.map_err(failed)?;
         let bound = listener.local_addr().map_err(failed)?;
         let kind = if tls.is_some() { " (TLS)" } else { "" };
         tracing::info!(group = %self.shared.group, "exchange listening on {bound}{kind}");
