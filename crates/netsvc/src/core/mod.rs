@@ -335,9 +335,23 @@ impl Core {
     fn remove_binding(&mut self, address: &str, reason: WithdrawReason) {
         // The entry goes with its memberships at once; nothing can observe the registry
         // until the lock is released, so announcing the leaves afterwards is the same.
-        let Some(entry) = self.registry.remove(address) else {
-            return;
-        };
+        if let Some(entry) = self.registry.remove(address) {
+            self.binding_removed(entry, reason);
+        }
+    }
+
+    /// [`Self::remove_binding`] for many bindings at once (see
+    /// [`RegistryState::remove_many`]); each is announced as `remove_binding` would.
+    fn remove_bindings(&mut self, addresses: &[Arc<str>], reason: WithdrawReason) {
+        for entry in self.registry.remove_many(addresses.iter().map(|a| &**a)) {
+            self.binding_removed(entry, reason);
+        }
+    }
+
+    /// Tells of a binding removed from the registry: its group leaves and withdrawal to the
+    /// watches, and the monitors and subscriptions it was part of.
+    fn binding_removed(&mut self, entry: registry::Entry, reason: WithdrawReason) {
+        let address = entry.binding.address();
         self.traffic.forget_publisher(address);
         let binding = entry.binding.clone();
         if !self.watchers.is_idle() {
@@ -350,7 +364,7 @@ impl Core {
         }
         self.emit(&binding, || AnnouncementKind::Withdrawn(reason));
         self.monitors.publisher_gone(&binding);
-        self.drop_subscriber(address);
+        self.drop_subscriber(binding.address());
     }
 
     /// Tells the registry watches of a change; the announcement is only made if someone

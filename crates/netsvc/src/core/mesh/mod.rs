@@ -391,17 +391,9 @@ impl Core {
         for (_, served) in link.served {
             self.end_served(served);
         }
-        // Routes through the link go; services with no other route are withdrawn.
-        let affected: Vec<Arc<str>> = self
-            .mesh
-            .remote
-            .iter()
-            .filter(|(_, s)| s.route(id).is_some())
-            .map(|(a, _)| a.clone())
-            .collect();
-        for address in affected {
-            self.remove_route(&address, id, WithdrawReason::ConnectionLost);
-        }
+        // Routes through the link go; services with no other route are withdrawn, all at
+        // once (a client losing its hub loses every service it knew).
+        self.withdraw_routes_of(id, WithdrawReason::ConnectionLost);
         // Subscriptions we had sent on it and whose publisher is still reachable move to
         // the new route.
         for publisher in link.out_subs {

@@ -241,6 +241,36 @@ impl Core {
         drop(service.liveness);
     }
 
+    /// Removes every route via `link`: services with another route keep it, the others are
+    /// withdrawn together, as [`Self::remove_route`] withdraws one.
+    pub(super) fn withdraw_routes_of(&mut self, link: LinkId, reason: WithdrawReason) {
+        let rerouted: Vec<Arc<str>> = self
+            .mesh
+            .remote
+            .iter()
+            .filter(|(_, s)| s.routes.len() > 1 && s.route(link).is_some())
+            .map(|(a, _)| a.clone())
+            .collect();
+        for address in rerouted {
+            self.remove_route(&address, link, reason);
+        }
+        let gone: Vec<(Arc<str>, RemoteService)> = self
+            .mesh
+            .remote
+            .extract_if(|_, s| s.route(link).is_some())
+            .collect();
+        for (address, _) in &gone {
+            self.forget_publisher(address);
+        }
+        let addresses: Vec<Arc<str>> = gone.iter().map(|(a, _)| a.clone()).collect();
+        self.remove_bindings(&addresses, reason);
+        for (address, service) in gone {
+            self.withdraw_everywhere(&address, reason);
+            // Callers waiting on it fail at once.
+            drop(service.liveness);
+        }
+    }
+
     /// The path and version of a remote service's best route, as its SERVICE frame carries
     /// them onward.
     pub(super) fn best_route(&self, address: &str) -> Option<(LinkId, &RouteInfo, u64)> {
