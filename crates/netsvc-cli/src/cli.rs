@@ -152,6 +152,8 @@ Examples:
   netsvc exchange --listen 127.0.0.1:0             # any free port (printed on stderr)
   netsvc exchange --unix /tmp/netsvc.sock          # a Unix socket only
   netsvc exchange --connect hub-b:11111            # join another hub (mesh)
+  netsvc exchange --nats nats://n1:4222 --nats nats://n2:4222
+                                                   # hubs joined through a NATS cluster
   netsvc exchange --config netsvc.toml             # settings from a file; flags override
   netsvc exchange --ose-listen 127.0.0.1:11112     # original OSE processes join here too
   netsvc exchange --ose-connect ose-hub:11000      # and this hub joins an OSE exchange
@@ -180,6 +182,14 @@ pub(crate) struct ExchangeArgs {
     /// Replaces the config file's `connect`.
     #[arg(short = 'c', long = "connect", value_name = "ADDR", value_parser = parse::exchange_address)]
     pub(crate) connect: Vec<String>,
+    /// Join this NATS cluster as the backbone to the other hubs of the exchange group
+    /// (nats://HOST:PORT, repeatable for failover; docs/SCALING.md). Replaces the config
+    /// file's `[nats] urls`; credentials come from `[nats]` or the URL.
+    #[arg(long = "nats", value_name = "URL")]
+    pub(crate) nats: Vec<String>,
+    /// The first token of this hub's NATS subjects (default `netsvc`).
+    #[arg(long, value_name = "TOKEN", requires = "nats")]
+    pub(crate) nats_prefix: Option<String>,
     /// Seconds between attempts to reach a --connect peer, and to relink after a loss
     /// (default 5).
     #[arg(long, value_name = "SECS", value_parser = parse::seconds)]

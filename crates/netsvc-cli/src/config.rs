@@ -43,6 +43,25 @@ pub(crate) struct FileConfig {
     /// join.
     #[serde(default)]
     pub(crate) ose: OseFile,
+    /// A NATS cluster as the backbone to the other hubs of the group.
+    #[serde(default)]
+    pub(crate) nats: NatsFile,
+}
+
+/// `[nats]`: the NATS cluster this hub joins as its backbone to the other hubs of its
+/// exchange group (docs/SCALING.md, *Hubs on a NATS cluster*), and how it logs in there.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NatsFile {
+    /// The cluster's URLs (any one suffices to join; several for failover).
+    pub(crate) urls: Option<Vec<String>>,
+    /// The first token of the hub's subjects (default `netsvc`).
+    pub(crate) prefix: Option<String>,
+    /// A NATS user, with `password_file`.
+    pub(crate) user: Option<String>,
+    pub(crate) password_file: Option<PathBuf>,
+    /// A NATS token, read from this file.
+    pub(crate) token_file: Option<PathBuf>,
 }
 
 /// `[ose]`: where original OSE processes connect (`listen`), which OSE exchange servers

@@ -89,7 +89,7 @@ impl ClientSecurityArgs {
 }
 
 /// The first line of a secret's file, without its line end; an empty one is an error.
-fn first_line(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn first_line(path: &Path) -> anyhow::Result<String> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let line = text.lines().next().unwrap_or_default().to_owned();

@@ -112,6 +112,8 @@ pub mod exchange {
     pub use crate::link::error::{ExchangeError, LinkFailure};
     pub use crate::link::events::{ConnectionEvent, ConnectionState};
     pub use crate::link::listen::bind_tcp;
+    #[cfg(feature = "nats")]
+    pub use crate::link::nats::{ABSENT_BEACONS, NatsBackbone, NatsConfig};
     pub use crate::link::shared::PeerAddr;
     pub use netsvc_proto::wire::Role;
 }

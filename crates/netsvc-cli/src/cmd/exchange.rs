@@ -40,6 +40,8 @@ struct Settings {
     /// With users: who the OSE peers act as (docs/SECURITY.md, *Doors*). HTTP requests
     /// log in each (docs/GATEWAY.md, *Logins*).
     ose_user: Option<String>,
+    /// The NATS cluster joined as the backbone to the other hubs, if any.
+    nats: Option<netsvc::exchange::NatsConfig>,
 }
 
 fn settings(args: ExchangeArgs, file: FileConfig) -> anyhow::Result<Settings> {
@@ -108,6 +110,7 @@ fn settings(args: ExchangeArgs, file: FileConfig) -> anyhow::Result<Settings> {
             args.ose_connect
         },
         ose_user: args.ose_user.or_else(|| file.ose.user.clone()),
+        nats: nats_config(&args.nats, args.nats_prefix, &file.nats)?,
         peer: ClientSecurityArgs {
             tls_ca: args.peer_tls_ca.or(file.peer.tls_ca),
             token_file: args.peer_token_file.or(file.peer.token_file),
@@ -116,6 +119,37 @@ fn settings(args: ExchangeArgs, file: FileConfig) -> anyhow::Result<Settings> {
             ..ClientSecurityArgs::default()
         },
     })
+}
+
+/// The NATS backbone's settings: the flags' URLs and prefix over the file's `[nats]`.
+fn nats_config(
+    urls: &[String],
+    prefix: Option<String>,
+    file: &crate::config::NatsFile,
+) -> anyhow::Result<Option<netsvc::exchange::NatsConfig>> {
+    let urls = if urls.is_empty() {
+        file.urls.clone().unwrap_or_default()
+    } else {
+        urls.to_vec()
+    };
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let mut config = netsvc::exchange::NatsConfig::new(urls);
+    if let Some(prefix) = prefix.or_else(|| file.prefix.clone()) {
+        config = config.with_prefix(prefix);
+    }
+    match (&file.user, &file.password_file, &file.token_file) {
+        (Some(user), Some(password), None) => {
+            config = config.with_user_password(user, security::first_line(password)?);
+        }
+        (None, None, Some(token)) => config = config.with_token(security::first_line(token)?),
+        (None, None, None) => {}
+        _ => anyhow::bail!(
+            "[nats]: give either `user` with `password_file`, or `token_file`, not both"
+        ),
+    }
+    Ok(Some(config))
 }
 
 pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Result<u8> {
@@ -188,6 +222,21 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
         ));
         tokio::spawn(warn_if_refused(connector));
     }
+    // Kept for the process's life: its tasks run until the exchange stops.
+    let _backbone = match &settings.nats {
+        Some(nats) => {
+            let urls = nats.urls().join(",");
+            let backbone = exchange
+                .join_nats(nats.clone())
+                .await
+                .with_context(|| format!("joining the NATS cluster at {urls}"))?;
+            status(format_args!(
+                "linking to the group's hubs through the NATS cluster at {urls}"
+            ));
+            Some(backbone)
+        }
+        None => None,
+    };
     if !settings.group.is_empty() {
         status(format_args!("exchange group {:?}", settings.group));
     }

@@ -17,6 +17,7 @@ mod help;
 mod http_logins;
 mod info;
 mod monitor;
+mod nats;
 mod ose;
 mod publish;
 mod refusals;

@@ -325,6 +325,20 @@ impl Exchange {
         Ok(bound)
     }
 
+    /// Joins a NATS cluster as this hub's backbone to the other hubs of its exchange group
+    /// there (docs/SCALING.md, *Hubs on a NATS cluster*): each pair of hubs gets a netsvc
+    /// link carried by NATS, with everything a TCP link between them would carry. A server
+    /// exchange only. Returns once the first connection to the cluster is up (NATS retries
+    /// it until then, and reconnects on its own after).
+    #[cfg(feature = "nats")]
+    pub async fn join_nats(
+        &self,
+        config: crate::link::nats::NatsConfig,
+    ) -> Result<crate::link::nats::NatsBackbone, ExchangeError> {
+        self.check_listen()?;
+        crate::link::nats::join(&self.shared, config).await
+    }
+
     /// Puts new users in force (a configuration reload, say on SIGHUP): new links log in
     /// against them, and every link whose user is gone or whose permissions changed is
     /// closed, so that it logs in again under the new ones (a client reconnects on its
@@ -438,13 +452,7 @@ impl Exchange {
             return Err(ExchangeError::ShutDown);
         }
         let address = target.to_string();
-        let (status, watch) = watch::channel(ConnectorStatus::new());
-        self.shared.runtime.handle.spawn(dial::connect_loop(
-            target,
-            retry,
-            self.shared.clone(),
-            Arc::new(status),
-        ));
+        let watch = dial::spawn_connect(&self.shared, target, retry);
         Ok(Connector {
             address: address.into(),
             status: watch,

@@ -25,6 +25,9 @@ pub(crate) enum DialAddress {
     Unix(PathBuf),
     /// An in-process door into a hub of this process (`door.rs`).
     Door(DoorTarget),
+    /// A hub on this hub's NATS cluster (`nats/`).
+    #[cfg(feature = "nats")]
+    Nats(super::nats::NatsPeer),
 }
 
 /// A connection made to a [`DialAddress`].
@@ -32,7 +35,8 @@ enum Dialled {
     Tcp(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     Unix(UnixStream),
-    Door(DuplexStream),
+    /// An in-memory stream: a door's, or a link carried by NATS.
+    Memory(DuplexStream),
 }
 
 /// What became of an attempt to connect.
@@ -42,6 +46,9 @@ enum Attempt {
     Failed(std::io::Error),
     /// TLS could not be established over the connection.
     Tls(String),
+    /// The target is gone for good (a hub that left the NATS cluster): stop dialling.
+    #[cfg(feature = "nats")]
+    Gone,
 }
 
 impl DialAddress {
@@ -121,7 +128,7 @@ impl DialAddress {
             },
             Self::Door(door) => match door.open() {
                 Some(stream) => Attempt::Connected(
-                    Dialled::Door(stream),
+                    Dialled::Memory(stream),
                     door.to_string(),
                     "in-process".to_owned(),
                     Transport {
@@ -134,6 +141,17 @@ impl DialAddress {
                     "the hub has stopped",
                 )),
             },
+            #[cfg(feature = "nats")]
+            Self::Nats(peer) => match peer.open(exchange.config.handshake_timeout).await {
+                super::nats::Opened::Stream(stream) => Attempt::Connected(
+                    Dialled::Memory(stream),
+                    peer.to_string(),
+                    "nats".to_owned(),
+                    Transport::default(),
+                ),
+                super::nats::Opened::Failed(e) => Attempt::Failed(e),
+                super::nats::Opened::Gone => Attempt::Gone,
+            },
         }
     }
 }
@@ -144,8 +162,26 @@ impl fmt::Display for DialAddress {
             Self::Tcp(a) => f.write_str(a),
             Self::Unix(p) => write!(f, "unix:{}", p.display()),
             Self::Door(door) => door.fmt(f),
+            #[cfg(feature = "nats")]
+            Self::Nats(peer) => peer.fmt(f),
         }
     }
+}
+
+/// Starts a connector task toward `target`: [`connect_loop`] with a status of its own.
+pub(crate) fn spawn_connect(
+    exchange: &Arc<ExchangeShared>,
+    target: DialAddress,
+    retry: Retry,
+) -> watch::Receiver<ConnectorStatus> {
+    let (status, watch) = watch::channel(ConnectorStatus::new());
+    exchange.runtime.handle.spawn(connect_loop(
+        target,
+        retry,
+        exchange.clone(),
+        Arc::new(status),
+    ));
+    watch
 }
 
 /// The first delay before retrying a refused login, whatever the retry policy says.
@@ -204,7 +240,7 @@ pub(crate) async fn connect_loop(
                     Dialled::Tcp(s) => run(s, &exchange, endpoints).await,
                     Dialled::Tls(s) => run(*s, &exchange, endpoints).await,
                     Dialled::Unix(s) => run(s, &exchange, endpoints).await,
-                    Dialled::Door(s) => run(s, &exchange, endpoints).await,
+                    Dialled::Memory(s) => run(s, &exchange, endpoints).await,
                 };
                 match end {
                     LinkEnd::Ended => {
@@ -219,6 +255,11 @@ pub(crate) async fn connect_loop(
             }
             Attempt::Failed(e) => Some(LinkFailure::of_connect(&e)),
             Attempt::Tls(why) => Some(LinkFailure::Tls(why)),
+            #[cfg(feature = "nats")]
+            Attempt::Gone => {
+                tracing::info!(%address, "no longer dialled: it left the NATS cluster");
+                return stopped_now(&status);
+            }
         };
         // A refusal of credentials is final before the first link: the same credentials
         // would be refused again, and each try counts towards the server's lockout. A

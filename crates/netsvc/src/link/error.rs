@@ -38,6 +38,9 @@ pub enum ExchangeError {
     /// zero heartbeat).
     #[error("invalid exchange configuration: {0}")]
     InvalidConfig(String),
+    /// The NATS cluster could not be joined (feature `nats`).
+    #[error("cannot join the NATS cluster: {0}")]
+    Nats(String),
 }
 
 /// Why an attempt to link to a server failed, as precisely as the client can tell.

@@ -23,6 +23,8 @@ pub(crate) mod door;
 pub(crate) mod error;
 pub(crate) mod events;
 pub(crate) mod listen;
+#[cfg(feature = "nats")]
+pub(crate) mod nats;
 pub(crate) mod secret_tags;
 pub(crate) mod shared;
 pub(crate) mod tls;
