@@ -111,14 +111,16 @@ impl RegistryState {
         removed
     }
 
-    /// Builds the order, name and group indexes from the entries.
+    /// Builds the order, name and group indexes from the entries. The maps keep their
+    /// capacity: a client that lost its hub gets the same registry back when it links
+    /// again, and growing them anew cost more than the removal saved.
     fn reindex(&mut self) {
         self.order = self
             .entries
             .iter()
             .map(|(address, e)| (e.seq, address.clone()))
             .collect();
-        self.by_name = FastMap::default();
+        self.by_name.clear();
         for address in self.order.values() {
             if let Some(e) = self.entries.get(address) {
                 self.by_name
@@ -127,7 +129,7 @@ impl RegistryState {
                     .push(address.clone());
             }
         }
-        self.by_group = FastMap::default();
+        self.by_group.clear();
         for (address, e) in &self.entries {
             for (group, seq) in e.groups.iter() {
                 self.by_group

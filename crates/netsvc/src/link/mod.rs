@@ -63,11 +63,6 @@ const ATTEMPT_OPTION: &str = "attempt";
 /// side, a request; from the accepting side, an offer. The link is scoped when both say it.
 const REGISTRY_OPTION: (&str, &str) = ("registry", "scoped");
 
-/// A batch to write smaller than this waits one scheduler pass for more (see `drive`).
-const COALESCE_BELOW: usize = 16 * 1024;
-/// The most scheduler passes such a batch waits.
-const COALESCE_PASSES: usize = 4;
-
 /// The read buffer's size bounds: it starts small and doubles while reads fill it.
 const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 64 * 1024;
@@ -627,22 +622,6 @@ impl<'a> LinkTask<'a> {
                         }
                         // Both empty buffers keep their capacity for the next turn.
                         std::mem::swap(&mut self.pending, &mut self.next);
-                        if self.pending.len() < COALESCE_BELOW {
-                            // Let the tasks that are ready now (other links' readers, whose
-                            // frames often fan out to this link too) run once before a small
-                            // batch goes out: in a registry storm every SERVICE a hub reads
-                            // adds one frame to each link, and writing each alone cost one
-                            // system call per frame and link (70% of a hub's time at a
-                            // thousand clients). Idle, the yield costs one scheduler pass.
-                            for _ in 0..COALESCE_PASSES {
-                                tokio::task::yield_now().await;
-                                // Closed meanwhile: the next turn ends the link.
-                                let _ = self.queue.try_next_batch(&mut self.pending);
-                                if self.pending.len() >= COALESCE_BELOW {
-                                    break;
-                                }
-                            }
-                        }
                     }
                     // Writes, or once all is written to a stream that may hold some back,
                     // flushes: without it the ciphertext of a batch's end could wait for the

@@ -6,6 +6,8 @@
 
 mod connect;
 mod mesh;
+#[cfg(feature = "nats")]
+mod nats;
 mod relay;
 mod reports;
 mod stats;

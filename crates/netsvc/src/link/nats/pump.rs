@@ -32,18 +32,13 @@ async fn pump(
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut outbound = Outbound::default();
     let mut inbound = Inbound::default();
-    let subject = to.clone();
+    let subject = &to;
     let sending = async {
         let mut buf = BytesMut::with_capacity(chunk);
         loop {
             buf.clear();
             match reader.read_buf(&mut buf).await {
-                // The link task ended: the peer is told, so that it need not wait for
-                // silence to know.
-                Ok(0) | Err(_) => {
-                    let _ = client.publish(subject.clone(), outbound.end()).await;
-                    return "the link ended".to_owned();
-                }
+                Ok(0) | Err(_) => return "the link ended".to_owned(),
                 Ok(_) => {
                     for part in buf.chunks(chunk) {
                         if let Err(e) = client.publish(subject.clone(), outbound.data(part)).await {
@@ -73,6 +68,9 @@ async fn pump(
         why = receiving => why,
     };
     tracing::debug!(subject = %to, "NATS link pump stopped: {why}");
+    // Whichever side ended it, the peer is told, so that it need not wait for the link's
+    // silence to know (after a gap, the link is broken in both directions).
+    let _ = client.publish(to, outbound.end()).await;
     // The link task reads the end of its stream and ends (a loss, unless it ended first);
     // dropping the subscription unsubscribes.
     let _ = writer.shutdown().await;
