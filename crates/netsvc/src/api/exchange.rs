@@ -336,7 +336,15 @@ impl Exchange {
         config: crate::link::nats::NatsConfig,
     ) -> Result<crate::link::nats::NatsBackbone, ExchangeError> {
         self.check_listen()?;
-        crate::link::nats::join(&self.shared, config).await
+        // A peer is dialled like a `connect` address, with the default reconnect policy.
+        // Weak: the connector must not keep the exchange from stopping.
+        let exchange = Arc::downgrade(&self.shared);
+        let dial: crate::link::nats::Dial = Arc::new(move |peer| {
+            if let Some(exchange) = exchange.upgrade() {
+                dial::spawn_connect(&exchange, DialAddress::Nats(peer), Retry::reconnect());
+            }
+        });
+        crate::link::nats::join(&self.shared, config, dial).await
     }
 
     /// Puts new users in force (a configuration reload, say on SIGHUP): new links log in

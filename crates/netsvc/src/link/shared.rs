@@ -70,6 +70,8 @@ pub(crate) struct ExchangeShared {
     /// One permit per accepted connection, from accept to the end of its link (the
     /// handshake included), so that half-open connections count against the limit too.
     pub(crate) admission: Arc<Semaphore>,
+    /// Links that have something to write now (see `link::Writing`).
+    pub(crate) writing: std::sync::atomic::AtomicUsize,
     state: Mutex<ExchangeState>,
     /// Notified whenever a link or a listener ends.
     idle: Notify,
@@ -114,6 +116,7 @@ impl ExchangeShared {
             security,
             stop: watch::channel(false).0,
             admission,
+            writing: std::sync::atomic::AtomicUsize::new(0),
             state: Mutex::default(),
             idle: Notify::new(),
         }

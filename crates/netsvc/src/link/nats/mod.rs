@@ -36,7 +36,6 @@ use tokio::io::DuplexStream;
 
 use self::carrier::Subjects;
 use super::auth::Transport;
-use super::config::Retry;
 use super::error::ExchangeError;
 use super::shared::{ExchangeShared, stopped};
 use super::{Endpoints, run};
@@ -211,10 +210,16 @@ impl Backbone {
     }
 }
 
-/// Joins the cluster and starts the presence and accepting tasks.
+/// What starts a connector toward a peer this hub should dial (the caller's: connectors
+/// live above this module).
+pub(crate) type Dial = Arc<dyn Fn(NatsPeer) + Send + Sync>;
+
+/// Joins the cluster and starts the presence and accepting tasks; `dial` keeps a link to
+/// each peer this hub should open one to.
 pub(crate) async fn join(
     exchange: &Arc<ExchangeShared>,
     config: NatsConfig,
+    dial: Dial,
 ) -> Result<NatsBackbone, ExchangeError> {
     config.check()?;
     let me = exchange.runtime.identity.clone();
@@ -255,7 +260,12 @@ pub(crate) async fn join(
     });
     tracing::info!(group = %exchange.group, "joining the NATS cluster at {}", config.urls.join(","));
     let handle = &exchange.runtime.handle;
-    handle.spawn(presence_task(shared.clone(), exchange.clone(), presence));
+    handle.spawn(presence_task(
+        shared.clone(),
+        exchange.clone(),
+        presence,
+        dial,
+    ));
     handle.spawn(accept_task(shared.clone(), exchange.clone(), opens));
     Ok(NatsBackbone { shared })
 }
@@ -265,6 +275,7 @@ async fn presence_task(
     backbone: Arc<Backbone>,
     exchange: Arc<ExchangeShared>,
     mut beacons: async_nats::Subscriber,
+    dial: Dial,
 ) {
     let mut stop = exchange.stop.subscribe();
     let mut tick = tokio::time::interval(backbone.beacon);
@@ -283,12 +294,11 @@ async fn presence_task(
                 if peer.is_empty() || *peer == *backbone.me || !backbone.seen(peer) {
                     continue;
                 }
-                let target = super::dial::DialAddress::Nats(NatsPeer {
+                tracing::info!(%peer, "linking to a hub on the NATS cluster");
+                dial(NatsPeer {
                     backbone: backbone.clone(),
                     peer: Arc::from(peer),
                 });
-                tracing::info!(%peer, "linking to a hub on the NATS cluster");
-                super::dial::spawn_connect(&exchange, target, Retry::reconnect());
             }
             _ = stopped(&mut stop) => break,
         }
