@@ -46,6 +46,9 @@ const BUFFER: usize = 256 * 1024;
 /// Beacons a peer may miss before it is no longer dialled.
 pub const ABSENT_BEACONS: u32 = 5;
 
+/// Beacons after which a silent peer that is no longer dialled is forgotten.
+const FORGET_BEACONS: u32 = 60;
+
 /// The largest message a link sends, below the cluster's `max_payload`: larger messages
 /// only delay the small frames queued behind them on the other hub.
 const MAX_CHUNK: usize = 256 * 1024;
@@ -195,6 +198,16 @@ impl Backbone {
         true
     }
 
+    /// Forgets the peers silent for [`FORGET_BEACONS`] beacons that this hub no longer
+    /// dials: a hub restarted is a new identity (its pid), so the map would otherwise grow
+    /// with every restart in the group's history.
+    fn forget_long_gone(&self) {
+        let forget_after = self.beacon * FORGET_BEACONS;
+        self.peers
+            .lock()
+            .retain(|_, p| p.dialling || p.seen.elapsed() <= forget_after);
+    }
+
     /// Whether `peer` is still worth dialling; if not, it is marked as no longer dialled
     /// (its next beacon starts a new connector).
     fn still_present(&self, peer: &str) -> bool {
@@ -287,6 +300,7 @@ async fn presence_task(
             _ = tick.tick() => {
                 // While NATS is away the client buffers or refuses; the next beacon will do.
                 let _ = backbone.client.publish(subject.clone(), me.clone()).await;
+                backbone.forget_long_gone();
             }
             beacon = beacons.next() => {
                 let Some(beacon) = beacon else { break };
