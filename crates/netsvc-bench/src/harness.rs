@@ -111,6 +111,23 @@ impl Hub {
     }
 }
 
+/// A nats-server monitoring endpoint's JSON (`GET` over HTTP/1.0, read to the end), or
+/// `None` while it does not answer.
+async fn monitoring_json(addr: &str, path: &str) -> Option<serde_json::Value> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut response))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&response);
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    serde_json::from_str(body).ok()
+}
+
 /// A free port on 127.0.0.1 (free now; bound again a moment later by a child).
 pub(crate) fn free_addr() -> Result<String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -171,6 +188,82 @@ impl Env {
     }
 
     /// Starts the hub of `system` on CPU 0 and waits until it accepts connections.
+    /// A netsvc hub role with these extra arguments (`--connect ADDR`, `--nats URL`), on a
+    /// fresh port.
+    pub(crate) async fn start_netsvc_hub_with(&self, extra: &[String]) -> Result<Hub> {
+        let mut args = vec!["netsvc-hub".to_owned(), "--listen".to_owned(), free_addr()?];
+        args.extend(extra.iter().cloned());
+        let mut p = self.role(Cpu::Hub, "netsvc-hub", &args)?;
+        let addr = p.expect("READY", Duration::from_secs(10)).await?;
+        Ok(Hub {
+            addr,
+            proc: Some(p),
+            own: true,
+        })
+    }
+
+    /// A cluster of `nodes` nats-servers routed to each other, on fresh ports (the committed
+    /// configuration, with the cluster's flags), each ready and routed to all others. The
+    /// hubs' addresses are their client ports.
+    pub(crate) async fn start_nats_cluster(&self, nodes: usize) -> Result<Vec<Hub>> {
+        let nats = self.nats.as_ref().context("nats-server not available")?;
+        let ports: Vec<(String, String, String)> = (0..nodes)
+            .map(|_| Ok((free_addr()?, free_addr()?, free_addr()?)))
+            .collect::<Result<_>>()?;
+        let port = |addr: &str| addr.rsplit(':').next().unwrap_or_default().to_owned();
+        let mut hubs = Vec::with_capacity(nodes);
+        for (i, (client, cluster, monitor)) in ports.iter().enumerate() {
+            let routes: Vec<String> = ports
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, (_, c, _))| format!("nats://{c}"))
+                .collect();
+            let args: Vec<String> = [
+                "-c",
+                &nats.config.display().to_string(),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port(client),
+                "-m",
+                &port(monitor),
+                "--cluster_name",
+                "netsvc-bench",
+                "--name",
+                &format!("n{i}"),
+                "--cluster",
+                &format!("nats://{cluster}"),
+                "--routes",
+                &routes.join(","),
+            ]
+            .map(str::to_owned)
+            .to_vec();
+            let log = self.workdir.join(format!("nats-node-{i}.log"));
+            let p = Proc::server(self.pin, Cpu::Hub, &nats.program, &args, &log)?;
+            hubs.push(Hub {
+                addr: client.clone(),
+                proc: Some(p),
+                own: false,
+            });
+        }
+        for ((client, _, monitor), _) in ports.iter().zip(&hubs) {
+            wait_listening(client, Duration::from_secs(10)).await?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while monitoring_json(monitor, "/routez")
+                .await
+                .and_then(|j| j["num_routes"].as_u64())
+                .is_none_or(|routes| (routes as usize) < nodes - 1)
+            {
+                if tokio::time::Instant::now() > deadline {
+                    bail!("nats-server at {client} did not join its cluster");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(hubs)
+    }
+
     pub(crate) async fn start_hub(&self, system: System, options: HubOptions) -> Result<Hub> {
         let listen = match &options.addr {
             Some(a) => a.clone(),

@@ -87,6 +87,12 @@ enum Role {
     NetsvcHub {
         #[arg(long)]
         listen: String,
+        /// Link to this other hub too (the cross-hub workload).
+        #[arg(long)]
+        connect: Option<String>,
+        /// Join this NATS cluster as the backbone to the other hubs (repeatable).
+        #[arg(long)]
+        nats: Vec<String>,
     },
     /// The raw TCP relay hub.
     TcpHub {
@@ -141,7 +147,11 @@ fn main() -> Result<()> {
 
 async fn run_role(role: Role) -> Result<()> {
     match role {
-        Role::NetsvcHub { listen } => adapters::netsvc::hub_role(&listen).await,
+        Role::NetsvcHub {
+            listen,
+            connect,
+            nats,
+        } => adapters::netsvc::hub_role(&listen, connect.as_deref(), &nats).await,
         Role::TcpHub { listen } => adapters::tcp::hub_role(&listen).await,
         Role::TcpEcho { listen } => {
             let listener = tokio::net::TcpListener::bind(&listen).await?;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::System;
 use crate::adapters::netsvc::RegistryMode;
 use crate::suite::label;
-use crate::workloads::{gateway, memory, ose, w1, w2, w4, w5};
+use crate::workloads::{gateway, memory, ose, w1, w2, w4, w5, xhub};
 
 /// Everything one run measured.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -26,6 +26,9 @@ pub(crate) struct Results {
     /// Absent from the JSON of runs made before the ose workload existed.
     #[serde(default)]
     pub(crate) ose: Vec<ose::Run>,
+    /// Absent from the JSON of runs made before the cross-hub workload existed.
+    #[serde(default)]
+    pub(crate) xhub: Vec<xhub::Run>,
     /// Failures and remarks collected during the run.
     pub(crate) notes: Vec<String>,
     pub(crate) elapsed_secs: f64,
@@ -127,6 +130,7 @@ impl Results {
         self.targets_md(&mut md);
         self.w1_md(&mut md);
         self.w2_md(&mut md);
+        self.xhub_md(&mut md);
         self.w4_md(&mut md);
         self.w5_md(&mut md);
         self.memory_md(&mut md);
@@ -286,6 +290,26 @@ impl Results {
                         && g.group_members == r.clients
                 })
             }),
+        });
+        let (over_nats, plain) = (
+            self.xhub(xhub::Layout::NatsLinked),
+            self.xhub(xhub::Layout::NatsCluster),
+        );
+        checks.push(Check {
+            target: "Across hubs through NATS, W2 sequential p50: netsvc ≤ plain NATS across the cluster + 40 µs"
+                .to_owned(),
+            figure: match (over_nats, plain) {
+                (Some(n), Some(p)) => format!(
+                    "{:.1} µs vs {:.1} µs (+{:.1})",
+                    n.sequential.p50_us,
+                    p.sequential.p50_us,
+                    n.sequential.p50_us - p.sequential.p50_us
+                ),
+                _ => "n/a".to_owned(),
+            },
+            met: over_nats
+                .zip(plain)
+                .map(|(n, p)| n.sequential.p50_us <= p.sequential.p50_us + 40.0),
         });
         let gw = self.gateway_median(gateway::Kind::GatewayJson1, |r| r.rps);
         if !self.gateway.is_empty() {
@@ -624,6 +648,42 @@ impl Results {
                     q(n.in_flight.p99_us, p.in_flight.p99_us)
                 );
             }
+        }
+    }
+
+    fn xhub(&self, layout: xhub::Layout) -> Option<&w2::Run> {
+        self.xhub.iter().find(|r| r.layout == layout).map(|r| &r.w2)
+    }
+
+    fn xhub_md(&self, md: &mut String) {
+        if self.xhub.is_empty() {
+            return;
+        }
+        let _ = write!(
+            md,
+            "\n## Across hubs: W2 with caller and service on two hubs\n\nW2's {} B echo with the caller connected to one hub and the service to another (docs/SCALING.md, *Hubs on a NATS cluster*): netsvc hubs linked over TCP, netsvc hubs each on a node of a two-node NATS cluster (no TCP between them), and plain NATS clients on the two nodes of the same kind of cluster. Round trips in µs; the single-hub W2 above is the reference.\n\n| layout | calls | p50 | p90 | p99 | p99.9 | {} in flight req/s | in flight p50 | in flight p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            w2::SIZE,
+            w2::IN_FLIGHT
+        );
+        let single = self.w2(System::Netsvc);
+        let rows = single
+            .map(|r| ("netsvc, one hub (W2)", r))
+            .into_iter()
+            .chain(self.xhub.iter().map(|r| (r.layout.label(), &r.w2)));
+        for (label, r) in rows {
+            let s = &r.sequential;
+            let _ = writeln!(
+                md,
+                "| {label} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} |",
+                thousands(s.count as f64),
+                s.p50_us,
+                s.p90_us,
+                s.p99_us,
+                s.p999_us,
+                thousands(r.in_flight_rps),
+                r.in_flight.p50_us,
+                r.in_flight.p99_us
+            );
         }
     }
 

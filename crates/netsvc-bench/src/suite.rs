@@ -11,7 +11,7 @@ use crate::adapters::System;
 use crate::adapters::netsvc::RegistryMode;
 use crate::harness::{Env, PeerServer};
 use crate::report::Results;
-use crate::workloads::{gateway, memory, ose, record, w1, w2, w4, w5};
+use crate::workloads::{gateway, memory, ose, record, w1, w2, w4, w5, xhub};
 
 /// The workloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -26,6 +26,9 @@ pub(crate) enum Workload {
     /// Sequential echo to an original OSE process, through netsvc's hub and the original's
     /// (needs `--ose-probe`; skipped without it).
     Ose,
+    /// W2 with caller and service on two hubs: linked over TCP, joined through a NATS
+    /// cluster, and plain NATS across two nodes (netsvc and nats-server; not with --tls).
+    Xhub,
 }
 
 /// `run` arguments.
@@ -47,7 +50,7 @@ pub(crate) struct RunArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "w1,w2,w4,w5,memory,gateway,ose"
+        default_value = "w1,w2,xhub,w4,w5,memory,gateway,ose"
     )]
     workloads: Vec<Workload>,
     /// Don't pin with taskset even where it works.
@@ -336,6 +339,28 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
                             }
                             results.gateway.extend(runs);
                         }
+                    }
+                }
+            }
+            Workload::Xhub => {
+                if args.tls || !has(System::Netsvc) || !has(System::Nats) {
+                    continue;
+                }
+                for layout in [
+                    xhub::Layout::TcpLinked,
+                    xhub::Layout::NatsLinked,
+                    xhub::Layout::NatsCluster,
+                ] {
+                    let what = format!("across hubs: {}", layout.label());
+                    eprintln!("== {what}");
+                    if let Some(r) =
+                        record(&what, xhub::run(&env, layout).await, &mut results.notes)
+                    {
+                        eprintln!(
+                            "   p50 {:.1} µs, p99 {:.1} µs, {:.0} req/s in flight",
+                            r.w2.sequential.p50_us, r.w2.sequential.p99_us, r.w2.in_flight_rps
+                        );
+                        results.xhub.push(r);
                     }
                 }
             }

@@ -75,10 +75,11 @@ pub(crate) fn client_config() -> RuntimeConfig {
         .with_announcement_capacity(1 << 20)
 }
 
-/// `role netsvc-hub`: a runtime with a server exchange on `listen`. Answers
+/// `role netsvc-hub`: a runtime with a server exchange on `listen`, linked to the hub at
+/// `connect` and to the hubs on the NATS cluster at `nats` if given. Answers
 /// `COUNT PREFIX GROUP` on stdin with what its registry holds of the services named
 /// `PREFIX*` and of the members of `GROUP` (see [`Registry`]).
-pub(crate) async fn hub_role(listen: &str) -> Result<()> {
+pub(crate) async fn hub_role(listen: &str, connect: Option<&str>, nats: &[String]) -> Result<()> {
     let rt = Runtime::new();
     let ex = Exchange::server(&rt).build()?;
     let addr = match super::tls_dir() {
@@ -87,6 +88,16 @@ pub(crate) async fn hub_role(listen: &str) -> Result<()> {
             ex.listen_tls(listen, &tls).await?
         }
         None => ex.listen(listen).await?,
+    };
+    if let Some(peer) = connect {
+        ex.connect(peer, Retry::default())?;
+    }
+    let _backbone = match nats {
+        [] => None,
+        urls => Some(
+            ex.join_nats(netsvc::exchange::NatsConfig::new(urls))
+                .await?,
+        ),
     };
     crate::proc::ready(addr);
     let mut commands = crate::proc::Commands::new();

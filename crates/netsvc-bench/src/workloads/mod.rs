@@ -9,6 +9,7 @@ pub(crate) mod w1;
 pub(crate) mod w2;
 pub(crate) mod w4;
 pub(crate) mod w5;
+pub(crate) mod xhub;
 
 use clap::Args;
 

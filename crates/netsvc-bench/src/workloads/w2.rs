@@ -55,11 +55,27 @@ pub(crate) struct Run {
 /// Runs W2 against one system.
 pub(crate) async fn run(env: &Env, system: System) -> Result<Run> {
     let mut hub = env.start_hub(system, HubOptions::default()).await?;
-    let target = Target::args(system, &hub.addr);
+    let run = measure(env, system, &hub.addr, &hub.addr, Duration::ZERO).await;
+    hub.stop().await;
+    run
+}
+
+/// W2 with the echo service connected to `service_addr` and the caller to `caller_addr`
+/// (the same hub, or two hubs joined somehow: the cross-hub workload); the caller starts
+/// `settle` after the service is up (for the service's subscription to reach other nodes).
+pub(crate) async fn measure(
+    env: &Env,
+    system: System,
+    service_addr: &str,
+    caller_addr: &str,
+    settle: Duration,
+) -> Result<Run> {
     let mut args = vec!["w2-server".to_owned()];
-    args.extend(target.iter().cloned());
+    args.extend(Target::args(system, service_addr));
     let mut server = env.role(Cpu::Load, &format!("{system}-w2-server"), &args)?;
     server.expect("READY", Duration::from_secs(30)).await?;
+    tokio::time::sleep(settle).await;
+    let target = Target::args(system, caller_addr);
 
     let (calls, warmup_ms, max_secs, inflight_secs) = if env.quick {
         (5_000, 300, 5.0, 1.0)
@@ -85,7 +101,6 @@ pub(crate) async fn run(env: &Env, system: System) -> Result<Run> {
     let run: Run = caller.result(budget).await?;
     caller.finish(Duration::from_secs(2)).await;
     server.finish(Duration::from_secs(2)).await;
-    hub.stop().await;
     Ok(run)
 }
 
