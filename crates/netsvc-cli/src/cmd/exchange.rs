@@ -226,10 +226,8 @@ pub(crate) async fn run(args: ExchangeArgs, signals: &mut Signals) -> anyhow::Re
     let _backbone = match &settings.nats {
         Some(nats) => {
             let urls = nats.urls().join(",");
-            let backbone = exchange
-                .join_nats(nats.clone())
-                .await
-                .with_context(|| format!("joining the NATS cluster at {urls}"))?;
+            // Its error names the URLs already.
+            let backbone = exchange.join_nats(nats.clone()).await?;
             status(format_args!(
                 "linking to the group's hubs through the NATS cluster at {urls}"
             ));

@@ -230,3 +230,20 @@ fn a_hub_whose_nats_node_dies_moves_to_another_and_links_again() {
     assert_eq!(count(&a, "echo"), 1, "{:?}", services(&a));
     assert_eq!(count(&a, "clock"), 1, "{:?}", services(&a));
 }
+
+#[test]
+fn an_unusable_nats_url_is_refused_at_start() {
+    let output = run(&[
+        "exchange",
+        "--listen",
+        "127.0.0.1:0",
+        "--nats",
+        "nats://:::1",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("error: cannot join the NATS cluster: nats://:::1"),
+        "{err}"
+    );
+}

@@ -328,8 +328,10 @@ impl Exchange {
     /// Joins a NATS cluster as this hub's backbone to the other hubs of its exchange group
     /// there (docs/SCALING.md, *Hubs on a NATS cluster*): each pair of hubs gets a netsvc
     /// link carried by NATS, with everything a TCP link between them would carry. A server
-    /// exchange only. Returns once the first connection to the cluster is up (NATS retries
-    /// it until then, and reconnects on its own after).
+    /// exchange only. Returns as soon as the settings are checked and the subscriptions
+    /// queued: the connection to the cluster is made in the background, retried until the
+    /// cluster answers and remade after any loss (hubs link once it is up); an unusable
+    /// URL is an error here.
     #[cfg(feature = "nats")]
     pub async fn join_nats(
         &self,

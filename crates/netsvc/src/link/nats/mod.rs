@@ -241,7 +241,8 @@ pub(crate) async fn join(
         // A link is a heavy subscriber: a deep buffer before NATS calls it slow (and the
         // link is then lost, see the module's comment).
         .subscription_capacity(64 * 1024)
-        .retry_on_initial_connect();
+        .retry_on_initial_connect()
+        .event_callback(backbone_events());
     match config.credentials.clone() {
         Some(NatsCredentials::UserPassword(user, password)) => {
             options = options.user_and_password(user, password);
@@ -281,6 +282,30 @@ pub(crate) async fn join(
     ));
     handle.spawn(accept_task(shared.clone(), exchange.clone(), opens));
     Ok(NatsBackbone { shared })
+}
+
+/// What the NATS client reports, for the log: an operator should hear that the backbone is
+/// away (the links over it end) and back, once per outage, not once per reconnection
+/// attempt.
+fn backbone_events() -> impl Fn(async_nats::Event) -> std::future::Ready<()> + Send + Sync + 'static
+{
+    let away = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    move |event| {
+        use std::sync::atomic::Ordering::Relaxed;
+        match event {
+            async_nats::Event::Connected => {
+                away.store(false, Relaxed);
+                tracing::info!("NATS backbone: connected");
+            }
+            async_nats::Event::Disconnected | async_nats::Event::ClientError(_) => {
+                if !away.swap(true, Relaxed) {
+                    tracing::warn!("NATS backbone: {event}; reconnecting until it answers");
+                }
+            }
+            other => tracing::warn!("NATS backbone: {other}"),
+        }
+        std::future::ready(())
+    }
 }
 
 /// Says this hub is there at every beacon, and dials the peers it should.
