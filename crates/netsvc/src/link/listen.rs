@@ -19,10 +19,10 @@ use super::{Endpoints, run, send_close};
 /// The accept queue asked of the kernel for a listening TCP socket. Linux caps it at
 /// `net.core.somaxconn` (4096 by default since 5.4), silently. tokio's `TcpListener::bind`
 /// asks for 128 (mio 1.2, as the standard library): a hub restarting under a few hundred
-/// clients or more then overflows its queue,
-/// the kernel drops their SYNs, and each waits out TCP's retransmission timeout (1 s, then 3 s)
-/// although the hub is up and idle. Measured (W5, 4,000 clients): clients back 1.5 to 2.6 s
-/// after the hub instead of within the 0.5 s of their reconnect policy.
+/// clients or more then overflows its queue, the kernel drops their SYNs, and each waits
+/// out TCP's retransmission timeout (1 s, then 3 s) although the hub is up and idle.
+/// Measured (W5, 4,000 clients): clients back 1.5 to 2.6 s after the hub instead of within
+/// the 0.5 s of their reconnect policy.
 const ACCEPT_QUEUE: u32 = 65_535;
 
 /// Binds a listening TCP socket on `address` (`HOST:PORT`, resolved; the first address that
